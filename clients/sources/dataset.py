@@ -1,0 +1,325 @@
+"""The project's common on-disk dataset format: every source (the synthetic world, public datasets, camera
+recordings) is converted into it, and training, batch scoring and the clients read it back.
+
+Layout (documented for users in docs/dataset_format.md)::
+
+    DATASET/
+      dataset.json              {"format": "r3d-dataset", "version": 1, "name", "classes": [...],
+                                 "background_class": str | null, "fps", "source", "provenance": {...}}
+      splits.json               {"seed": int, "fractions": [train, val, test], "train": [...], "val": [...], "test": [...]}
+      sequences/<id>/
+        meta.json               {"id", "num_frames", "fps", "depth_scale", "intrinsics": {...} | null,
+                                 "depth_aligned", "activity": str | null, "provenance": {...}}
+        labels.csv              frame,timestamp,label   (label empty where unknown)
+        rgb/000000.jpg          colour, JPEG, RGB content
+        depth/000000.png        depth, 16-bit PNG in sensor units (metres = value * depth_scale)
+
+Every file is written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from clients.sources.frame import Frame, Intrinsics
+
+FORMAT_NAME = "r3d-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+
+class DatasetFormatError(ValueError):
+    """A dataset folder is missing a file, has an unknown version or holds inconsistent content."""
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def encode_rgb_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError(f"could not encode colour image {rgb.shape} as JPEG")
+    return buf.tobytes()
+
+
+def encode_depth_png(depth: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", depth, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ValueError(f"could not encode depth image {depth.shape} as 16-bit PNG")
+    return buf.tobytes()
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DatasetFormatError(f"cannot read colour image {path}: missing or corrupt")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_depth(path: Path) -> np.ndarray:
+    depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if depth is None:
+        raise DatasetFormatError(f"cannot read depth image {path}: missing or corrupt")
+    if depth.dtype != np.uint16 or depth.ndim != 2:
+        raise DatasetFormatError(f"expected 16-bit single-channel depth in {path}, got {depth.dtype} {depth.shape}")
+    return depth
+
+
+@dataclass(frozen=True)
+class SequenceMeta:
+    id: str
+    num_frames: int
+    fps: float
+    depth_scale: float
+    intrinsics: Intrinsics | None
+    depth_aligned: bool
+    activity: str | None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "num_frames": self.num_frames,
+            "fps": self.fps,
+            "depth_scale": self.depth_scale,
+            "intrinsics": self.intrinsics.to_dict() if self.intrinsics else None,
+            "depth_aligned": self.depth_aligned,
+            "activity": self.activity,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SequenceMeta:
+        intr = d.get("intrinsics")
+        return cls(
+            id=str(d["id"]),
+            num_frames=int(d["num_frames"]),
+            fps=float(d["fps"]),
+            depth_scale=float(d["depth_scale"]),
+            intrinsics=Intrinsics.from_dict(intr) if intr else None,
+            depth_aligned=bool(d.get("depth_aligned", True)),
+            activity=d.get("activity"),
+            provenance=dict(d.get("provenance", {})),
+        )
+
+
+class DatasetWriter:
+    """Writes a dataset in the common format, one sequence at a time, then the splits."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        name: str,
+        classes: Sequence[str],
+        fps: float,
+        source: str,
+        background_class: str | None = None,
+        provenance: dict[str, Any] | None = None,
+        jpeg_quality: int = 90,
+    ) -> None:
+        if len(set(classes)) != len(classes) or not classes:
+            raise ValueError(f"expected a non-empty list of distinct class names, got {list(classes)!r}")
+        if background_class is not None and background_class not in classes:
+            raise ValueError(f"background class {background_class!r} is not in the class list {list(classes)!r}")
+        self.root = Path(root)
+        self.classes = list(classes)
+        self.jpeg_quality = jpeg_quality
+        self.sequence_ids: list[str] = []
+        self.info = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "name": name,
+            "classes": self.classes,
+            "background_class": background_class,
+            "fps": fps,
+            "source": source,
+            "provenance": provenance or {},
+        }
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.root / "dataset.json", self.info)
+
+    def add_sequence(
+        self,
+        seq_id: str,
+        frames: Iterable[Frame],
+        *,
+        fps: float,
+        activity: str | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> SequenceMeta:
+        """Write one sequence; labels must be in the class list (or None for unknown)."""
+        if "/" in seq_id or seq_id in ("", ".", ".."):
+            raise ValueError(f"expected a plain sequence id, got {seq_id!r}")
+        seq_dir = self.root / "sequences" / seq_id
+        rows: list[tuple[int, float, str]] = []
+        first: Frame | None = None
+        for i, frame in enumerate(frames):
+            if frame.label is not None and frame.label not in self.classes:
+                raise ValueError(f"sequence {seq_id!r} frame {i}: label {frame.label!r} is not in {self.classes!r}")
+            first = first or frame
+            write_bytes_atomic(seq_dir / "rgb" / f"{i:06d}.jpg", encode_rgb_jpeg(frame.rgb, self.jpeg_quality))
+            write_bytes_atomic(seq_dir / "depth" / f"{i:06d}.png", encode_depth_png(frame.depth))
+            rows.append((i, frame.timestamp, frame.label or ""))
+        if first is None:
+            raise ValueError(f"sequence {seq_id!r} has no frames")
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["frame", "timestamp", "label"])
+        writer.writerows((i, f"{t:.6f}", lab) for i, t, lab in rows)
+        write_bytes_atomic(seq_dir / "labels.csv", buf.getvalue().encode())
+        meta = SequenceMeta(
+            id=seq_id,
+            num_frames=len(rows),
+            fps=fps,
+            depth_scale=first.depth_scale,
+            intrinsics=first.intrinsics,
+            depth_aligned=first.depth_aligned,
+            activity=activity,
+            provenance=provenance or {},
+        )
+        write_json_atomic(seq_dir / "meta.json", meta.to_dict())
+        self.sequence_ids.append(seq_id)
+        return meta
+
+    def write_splits(self, seed: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, list[str]]:
+        """Split the written sequences by a seeded shuffle and write splits.json."""
+        return write_splits(self.root, self.sequence_ids, seed, fractions)
+
+
+def write_splits(
+    root: Path, sequence_ids: Sequence[str], seed: int, fractions: tuple[float, float, float]
+) -> dict[str, list[str]]:
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"expected three non-negative split fractions summing to 1, got {fractions!r}")
+    ids = sorted(sequence_ids)
+    random.Random(seed).shuffle(ids)
+    n = len(ids)
+    n_train = round(fractions[0] * n)
+    n_val = round(fractions[1] * n)
+    if n >= 3:  # every split gets at least one sequence when there are enough
+        n_val = max(n_val, 1)
+        n_train = min(max(n_train, 1), n - n_val - 1)
+    splits = {"train": ids[:n_train], "val": ids[n_train : n_train + n_val], "test": ids[n_train + n_val :]}
+    write_json_atomic(Path(root) / "splits.json", {"seed": seed, "fractions": list(fractions), **splits})
+    return splits
+
+
+class Dataset:
+    """Read access to a dataset in the common format."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        info_path = self.root / "dataset.json"
+        if not info_path.is_file():
+            raise DatasetFormatError(f"{self.root} is not a dataset: {info_path.name} is missing")
+        self.info: dict[str, Any] = json.loads(info_path.read_text())
+        if self.info.get("format") != FORMAT_NAME or self.info.get("version") != FORMAT_VERSION:
+            raise DatasetFormatError(
+                f"{info_path}: expected format {FORMAT_NAME!r} version {FORMAT_VERSION}, "
+                f"got {self.info.get('format')!r} version {self.info.get('version')!r}"
+            )
+        self.classes: list[str] = list(self.info["classes"])
+        self.background_class: str | None = self.info.get("background_class")
+        self.fps = float(self.info["fps"])
+        seq_root = self.root / "sequences"
+        self.sequence_ids: list[str] = sorted(p.name for p in seq_root.iterdir() if p.is_dir()) if seq_root.is_dir() else []
+        splits_path = self.root / "splits.json"
+        self.splits: dict[str, list[str]] = {}
+        if splits_path.is_file():
+            raw = json.loads(splits_path.read_text())
+            self.splits = {s: list(raw.get(s, [])) for s in SPLITS}
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", self.root.name))
+
+    def split(self, name: str) -> list[str]:
+        if name == "all":
+            return list(self.sequence_ids)
+        if name not in SPLITS:
+            raise ValueError(f"expected a split in {SPLITS + ('all',)!r}, got {name!r}")
+        if not self.splits:
+            raise DatasetFormatError(f"{self.root} has no splits.json")
+        return list(self.splits[name])
+
+    def meta(self, seq_id: str) -> SequenceMeta:
+        path = self.root / "sequences" / seq_id / "meta.json"
+        if not path.is_file():
+            raise DatasetFormatError(f"sequence {seq_id!r}: {path} is missing")
+        return SequenceMeta.from_dict(json.loads(path.read_text()))
+
+    def labels(self, seq_id: str) -> tuple[list[float], list[str | None]]:
+        """Timestamps and labels (None where unknown) of every frame of a sequence."""
+        path = self.root / "sequences" / seq_id / "labels.csv"
+        if not path.is_file():
+            raise DatasetFormatError(f"sequence {seq_id!r}: {path} is missing")
+        times: list[float] = []
+        labels: list[str | None] = []
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                times.append(float(row["timestamp"]))
+                labels.append(row["label"] or None)
+        return times, labels
+
+    def frame(self, seq_id: str, index: int, meta: SequenceMeta | None = None) -> Frame:
+        meta = meta or self.meta(seq_id)
+        seq_dir = self.root / "sequences" / seq_id
+        times, labels = self.labels(seq_id)
+        return Frame(
+            rgb=read_rgb(seq_dir / "rgb" / f"{index:06d}.jpg"),
+            depth=read_depth(seq_dir / "depth" / f"{index:06d}.png"),
+            depth_scale=meta.depth_scale,
+            timestamp=times[index],
+            index=index,
+            intrinsics=meta.intrinsics,
+            depth_aligned=meta.depth_aligned,
+            label=labels[index],
+        )
+
+    def frames(self, seq_id: str) -> Iterator[Frame]:
+        """Every frame of a sequence in order, decoded."""
+        meta = self.meta(seq_id)
+        seq_dir = self.root / "sequences" / seq_id
+        times, labels = self.labels(seq_id)
+        if len(times) != meta.num_frames:
+            raise DatasetFormatError(
+                f"sequence {seq_id!r}: meta.json says {meta.num_frames} frames, labels.csv has {len(times)}"
+            )
+        for i in range(meta.num_frames):
+            yield Frame(
+                rgb=read_rgb(seq_dir / "rgb" / f"{i:06d}.jpg"),
+                depth=read_depth(seq_dir / "depth" / f"{i:06d}.png"),
+                depth_scale=meta.depth_scale,
+                timestamp=times[i],
+                index=i,
+                intrinsics=meta.intrinsics,
+                depth_aligned=meta.depth_aligned,
+                label=labels[i],
+            )
