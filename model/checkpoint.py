@@ -1,0 +1,110 @@
+"""Checkpoints: one safetensors file holding the trainable weights and, in its metadata, the JSON config, the
+training provenance and metrics. Loading never unpickles. The frozen backbone is not stored: its name and weights
+hash are, and loading checks the installed weights against that hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from model.errors import CheckpointError
+from model.r3d import R3D, R3DConfig
+
+FORMAT = "r3d-checkpoint"
+VERSION = 1
+_BACKBONE_PREFIX = "frame_encoder.backbone."
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | Path, model: R3D, *, provenance: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write the model's trainable weights, config, provenance and metrics atomically to `path`."""
+    tensors = {
+        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith(_BACKBONE_PREFIX)
+    }
+    metadata = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "config": json.dumps(model.cfg.to_dict()),
+        "provenance": json.dumps(provenance or {}),
+        "metrics": json.dumps(metrics or {}),
+    }
+    path = Path(path)
+    _write_atomic(path, save(tensors, metadata=metadata))
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and decoded metadata (format, version, config, provenance, metrics) of a checkpoint file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
+    try:
+        tensors = load(data)
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors checkpoint (corrupt or truncated): {exc}") from exc
+    if raw.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: expected format {FORMAT!r}, got {raw.get('format')!r}")
+    if raw.get("version") != str(VERSION):
+        raise CheckpointError(f"{path}: unknown checkpoint version {raw.get('version')!r}; this build reads {VERSION}")
+    try:
+        meta = {k: json.loads(raw[k]) for k in ("config", "provenance", "metrics")}
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: metadata is missing or not JSON ({exc})") from exc
+    return tensors, {"format": FORMAT, "version": VERSION, **meta}
+
+
+def load_checkpoint(
+    path: str | Path, *, with_backbone: bool = True, backbone_weights: str | Path | None = None
+) -> tuple[R3D, dict[str, Any]]:
+    """Rebuild a model from a checkpoint; returns it in eval mode and the checkpoint's metadata."""
+    tensors, meta = read_checkpoint(path)
+    cfg = R3DConfig.from_dict(meta["config"])
+    expected_hash = cfg.backbone_weights_sha256
+    cfg.backbone_weights_sha256 = ""
+    model = R3D(cfg, with_backbone=with_backbone, backbone_weights=backbone_weights)
+    if with_backbone and expected_hash and cfg.backbone_weights_sha256 != expected_hash:
+        raise CheckpointError(
+            f"{path}: trained on {cfg.backbone} weights with SHA-256 {expected_hash[:12]}..., "
+            f"but the installed weights hash to {cfg.backbone_weights_sha256[:12]}...; install the same weights"
+        )
+    cfg.backbone_weights_sha256 = expected_hash
+    own = {k: v for k, v in model.state_dict().items() if not k.startswith(_BACKBONE_PREFIX)}
+    missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match the architecture: missing {missing}, unexpected {unexpected}"
+        )
+    for k, v in tensors.items():
+        if v.shape != own[k].shape:
+            raise CheckpointError(
+                f"{path}: tensor {k!r} has shape {tuple(v.shape)}, architecture expects {tuple(own[k].shape)}"
+            )
+    model.load_state_dict(tensors, strict=False)
+    return model.eval(), meta

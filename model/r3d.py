@@ -1,0 +1,247 @@
+"""R3D: depth-informed action anticipation with the Rank-enhancing Token Fuser.
+
+Kim, Kokilepersaud, Prabhushankar, AlRegib, "Countering Multi-modal Representation Collapse through Rank-targeted
+Fusion", WACV 2026. The network (SPEC.md section 2), split for real-time use (DESIGN.md):
+
+  FrameEncoder   per frame:  RGB image -> frozen ImageNet CNN -> Linear(F, C) + ReLU      = r_t
+                             depth map -> flatten -> Linear(H*W, C) + LayerNorm + ReLU    = d_t
+  Anticipator    per window: (r_t, d_t) -> TokenFuser (RTF) -> f_t -> + positions -> temporal encoder (memory)
+                             -> decoder with N_q action queries -> action logits, duration logits per query
+                             memory -> segmentation logits per observed frame
+
+Classes are the dataset's labels plus NONE (the last index), the end-of-transcript class of the action queries.
+Padded frames (valid = False) never influence an un-padded frame's or sample's outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from model.backbones import PooledBackbone, backbone_spec, build_backbone
+from model.errors import ConfigError, WindowTooLongError
+from model.preprocess import Preprocessing
+from model.rtf import EXCHANGES, MIXERS, SELECTIONS, FusionOutput, TokenFuser
+
+# name -> (exchange, mixer): the paper's comparisons as configurations of one fuser
+FUSIONS: dict[str, tuple[str, str]] = {
+    "rtf": ("blend", "cross"),  # R3D
+    "cen": ("hard", "cross"),  # hard channel exchange without blending (CEN-style)
+    "attention": ("none", "cross"),  # cross-modal attention without exchange (AFFT-style)
+    "concat": ("none", "concat"),  # concatenation fusion
+    "rgb": ("none", "rgb"),  # RGB only (FUTR)
+    "depth": ("none", "depth"),  # depth only
+}
+
+
+class TemporalEncoderLayer(nn.Module):
+    """DETR post-norm encoder layer: positions added to queries and keys, not values."""
+
+    def __init__(self, c: int, heads: int, ffn: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = nn.MultiheadAttention(c, heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(c, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, c))
+        self.norm1, self.norm2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        q = x + pos
+        x = self.norm1(x + self.drop(self.attn(q, q, x, key_padding_mask=pad, need_weights=False)[0]))
+        return self.norm2(x + self.drop(self.ffn(x)))
+
+
+class ActionDecoder(nn.Module):
+    """One DETR decoder layer with learned action queries (the target starts at zero) and a final LayerNorm."""
+
+    def __init__(self, c: int, heads: int, ffn: int, dropout: float, n_queries: int) -> None:
+        super().__init__()
+        self.queries = nn.Embedding(n_queries, c)
+        self.self_attn = nn.MultiheadAttention(c, heads, dropout=dropout, batch_first=True)
+        self.cross_attn = nn.MultiheadAttention(c, heads, dropout=dropout, batch_first=True)
+        self.ffn = nn.Sequential(nn.Linear(c, ffn), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn, c))
+        self.norm1, self.norm2, self.norm3, self.norm_f = (nn.LayerNorm(c) for _ in range(4))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, memory: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+        """memory (B, T, C) -> query states (B, Q, C)."""
+        qpos = self.queries.weight.unsqueeze(0).expand(memory.shape[0], -1, -1)  # (B, Q, C)
+        tgt = torch.zeros_like(qpos)
+        q = tgt + qpos
+        tgt = self.norm1(tgt + self.drop(self.self_attn(q, q, tgt, need_weights=False)[0]))
+        attended = self.cross_attn(tgt + qpos, memory + pos, memory, key_padding_mask=pad, need_weights=False)[0]
+        tgt = self.norm2(tgt + self.drop(attended))
+        tgt = self.norm3(tgt + self.drop(self.ffn(tgt)))
+        return self.norm_f(tgt)
+
+
+@dataclass
+class R3DConfig:
+    """Everything needed to rebuild an R3D model; serialised into every checkpoint."""
+
+    classes: list[str]  # action labels of the dataset; NONE is appended internally as the last index
+    fusion: str = "rtf"  # one of FUSIONS
+    exchange_ratio: float = 0.1  # rho: share of channels exchanged per modality (paper ablates 0.1 / 0.2 / 0.3)
+    selection: str = "gamma"  # "gamma": smallest |BatchNorm gamma|, fixed at inference; "variance": per sample
+    hidden: int = 128  # C
+    backbone: str = "efficientnet_lite0"
+    backbone_weights_sha256: str = ""  # filled when the backbone is built; checked when a checkpoint loads
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    temporal_encoder: bool = True  # False: memory = fused tokens (the authors' last code version; ablation)
+    encoder_layers: int = 2
+    heads: int = 8
+    ffn: int = 512
+    dropout: float = 0.1
+    n_queries: int = 8
+    max_len: int = 2000  # positional table size: the longest token window
+    fps: float = 15.0  # frame rate the model was trained at; streams are resampled to it
+    window_s: float = 8.0  # observation window of the streaming protocol (seconds)
+    horizon_s: float = 8.0  # anticipation horizon of the streaming protocol (seconds)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.preprocessing, dict):
+            pre = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocessing.items()}
+            self.preprocessing = Preprocessing(**pre)
+        problems = []
+        if not self.classes or len(set(self.classes)) != len(self.classes) or "NONE" in self.classes:
+            problems.append(f"classes: expected distinct names without 'NONE', got {self.classes!r}")
+        if self.fusion not in FUSIONS:
+            problems.append(f"fusion: expected one of {sorted(FUSIONS)}, got {self.fusion!r}")
+        if self.selection not in SELECTIONS:
+            problems.append(f"selection: expected one of {SELECTIONS}, got {self.selection!r}")
+        if not 0 < self.exchange_ratio < 1:
+            problems.append(f"exchange_ratio: expected a value in (0, 1), got {self.exchange_ratio!r}")
+        if self.hidden % self.heads:
+            problems.append(f"hidden: expected a multiple of heads={self.heads}, got {self.hidden}")
+        for name in ("fps", "window_s", "horizon_s"):
+            if not getattr(self, name) > 0:
+                problems.append(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        if self.window_frames > self.max_len:
+            problems.append(f"window_s: {self.window_s} s at {self.fps} fps exceeds max_len={self.max_len} frames")
+        if problems:
+            raise ConfigError("invalid R3DConfig: " + "; ".join(problems))
+        self.classes = list(self.classes)
+        backbone_spec(self.backbone)  # unknown names fail here, with the list of known ones
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def none_index(self) -> int:
+        return len(self.classes)
+
+    @property
+    def window_frames(self) -> int:
+        return max(1, round(self.window_s * self.fps))
+
+    @property
+    def feature_dim(self) -> int:
+        return backbone_spec(self.backbone).feature_dim
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> R3DConfig:
+        known = cls.__dataclass_fields__
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown R3DConfig fields {unknown}; expected a subset of {sorted(known)}")
+        return cls(**d)
+
+
+class FrameEncoder(nn.Module):
+    """One frame's RGB image and depth map -> its two modality tokens (B, 2, C), run once per arriving frame."""
+
+    def __init__(self, cfg: R3DConfig, backbone: PooledBackbone | None) -> None:
+        super().__init__()
+        c, (h, w) = cfg.hidden, cfg.preprocessing.depth_size
+        self.backbone = backbone  # frozen; None when training from cached features
+        self.rgb_proj = nn.Sequential(nn.Linear(cfg.feature_dim, c), nn.ReLU())
+        self.depth_proj = nn.Sequential(nn.Flatten(1), nn.Linear(h * w, c), nn.LayerNorm(c), nn.ReLU())
+
+    def project(self, features: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """Backbone features (N, F) and depth maps (N, 1, h, w) -> tokens (N, 2, C)."""
+        return torch.stack([self.rgb_proj(features), self.depth_proj(depth)], dim=1)
+
+    def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        """Normalised images (N, 3, H, W) and depth maps (N, 1, h, w) -> tokens (N, 2, C)."""
+        if self.backbone is None:
+            raise RuntimeError("this FrameEncoder was built without its backbone; use project() on cached features")
+        return self.project(self.backbone(image), depth)
+
+
+class AnticipatorOutput(NamedTuple):
+    action_logits: torch.Tensor  # (B, Q, K + 1), NONE last
+    duration_logits: torch.Tensor  # (B, Q)
+    segment_logits: torch.Tensor  # (B, T, K), per observed frame
+    fused: torch.Tensor  # (B, T, C) fused tokens, for the modality-health and rank analyses
+
+
+class Anticipator(nn.Module):
+    """A window of buffered modality tokens -> what is happening now and what comes next."""
+
+    def __init__(self, cfg: R3DConfig) -> None:
+        super().__init__()
+        c, k = cfg.hidden, cfg.n_classes
+        exchange, mixer = FUSIONS[cfg.fusion]
+        assert exchange in EXCHANGES and mixer in MIXERS
+        self.max_len = cfg.max_len
+        self.fuser = TokenFuser(c, exchange, mixer, cfg.selection, cfg.exchange_ratio, cfg.dropout)
+        self.positions = nn.Embedding(cfg.max_len, c)
+        self.encoder = nn.ModuleList(
+            TemporalEncoderLayer(c, cfg.heads, cfg.ffn, cfg.dropout) for _ in range(cfg.encoder_layers)
+        ) if cfg.temporal_encoder else nn.ModuleList()  # fmt: skip
+        self.decoder = ActionDecoder(c, cfg.heads, cfg.ffn, cfg.dropout, cfg.n_queries)
+        self.action_head = nn.Linear(c, k + 1)
+        self.duration_head = nn.Linear(c, 1)
+        self.segment_head = nn.Linear(c, k)
+
+    def fuse(self, tokens: torch.Tensor, valid: torch.Tensor) -> FusionOutput:
+        return self.fuser(tokens, valid)
+
+    def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> AnticipatorOutput:
+        """tokens (B, T, 2, C), valid (B, T) bool with at least one True per row -> AnticipatorOutput."""
+        t = tokens.shape[1]
+        if t > self.max_len:
+            raise WindowTooLongError(f"token window of {t} frames exceeds the positional table ({self.max_len})")
+        fused = self.fuser(tokens, valid).fused  # (B, T, C)
+        pos = self.positions.weight[:t].unsqueeze(0)  # (1, T, C)
+        pad = ~valid
+        memory = fused
+        for layer in self.encoder:
+            memory = layer(memory, pos, pad)
+        queries = self.decoder(memory, pos, pad)  # (B, Q, C)
+        return AnticipatorOutput(
+            self.action_head(queries), self.duration_head(queries).squeeze(-1), self.segment_head(memory), fused
+        )
+
+
+class R3D(nn.Module):
+    """The full model: FrameEncoder over every frame, then the Anticipator over the window."""
+
+    def __init__(self, cfg: R3DConfig, *, with_backbone: bool = True, backbone_weights: str | Path | None = None):
+        super().__init__()
+        backbone = None
+        if with_backbone:
+            backbone, digest = build_backbone(cfg.backbone, cfg.preprocessing.image_size, backbone_weights)
+            cfg.backbone_weights_sha256 = cfg.backbone_weights_sha256 or digest
+        self.cfg = cfg
+        self.frame_encoder = FrameEncoder(cfg, backbone)
+        self.anticipator = Anticipator(cfg)
+
+    def forward(self, images: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor) -> AnticipatorOutput:
+        """images (B, T, 3, H, W), depths (B, T, 1, h, w), valid (B, T) -> AnticipatorOutput."""
+        b, t = valid.shape
+        tokens = self.frame_encoder(images.flatten(0, 1), depths.flatten(0, 1))  # (B*T, 2, C)
+        return self.anticipator(tokens.view(b, t, 2, -1), valid)  # (B, T, 2, C)
+
+    def forward_features(self, features: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor) -> AnticipatorOutput:
+        """Training from cached backbone features (B, T, F) and depth maps (B, T, 1, h, w)."""
+        b, t = valid.shape
+        tokens = self.frame_encoder.project(features.flatten(0, 1), depths.flatten(0, 1))  # (B*T, 2, C)
+        return self.anticipator(tokens.view(b, t, 2, -1), valid)
