@@ -1,0 +1,96 @@
+"""The ONNX Runtime backend: a bundle's two graphs in InferenceSessions.
+
+onnxruntime-gpu silently falls back to the CPU provider when CUDA cannot start, so the providers a session
+actually uses (session.get_providers()) are what info() reports, and an explicit device="cuda" that ends up on
+the CPU is refused rather than served slowly.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from export.backends import AnticipatorResult, InferenceBackend
+from export.bundle import ANTICIPATOR_ONNX, FRAME_ENCODER_ONNX, Bundle
+from export.errors import BackendUnavailableError
+
+logger = logging.getLogger(__name__)
+
+ANTICIPATOR_OUTPUTS = ("action_logits", "duration_logits", "segment_logits", "fused")
+
+# device -> providers asked for, best first
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def requested_providers(device: str | None) -> list[str]:
+    """Providers to ask for: device None / "auto" means CUDA when this onnxruntime build has it, else CPU."""
+    available = ort.get_available_providers()
+    if device in (None, "auto"):
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+    key = device.split(":")[0]
+    if key not in _PROVIDERS:
+        raise ValueError(f"onnxruntime backend: expected device one of {sorted(_PROVIDERS)} or 'auto', got {device!r}")
+    wanted = _PROVIDERS[key]
+    if wanted[0] not in available:
+        raise BackendUnavailableError(
+            f"onnxruntime backend: device {device!r} needs {wanted[0]}, this onnxruntime {ort.__version__} has "
+            f"{available} (install onnxruntime-gpu for CUDA)"
+        )
+    return [p for p in wanted if p in available]
+
+
+def make_session(path: str, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3  # errors only; the provider fallback is checked and reported below
+    return ort.InferenceSession(path, sess_options=opts, providers=providers)
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    """ONNX Runtime on the CPU, or with the CUDA or TensorRT execution providers when this build has them."""
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Bundle, *, device: str | None = None, threads: int | None = None) -> None:
+        self.config, self.bundle = bundle.config, bundle
+        self.model_id, self.frame_encoder_id = bundle.model_id, bundle.frame_encoder_id
+        wanted = requested_providers(device)
+        self.frame_encoder = make_session(str(bundle.file(FRAME_ENCODER_ONNX)), wanted, threads)
+        self.anticipator = make_session(str(bundle.file(ANTICIPATOR_ONNX)), wanted, threads)
+        self.providers = self.frame_encoder.get_providers()
+        used = {self.providers[0], self.anticipator.get_providers()[0]}
+        if wanted[0] not in used:
+            message = f"onnxruntime backend: asked for {wanted[0]} but the sessions run on {sorted(used)}"
+            if device not in (None, "auto"):
+                raise BackendUnavailableError(message + " (the provider failed to start; see onnxruntime's log)")
+            logger.warning("%s; serving on the CPU", message)
+        self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else self.providers[0]
+
+    def _encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
+        (tokens,) = self.frame_encoder.run(["tokens"], {"image": images, "depth": depths})
+        return np.asarray(tokens, dtype=np.float32)
+
+    def _anticipate(self, tokens: np.ndarray, valid: np.ndarray) -> AnticipatorResult:
+        out = self.anticipator.run(list(ANTICIPATOR_OUTPUTS), {"tokens": tokens, "valid": valid})
+        return AnticipatorResult(*(np.asarray(o, dtype=np.float32) for o in out))
+
+    def info(self) -> dict[str, Any]:
+        return self._base_info() | {
+            "device": self.device,
+            "providers": {
+                "frame_encoder": self.frame_encoder.get_providers(),
+                "anticipator": self.anticipator.get_providers(),
+            },
+            "precision": "fp32",
+            "source": str(self.bundle.path),
+            "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
+        }
