@@ -103,7 +103,7 @@ class R3DConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.preprocessing, dict):
-            pre = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocessing.items()}
+            pre: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocessing.items()}
             self.preprocessing = Preprocessing(**pre)
         problems = []
         if not self.classes or len(set(self.classes)) != len(self.classes) or "NONE" in self.classes:

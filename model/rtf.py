@@ -40,7 +40,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
             unbiased = var * n / (n - 1).clamp_min(1.0)
             self.running_mean.lerp_(mean, self.momentum or 0.1)
             self.running_var.lerp_(unbiased, self.momentum or 0.1)
-            self.num_batches_tracked += 1
+            self.get_buffer("num_batches_tracked").add_(1)
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
 
 
@@ -119,11 +119,12 @@ class TokenFuser(nn.Module):
     def _masks(self, r: torch.Tensor, d: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.selection == "variance":
             return lowest_variance_mask(r, valid, self.k), lowest_variance_mask(d, valid, self.k)
+        rgb_channels, depth_channels = self.get_buffer("rgb_channels"), self.get_buffer("depth_channels")
         if self.training:
             with torch.no_grad():
-                self.rgb_channels.copy_(smallest_gamma_mask(self.bn_rgb.weight, self.k))
-                self.depth_channels.copy_(smallest_gamma_mask(self.bn_depth.weight, self.k))
-        return self.rgb_channels, self.depth_channels
+                rgb_channels.copy_(smallest_gamma_mask(self.bn_rgb.weight, self.k))
+                depth_channels.copy_(smallest_gamma_mask(self.bn_depth.weight, self.k))
+        return rgb_channels, depth_channels
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> FusionOutput:
         """tokens (B, T, 2, C) [RGB, depth], valid (B, T) bool -> FusionOutput."""
