@@ -16,7 +16,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["FutureAction", "TimelineEntry", "action_colour", "plot_timeline_png", "render_line", "segments"]
+from server.protocol import CurrentAction
+from server.protocol import FutureAction as ProtocolFutureAction
+
+__all__ = [
+    "FutureAction",
+    "TimelineEntry",
+    "action_colour",
+    "entry_from_prediction",
+    "plot_timeline_png",
+    "render_line",
+    "segments",
+]
 
 _BLOCK = "█"
 _RESET = "\x1b[0m"
@@ -203,3 +214,16 @@ def plot_timeline_png(
     out = Path(path)
     write_bytes_atomic(out, buf.getvalue())
     return out
+
+
+def entry_from_prediction(
+    current: CurrentAction, future: Sequence[ProtocolFutureAction], t: float, truth: str | None = None
+) -> TimelineEntry:
+    """A prediction's `current` and `future` (AnticipationOut or a batch job's TickResult) at recording time `t`."""
+    return TimelineEntry(
+        t=t,
+        current=current.label,
+        current_probability=current.probability,
+        future=tuple(FutureAction(f.label, f.start_s, f.duration_s, f.probability) for f in future),
+        truth=truth,
+    )

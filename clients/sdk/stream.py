@@ -1,0 +1,359 @@
+"""One streaming session over a WebSocket: send frames, receive predictions, survive a dropped connection.
+
+On an abnormal close the stream reconnects with backoff and sends ``hello`` with its session id; the server
+re-attaches the session with its token window (``welcome.resumed``), so anticipation continues where it was.
+A frame whose send failed is sent again after the resume (the server drops nothing already buffered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clients.sdk.errors import ConnectionLost, ServerError, StreamClosed
+from clients.sdk.transport import TransportClosed, WSConnection, WSConnector
+from clients.sources.frame import Frame
+from server.protocol import (
+    AnticipationOut,
+    Bye,
+    ColorCodec,
+    DepthCodec,
+    ErrorOut,
+    Hello,
+    Notice,
+    Ping,
+    Pong,
+    ProtocolError,
+    StreamCounters,
+    Welcome,
+    encode_frame,
+    pack,
+    parse_server_message,
+)
+
+__all__ = ["AsyncStream", "StreamStats"]
+
+logger = logging.getLogger(__name__)
+
+_RESUMABLE_CLOSE_CODES = {1001, 1006, 1011, 1012, 1013, 1014}  # going away, abnormal, server error, restart, ...
+
+
+@dataclass
+class StreamStats:
+    """What happened on a stream so far (client's view plus the server's latest counters)."""
+
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    predictions: int = 0
+    errors: int = 0
+    reconnects: int = 0
+    started: float = field(default_factory=time.monotonic)
+    server: StreamCounters | None = None  # counters of the latest prediction
+    round_trip_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))  # frame sent -> its prediction
+    server_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))  # server-measured
+
+    @property
+    def send_fps(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.frames_sent / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def dropped(self) -> int:
+        """Frames the server accepted but dropped (latest-wins queue) plus those it rejected as bad."""
+        return (self.server.dropped + self.server.rejected) if self.server else 0
+
+    def latency_ms(self, q: float = 50.0) -> float | None:
+        """Percentile `q` of the client-measured round trip, or None before the first prediction."""
+        return float(np.percentile(list(self.round_trip_ms), q)) if self.round_trip_ms else None
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "frames_sent": self.frames_sent,
+            "predictions": self.predictions,
+            "send_fps": round(self.send_fps, 2),
+            "server_counters": self.server.model_dump() if self.server else None,
+            "dropped": self.dropped,
+            "errors": self.errors,
+            "reconnects": self.reconnects,
+            "round_trip_ms_p50": self.latency_ms(50),
+            "round_trip_ms_p95": self.latency_ms(95),
+            "server_latency_ms_p50": float(np.median(self.server_latency_ms)) if self.server_latency_ms else None,
+        }
+
+
+class AsyncStream:
+    """A live session. Use `async with client.stream(SessionCreate(...)) as s:` (see AsyncClient.stream)."""
+
+    def __init__(
+        self,
+        url: str,
+        hello: Hello,
+        connector: WSConnector,
+        headers: dict[str, str],
+        *,
+        color_codec: ColorCodec = ColorCodec.JPEG,
+        depth_codec: DepthCodec = DepthCodec.ZSTD,
+        jpeg_quality: int = 80,
+        max_retries: int = 5,
+        backoff_s: float = 0.2,
+        queue_size: int = 1000,
+    ) -> None:
+        self._url, self._hello, self._connect, self._headers = url, hello, connector, headers
+        self._codecs = (color_codec, depth_codec, jpeg_quality)
+        self._max_retries, self._backoff_s = max_retries, backoff_s
+        self._conn: WSConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._messages: asyncio.Queue[AnticipationOut | BaseException] = asyncio.Queue(queue_size)
+        self._send_times: dict[int, float] = {}
+        self._reconnect_lock = asyncio.Lock()
+        self._connected = asyncio.Event()
+        self._pongs: dict[int, asyncio.Future[None]] = {}
+        self._seq = 0
+        self._closed = False
+        self._fatal: BaseException | None = None
+        self.session_id: str | None = hello.session_id
+        self.welcome: Welcome | None = None
+        self.latest: AnticipationOut | None = None
+        self.notices: deque[Notice] = deque(maxlen=100)
+        self.errors: deque[ErrorOut] = deque(maxlen=100)
+        self.stats = StreamStats()
+
+    # --- connection ---------------------------------------------------------------------------------------------
+
+    async def open(self) -> Welcome:
+        """Connect and say hello; returns the server's welcome (raises ServerError if it refuses)."""
+        await self._handshake()
+        assert self.welcome is not None
+        return self.welcome
+
+    async def _handshake(self) -> None:
+        hello = self._hello.model_copy(update={"session_id": self.session_id})
+        conn = await self._connect(self._url, self._headers)
+        try:
+            await conn.send(pack(hello))
+            while True:
+                msg = parse_server_message(await conn.recv())
+                if isinstance(msg, Welcome):
+                    break
+                if isinstance(msg, ErrorOut):
+                    raise ServerError(0, msg.code.value, msg.message)
+                if isinstance(msg, Notice):
+                    self.notices.append(msg)
+        except TransportClosed as exc:
+            raise ServerError(0, f"closed_{exc.code}", exc.reason or "the server closed the connection") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn, self.welcome, self.session_id = conn, msg, msg.session_id
+        self._connected.set()
+        self._reader = asyncio.create_task(self._read(conn), name=f"r3d-stream-reader-{msg.session_id}")
+        logger.info("session %s %s (window %d frames)", msg.session_id, "resumed" if msg.resumed else "opened",
+                    msg.window_frames)  # fmt: skip
+
+    async def _reconnect(self, failed: WSConnection) -> None:
+        """Resume the session on a new connection unless another task already did."""
+        async with self._reconnect_lock:
+            if self._conn is not failed or self._closed:
+                return
+            self._connected.clear()
+            self._conn = None
+            delay = self._backoff_s
+            last: BaseException | None = None
+            for attempt in range(1, self._max_retries + 1):
+                try:
+                    await self._handshake()
+                    self.stats.reconnects += 1
+                    return
+                except (TransportClosed, ServerError, OSError) as exc:
+                    last = exc
+                    if isinstance(exc, ServerError) and exc.code in ("session_not_found", "unauthorized"):
+                        break
+                    logger.warning("reconnect %d/%d failed: %s", attempt, self._max_retries, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            self._fatal = ConnectionLost(f"could not resume session {self.session_id}: {last}")
+            self._connected.set()  # wake senders so they see the failure
+            await self._messages.put(self._fatal)
+
+    async def _read(self, conn: WSConnection) -> None:
+        while True:
+            try:
+                raw = await conn.recv()
+            except TransportClosed as exc:
+                if self._closed:
+                    return
+                if exc.code in _RESUMABLE_CLOSE_CODES and self.session_id is not None:
+                    logger.warning("connection lost (%s); resuming session %s", exc, self.session_id)
+                    asyncio.get_running_loop().create_task(self._reconnect(conn))
+                else:
+                    self._fatal = StreamClosed(f"the server closed the stream: {exc}")
+                    self._connected.set()
+                    await self._messages.put(self._fatal)
+                return
+            try:
+                msg = parse_server_message(raw)
+            except ProtocolError as exc:
+                logger.warning("ignoring a malformed server message: %s", exc)
+                continue
+            self._dispatch(msg)
+            if isinstance(msg, AnticipationOut):
+                await self._messages.put(msg)
+            elif isinstance(msg, ErrorOut) and msg.fatal:
+                self._fatal = ServerError(0, msg.code.value, msg.message)
+                await self._messages.put(self._fatal)
+
+    def _dispatch(self, msg: object) -> None:
+        if isinstance(msg, AnticipationOut):
+            self.latest = msg
+            self.stats.predictions += 1
+            self.stats.server = msg.counters
+            self.stats.server_latency_ms.append(msg.latency.frame_to_prediction_ms)
+            sent = self._send_times.pop(msg.frame_seq, None)
+            if sent is not None:
+                self.stats.round_trip_ms.append((time.perf_counter() - sent) * 1000.0)
+            for seq in [s for s in self._send_times if s < msg.frame_seq]:  # never answered: resampled or dropped
+                del self._send_times[seq]
+        elif isinstance(msg, ErrorOut):
+            self.stats.errors += 1
+            self.errors.append(msg)
+            logger.warning("server error %s (frame %s): %s", msg.code.value, msg.seq, msg.message)
+        elif isinstance(msg, Notice):
+            self.notices.append(msg)
+            logger.info("server notice %s: %s", msg.code.value, msg.message)
+        elif isinstance(msg, Pong) and isinstance(msg.id, int) and msg.id in self._pongs:
+            self._pongs.pop(msg.id).set_result(None)
+        elif isinstance(msg, Bye):
+            logger.info("server said bye: %s", msg.reason)
+
+    # --- sending ------------------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise StreamClosed("the stream is closed")
+
+    async def send_frame(self, frame: Frame) -> int:
+        """Encode and send one frame; returns its sequence number. Waits through a reconnect if one is running."""
+        return await self.send(frame.rgb, frame.depth, frame.timestamp, depth_scale=frame.depth_scale)
+
+    async def send(self, rgb: np.ndarray, depth: np.ndarray, ts: float, *, depth_scale: float | None = None) -> int:
+        """Encode (in a worker thread) and send RGB uint8 (H, W, 3) + depth uint16 (h, w) taken at `ts` seconds."""
+        self._check_open()
+        color, depth_codec, quality = self._codecs
+        seq = self._seq
+        data = await asyncio.to_thread(
+            encode_frame, rgb, depth, ts, seq, color_codec=color, depth_codec=depth_codec, jpeg_quality=quality,
+            depth_scale=depth_scale,
+        )  # fmt: skip
+        self._seq += 1
+        await self._send_raw(data)
+        self._send_times[seq] = time.perf_counter()
+        self.stats.frames_sent += 1
+        self.stats.bytes_sent += len(data)
+        return seq
+
+    async def _send_raw(self, data: bytes | str) -> None:
+        for _ in range(self._max_retries + 1):
+            await self._connected.wait()
+            self._check_open()
+            conn = self._conn
+            assert conn is not None
+            try:
+                await conn.send(data)
+                return
+            except TransportClosed:
+                await self._reconnect(conn)
+        raise ConnectionLost(f"could not send on session {self.session_id} after {self._max_retries} reconnects")
+
+    async def ping(self, timeout: float = 10.0) -> float:
+        """Round trip of a ping in ms; as the server answers in order, every frame sent before has been read."""
+        pid = self._seq * 1000 + len(self._pongs)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pongs[pid] = fut
+        t0 = time.perf_counter()
+        await self._send_raw(pack(Ping(id=pid)))
+        await asyncio.wait_for(fut, timeout)
+        return (time.perf_counter() - t0) * 1000.0
+
+    # --- receiving ----------------------------------------------------------------------------------------------
+
+    async def next_prediction(self, timeout: float | None = None) -> AnticipationOut | None:
+        """The next prediction, or None after `timeout` seconds without one."""
+        try:
+            item = await asyncio.wait_for(self._messages.get(), timeout)
+        except TimeoutError:
+            self._check_open()
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def pending(self) -> list[AnticipationOut]:
+        """Every prediction received and not yet consumed, without waiting."""
+        out = []
+        while not self._messages.empty():
+            item = self._messages.get_nowait()
+            if isinstance(item, BaseException):
+                raise item
+            out.append(item)
+        return out
+
+    async def predictions(self) -> AsyncIterator[AnticipationOut]:
+        """Iterate predictions until the stream closes."""
+        while not self._closed:
+            pred = await self.next_prediction(timeout=0.5)
+            if pred is not None:
+                yield pred
+
+    async def drain(self, timeout: float = 10.0, quiet_s: float = 0.5) -> list[AnticipationOut]:
+        """After the last frame: wait until the server has read everything (a ping) and then until no prediction
+        has come for `quiet_s` (or the prediction of the last frame arrived); returns the predictions received."""
+        deadline = time.monotonic() + timeout
+        out: list[AnticipationOut] = []
+        await self.ping(timeout)
+        last_seq = self._seq - 1
+        while time.monotonic() < deadline:
+            pred = await self.next_prediction(timeout=min(quiet_s, max(deadline - time.monotonic(), 0.01)))
+            if pred is None:
+                break
+            out.append(pred)
+            if pred.frame_seq >= last_seq:
+                break
+        return out
+
+    # --- closing ------------------------------------------------------------------------------------------------
+
+    async def close(self, *, end_session: bool = True) -> None:
+        """Close the connection; with `end_session` the server frees the session, else it stays resumable."""
+        if self._closed:
+            return
+        conn = self._conn
+        if conn is not None and end_session and self._fatal is None:
+            try:
+                await conn.send(pack(Bye(reason="client closed the stream")))
+            except TransportClosed:
+                pass
+        self._closed = True
+        if conn is not None:
+            await conn.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except (asyncio.CancelledError, TransportClosed):
+                pass
+
+    async def __aenter__(self) -> AsyncStream:
+        if self.welcome is None:
+            await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,251 @@
+"""r3d-stream SOURCE: stream a camera or a recording to an R3D server and show its anticipations live.
+
+    r3d-stream recording.db3 --server http://localhost:8000 --jsonl predictions.jsonl --png timeline.png
+    r3d-stream recording.db3 --fast          # as fast as the server takes frames (backpressure: block)
+
+SOURCE is anything `clients.sources.open.open_source` opens (RealSense live or .bag/.db3, Azure Kinect live or .mkv,
+a dataset folder, video + depth files). Recordings are paced by their timestamps (--realtime, the default; frames the
+client cannot send in time are skipped and counted) or sent as fast as possible (--fast). Each prediction is one line
+of the terminal timeline and one JSON line in --jsonl; the end prints frames, fps, drops and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from clients.sdk import Backpressure, Client, ClientError, ColorCodec, DepthCodec, SessionCreate, Stream
+from clients.sources.frame import Frame
+from clients.timeline import TimelineEntry, entry_from_prediction, plot_timeline_png, render_line
+from server.protocol import AnticipationOut, IntrinsicsIn
+
+__all__ = ["StreamArgs", "main", "run_stream"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamArgs:
+    """Options of r3d-stream (the CLI is built from these fields)."""
+
+    source: str
+    server: str = "http://127.0.0.1:8000"  # base URL of the R3D service
+    token: str | None = None  # API key (default: the R3D_API_KEY environment variable)
+    fast: bool = False  # send as fast as the server accepts (backpressure=block) instead of real time
+    jsonl: Path | None = None  # write every prediction as one JSON line here
+    png: Path | None = None  # write the timeline PNG here at the end
+    summary: Path | None = None  # write the run's summary (fps, drops, latency) as JSON here
+    max_frames: int | None = None  # stop after this many frames
+    tick_hz: float | None = None  # predictions per second of stream time (default: the server's)
+    color_codec: str = "jpeg"
+    depth_codec: str = "zstd"
+    print_hz: float = 4.0  # terminal timeline lines per second (0: none)
+    colour: bool | None = None  # ANSI colours (default: when stdout is a terminal)
+
+
+def _frames(source: str, max_frames: int | None) -> Iterator[Frame]:
+    from clients.sources.open import open_source
+
+    opened: Any = open_source(source)
+    with opened if hasattr(opened, "__enter__") else contextlib.nullcontext(opened) as frames:
+        for i, frame in enumerate(frames):
+            if max_frames is not None and i >= max_frames:
+                return
+            yield frame
+
+
+def _session_for(frame: Frame, args: StreamArgs) -> SessionCreate:
+    intr = frame.intrinsics
+    return SessionCreate(
+        camera=f"r3d-stream {Path(args.source).name}"[:200],
+        serial=None,
+        width=frame.rgb.shape[1],
+        height=frame.rgb.shape[0],
+        depth_width=frame.depth.shape[1],
+        depth_height=frame.depth.shape[0],
+        depth_scale=frame.depth_scale,
+        depth_aligned=frame.depth_aligned,
+        intrinsics=IntrinsicsIn(**intr.to_dict()) if intr is not None else None,  # type: ignore[arg-type]
+        tick_hz=args.tick_hz,
+        backpressure=Backpressure.BLOCK if args.fast else Backpressure.LATEST_WINS,
+    )
+
+
+class _Printer:
+    """Terminal timeline (throttled to print_hz) and the JSONL file; keeps every prediction for the PNG."""
+
+    def __init__(self, args: StreamArgs, out: IO[str], jsonl: IO[str] | None) -> None:
+        self.args, self.out, self.jsonl = args, out, jsonl
+        self.colour = out.isatty() if args.colour is None else args.colour
+        self.entries: list[TimelineEntry] = []
+        self.truth: dict[int, str | None] = {}  # frame seq -> ground-truth label
+        self.t0: float | None = None
+        self.horizon_s = 8.0
+        self._last_print = 0.0
+
+    def add(self, pred: AnticipationOut) -> None:
+        t0 = self.t0 if self.t0 is not None else pred.frame_ts
+        truth = self.truth.get(pred.frame_seq)
+        entry = entry_from_prediction(pred.current, pred.future, pred.frame_ts - t0, truth)
+        self.entries.append(entry)
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps({**pred.model_dump(mode="json"), "t": entry.t, "truth": truth}) + "\n")
+        now = time.monotonic()
+        if self.args.print_hz > 0 and now - self._last_print >= 1.0 / self.args.print_hz:
+            self._last_print = now
+            line = render_line(
+                entry, self.horizon_s, colour=self.colour, latency_ms=pred.latency.frame_to_prediction_ms
+            )
+            self.out.write(line + "\n")
+            self.out.flush()
+
+
+def _stream(stream: Stream, frames: Iterator[Frame], first: Frame, args: StreamArgs, printer: _Printer) -> int:
+    """Send every frame (paced), hand predictions to the printer; returns the frames skipped to keep real time."""
+    skipped = 0
+    start_wall, start_ts = time.monotonic(), first.timestamp
+    frame: Frame | None = first
+    while frame is not None:
+        if not args.fast:
+            due = start_wall + (frame.timestamp - start_ts)
+            lag = time.monotonic() - due
+            if lag > 0.25:  # more than a few frames behind: skip this one to stay live (latest wins)
+                skipped += 1
+                frame = next(frames, None)
+                continue
+            if lag < 0:
+                time.sleep(-lag)
+        seq = stream.send_frame(frame)
+        printer.truth[seq] = frame.label
+        for pred in stream.pending():
+            printer.add(pred)
+        frame = next(frames, None)
+    for pred in [*stream.drain(timeout=30.0), *stream.pending()]:
+        printer.add(pred)
+    return skipped
+
+
+def run_stream(args: StreamArgs, out: IO[str] = sys.stdout) -> dict[str, Any]:
+    """Stream SOURCE to the server; returns the run's summary (also written to --summary)."""
+    frames = _frames(args.source, args.max_frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"source {args.source!r} yielded no frames; expected a recording or camera with frames")
+    token = args.token or os.environ.get("R3D_API_KEY")
+    jsonl_tmp = args.jsonl.with_name(args.jsonl.name + ".partial") if args.jsonl else None
+    if jsonl_tmp is not None:
+        jsonl_tmp.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        Client(args.server, token=token) as client,
+        open(jsonl_tmp, "w") if jsonl_tmp else contextlib.nullcontext() as jsonl,
+    ):
+        printer = _Printer(args, out, jsonl)
+        printer.t0 = first.timestamp
+        stream = client.stream(
+            _session_for(first, args), color_codec=ColorCodec(args.color_codec),
+            depth_codec=DepthCodec(args.depth_codec),
+        )  # fmt: skip
+        with stream:
+            assert stream.inner.welcome is not None
+            model = stream.inner.welcome.model
+            printer.horizon_s = model.horizon_s
+            out.write(
+                f"session {stream.session_id} on {args.server}: model {model.model_id} ({model.backend}), "
+                f"{len(model.classes)} classes, window {model.window_s:g} s, horizon {model.horizon_s:g} s\n"
+            )
+            t0 = time.monotonic()
+            skipped = _stream(stream, frames, first, args, printer)
+            elapsed = time.monotonic() - t0
+            stats = stream.stats
+    if jsonl_tmp is not None and args.jsonl is not None:
+        os.replace(jsonl_tmp, args.jsonl)
+    summary: dict[str, Any] = {
+        "source": args.source,
+        "server": args.server,
+        "session_id": stream.session_id,
+        "model_id": model.model_id,
+        "frames_read": stats.frames_sent + skipped,
+        "seconds": round(elapsed, 3),
+        "client_skipped": skipped,
+        **stats.summary(),
+        "send_fps": round(stats.frames_sent / elapsed, 2) if elapsed > 0 else None,
+        "jsonl": str(args.jsonl) if args.jsonl else None,
+        "png": None,
+    }
+    if args.png is not None and printer.entries:
+        summary["png"] = str(plot_timeline_png(printer.entries, args.png, title=f"{Path(args.source).name}"))
+    if args.summary is not None:
+        from clients.sources.dataset import write_json_atomic
+
+        write_json_atomic(args.summary, summary)
+    _report(summary, out)
+    return summary
+
+
+def _ms(v: object) -> str:
+    return f"{v:.1f} ms" if isinstance(v, float) else "n/a"
+
+
+def _report(s: dict[str, Any], out: IO[str]) -> None:
+    server = s.get("server_counters") or {}
+    out.write(
+        f"\n{s['frames_sent']} frames sent in {s['seconds']:.1f} s ({s['send_fps']} fps), "
+        f"{s['predictions']} predictions\n"
+        f"dropped: {s['client_skipped']} by the client (behind real time), {server.get('dropped', 0)} by the server "
+        f"queue, {server.get('rejected', 0)} rejected; {server.get('resampled_out', 0)} resampled out to the model "
+        "fps\n"
+        f"latency: round trip p50 {_ms(s['round_trip_ms_p50'])}, p95 {_ms(s['round_trip_ms_p95'])}; "
+        f"server frame->prediction p50 {_ms(s['server_latency_ms_p50'])}; reconnects {s['reconnects']}\n"
+    )
+    for key in ("jsonl", "png"):
+        if s.get(key):
+            out.write(f"{key}: {s[key]}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="r3d-stream", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("source", help="camera or recording: .db3/.bag, .mkv, a dataset folder, 'realsense', 'kinect'")
+    p.add_argument("--server", default=StreamArgs.server, help="service base URL (default %(default)s)")
+    p.add_argument("--token", help="API key (default: $R3D_API_KEY)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="fast", action="store_false", help="pace by frame timestamps (default)")
+    pace.add_argument("--fast", dest="fast", action="store_true", help="send as fast as the server accepts")
+    p.add_argument("--jsonl", type=Path, help="write every prediction as a JSON line to this file")
+    p.add_argument("--png", type=Path, help="write the timeline PNG to this file at the end")
+    p.add_argument("--summary", type=Path, help="write the run summary (fps, drops, latency) as JSON")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--tick-hz", type=float, help="predictions per second of stream time (default: the server's)")
+    p.add_argument("--color-codec", choices=[c.value for c in ColorCodec], default="jpeg")
+    p.add_argument("--depth-codec", choices=[c.value for c in DepthCodec], default="zstd")
+    p.add_argument("--print-hz", type=float, default=4.0, help="terminal timeline lines per second (0: none)")
+    p.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None, help="ANSI colours")
+    p.add_argument("-v", "--verbose", action="store_true", help="log the SDK's reconnects and notices")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if ns.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    args = StreamArgs(**{k: v for k, v in vars(ns).items() if k != "verbose"})
+    try:
+        run_stream(args)
+    except (ClientError, ValueError, OSError) as exc:
+        sys.stderr.write(f"r3d-stream: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("r3d-stream: interrupted\n")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

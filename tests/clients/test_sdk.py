@@ -1,0 +1,225 @@
+"""Client SDK through its transport seams (no server): reconnect and resume, error mapping, the sync wrapper,
+and the import boundary. The same SDK against the real server is in test_sdk_live.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from clients.sdk import AsyncClient, Client, ServerError, SessionCreate, StreamClosed, TransportClosed
+from server.protocol import (
+    AnticipationOut,
+    Backpressure,
+    CurrentAction,
+    ErrorCode,
+    ErrorOut,
+    FrameIn,
+    Hello,
+    Latency,
+    ModelInfo,
+    Ping,
+    Pong,
+    StreamCounters,
+    Welcome,
+    WindowInfo,
+    pack,
+    parse_client_message,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+STREAM = SessionCreate(width=8, height=6, depth_scale=0.001)
+
+
+class FakeServer:
+    """An in-memory stand-in for the service's WebSocket endpoint: welcome, one prediction per frame, and a
+    connection drop after `drop_after` frames of the first connection."""
+
+    def __init__(self, drop_after: int | None = None) -> None:
+        self.drop_after = drop_after
+        self.hellos: list[Hello] = []
+        self.frames: list[FrameIn] = []
+        self.connections = 0
+
+    async def connect(self, url: str, headers: dict[str, str]) -> FakeConnection:
+        self.connections += 1
+        return FakeConnection(self, self.connections)
+
+
+class FakeConnection:
+    def __init__(self, server: FakeServer, number: int) -> None:
+        self.server, self.number = server, number
+        self.outbox: asyncio.Queue[bytes | TransportClosed] = asyncio.Queue()
+        self.frames_here = 0
+        self.closed = False
+
+    async def send(self, data: bytes | str) -> None:
+        if self.closed:
+            raise TransportClosed(1006, "dropped")
+        msg = parse_client_message(data)
+        if isinstance(msg, Hello):
+            self.server.hellos.append(msg)
+            resumed = msg.session_id is not None
+            model = ModelInfo(model_id="m", frame_encoder_id="fe", backend="fake", classes=["a", "b"], fps=15.0,
+                              window_s=8.0, window_frames=120, horizon_s=8.0, server_version="0")  # fmt: skip
+            welcome = Welcome(session_id=msg.session_id or "s1", resumed=resumed, window_frames=len(self.server.frames),
+                              tick_hz=15.0, backpressure=Backpressure.LATEST_WINS, queue_size=8,
+                              max_message_bytes=1 << 20, model=model)  # fmt: skip
+            await self.outbox.put(pack(welcome))
+        elif isinstance(msg, FrameIn):
+            if self.number == 1 and self.server.drop_after is not None and self.frames_here >= self.server.drop_after:
+                self.closed = True
+                await self.outbox.put(TransportClosed(1006, "network went away"))
+                raise TransportClosed(1006, "network went away")
+            self.frames_here += 1
+            self.server.frames.append(msg)
+            n = len(self.server.frames)
+            counters = StreamCounters(received=n, accepted=n, resampled_out=0, dropped=0, rejected=0)
+            pred = AnticipationOut(
+                session_id="s1", seq=n - 1, frame_seq=msg.seq, frame_ts=msg.ts, model_id="m",
+                current=CurrentAction(action=0, label="a", probability=0.9, probabilities={"a": 0.9, "b": 0.1}),
+                future=[], window=WindowInfo(frames=n, start_ts=0.0, end_ts=msg.ts),
+                latency=Latency(frame_to_prediction_ms=1.0, queue_ms=0.1, encode_ms=0.5, anticipate_ms=0.4),
+                counters=counters,
+            )  # fmt: skip
+            await self.outbox.put(pack(pred))
+        elif isinstance(msg, Ping):
+            await self.outbox.put(pack(Pong(id=msg.id)))
+
+    async def recv(self) -> bytes | str:
+        item = await self.outbox.get()
+        if isinstance(item, TransportClosed):
+            raise item
+        return item
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if not self.closed:
+            self.closed = True
+            await self.outbox.put(TransportClosed(code, reason))
+
+
+def _frame(i: int) -> tuple[np.ndarray, np.ndarray, float]:
+    rgb = np.full((6, 8, 3), i, np.uint8)
+    depth = np.full((6, 8), 1000 + i, np.uint16)
+    return rgb, depth, 0.1 * (i + 1)
+
+
+def test_async_stream_dropped_connection_resumes_session_and_loses_no_frame() -> None:
+    server = FakeServer(drop_after=4)
+
+    async def scenario() -> tuple[list[int], int]:
+        async with AsyncClient("http://fake", ws_connector=server.connect) as client:
+            async with client.stream(STREAM, max_retries=3) as stream:
+                for i in range(10):
+                    await stream.send(*_frame(i))
+                preds = await stream.drain(timeout=5.0)
+                preds = [*preds, *stream.pending()]
+                return [p.frame_seq for p in preds], stream.stats.reconnects
+
+    seqs, reconnects = asyncio.run(scenario())
+    assert [f.seq for f in server.frames] == list(range(10))
+    assert [f.ts for f in server.frames] == pytest.approx([0.1 * (i + 1) for i in range(10)])
+    assert reconnects == 1 and server.connections == 2
+    assert [h.session_id for h in server.hellos] == [None, "s1"]
+    assert sorted(seqs)[-1] == 9
+
+
+def test_async_stream_counts_latency_per_answered_frame() -> None:
+    server = FakeServer()
+
+    async def scenario() -> tuple[int, float | None, int]:
+        async with AsyncClient("http://fake", ws_connector=server.connect) as client:
+            async with client.stream(STREAM) as stream:
+                for i in range(5):
+                    await stream.send(*_frame(i))
+                    assert (await stream.next_prediction(timeout=2.0)) is not None
+                return stream.stats.predictions, stream.stats.latency_ms(50), stream.stats.frames_sent
+
+    predictions, p50, sent = asyncio.run(scenario())
+    assert predictions == 5 and sent == 5
+    assert p50 is not None and 0 < p50 < 1000
+
+
+def test_async_stream_send_after_close_raises_stream_closed() -> None:
+    async def scenario() -> None:
+        async with AsyncClient("http://fake", ws_connector=FakeServer().connect) as client:
+            stream = client.stream(STREAM)
+            await stream.open()
+            await stream.close()
+            await stream.send(*_frame(0))
+
+    with pytest.raises(StreamClosed, match="closed"):
+        asyncio.run(scenario())
+
+
+def test_async_stream_refused_hello_raises_server_error_with_code() -> None:
+    async def connect(url: str, headers: dict[str, str]) -> FakeConnection:
+        conn = FakeConnection(FakeServer(), 1)
+
+        async def refuse(data: bytes | str) -> None:
+            err = ErrorOut(code=ErrorCode.TOO_MANY_SESSIONS, message="expected at most 1 session, got 2", fatal=True)
+            await conn.outbox.put(pack(err))
+
+        conn.send = refuse  # type: ignore[method-assign]
+        return conn
+
+    async def scenario() -> None:
+        async with AsyncClient("http://fake", ws_connector=connect) as client:
+            await client.stream(STREAM).open()
+
+    with pytest.raises(ServerError, match="too_many_sessions: expected at most 1 session"):
+        asyncio.run(scenario())
+
+
+def test_rest_error_body_becomes_server_error_with_status_code_and_message() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/v1/sessions/nope"
+        body = {"type": "error", "v": 1, "code": "session_not_found", "message": "no session 'nope'", "fatal": False}
+        return httpx.Response(404, json=body)
+
+    async def scenario() -> None:
+        async with AsyncClient("http://fake", transport=httpx.MockTransport(handler)) as client:
+            await client.session("nope")
+
+    with pytest.raises(ServerError, match="session_not_found: no session 'nope' \\(HTTP 404\\)") as info:
+        asyncio.run(scenario())
+    assert info.value.status == 404 and info.value.code == "session_not_found"
+
+
+def test_client_rejects_a_url_without_scheme() -> None:
+    with pytest.raises(ValueError, match="expected a server URL starting with http"):
+        Client("localhost:8000")
+
+
+def test_sync_client_streams_frames_and_reads_rest_through_the_same_core() -> None:
+    server = FakeServer()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer k"
+        return httpx.Response(200, json={"status": "ok", "ready": True, "version": "0"})
+
+    with Client("http://fake", token="k", transport=httpx.MockTransport(handler), ws_connector=server.connect) as c:
+        assert c.health().ready is True
+        with c.stream(STREAM) as stream:
+            seqs = [stream.send(*_frame(i)) for i in range(3)]
+            got = [stream.next_prediction(timeout=2.0) for _ in seqs]
+    assert seqs == [0, 1, 2]
+    assert [p.frame_seq for p in got if p is not None] == [0, 1, 2]
+    assert server.hellos[0].width == 8 and server.hellos[0].depth_scale == 0.001
+
+
+def test_clients_package_imports_neither_torch_nor_fastapi() -> None:
+    code = (
+        "import sys, json\n"
+        "import clients, clients.sdk, clients.timeline, clients.stream_cli, clients.score_cli\n"
+        "print(json.dumps([m for m in ('torch', 'fastapi', 'starlette', 'uvicorn') if m in sys.modules]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == []
