@@ -1,0 +1,101 @@
+"""Benchmark (a command, not a test): FrameEncoder cost per frame, Anticipator cost per tick at several window
+lengths, and the speedup of the incremental path (encode the one new frame, anticipate over cached tokens) over
+recomputing the whole window every tick. CPU, eager PyTorch.
+
+    python -m model.bench [--windows 100 500 2000] [--repeats 5] [--threads 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from model.r3d import R3D, R3DConfig
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def _median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def run(windows: list[int], repeats: int, chunk: int = 32) -> dict[str, object]:
+    torch.manual_seed(0)
+    cfg = R3DConfig(classes=[f"a{i}" for i in range(12)], max_len=max(2000, *windows))
+    model = R3D(cfg).eval()
+    h, w = cfg.preprocessing.image_size
+    dh, dw = cfg.preprocessing.depth_size
+    enc = model.frame_encoder
+
+    def encode(n: int) -> torch.Tensor:  # the whole window, in chunks as a batch scorer would
+        out = [
+            enc(torch.randn(min(chunk, n - i), 3, h, w), torch.rand(min(chunk, n - i), 1, dh, dw))
+            for i in range(0, n, chunk)
+        ]
+        return torch.cat(out)
+
+    rows = []
+    with torch.inference_mode():
+        frame_ms = _median_ms(lambda: encode(1), repeats * 4)
+        batched_ms = _median_ms(lambda: encode(chunk), repeats) / chunk
+        for t in windows:
+            tokens, valid = torch.randn(1, t, 2, cfg.hidden), torch.ones(1, t, dtype=torch.bool)
+            anticipate_ms = _median_ms(lambda: model.anticipator(tokens, valid), repeats)  # noqa: B023
+            recompute_ms = _median_ms(lambda: model.anticipator(encode(t).unsqueeze(0), valid), max(1, repeats // 2))  # noqa: B023
+            incremental_ms = frame_ms + anticipate_ms
+            rows.append({"T": t, "anticipator_ms": anticipate_ms, "incremental_tick_ms": incremental_ms,
+                         "recompute_tick_ms": recompute_ms, "speedup": recompute_ms / incremental_ms})  # fmt: skip
+    return {
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "frame_encoder_ms_per_frame_batch1": frame_ms,
+        f"frame_encoder_ms_per_frame_batch{chunk}": batched_ms,
+        "ticks": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--windows", type=int, nargs="+", default=[100, 500, 2000], help="window lengths T (frames)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    res = run(args.windows, args.repeats)
+    out = sys.stdout
+    out.write(f"machine: {res['machine']}\n")
+    out.write(f"FrameEncoder: {res['frame_encoder_ms_per_frame_batch1']:.2f} ms/frame at batch 1, "
+              f"{res['frame_encoder_ms_per_frame_batch32']:.2f} ms/frame at batch 32\n")  # fmt: skip
+    out.write(
+        "| T | Anticipator ms | incremental tick ms | recompute-window tick ms | speedup |\n|---|---|---|---|---|\n"
+    )
+    for r in res["ticks"]:  # type: ignore[attr-defined]
+        out.write(f"| {r['T']} | {r['anticipator_ms']:.1f} | {r['incremental_tick_ms']:.1f} | "
+                  f"{r['recompute_tick_ms']:.0f} | {r['speedup']:.0f}x |\n")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Install the project and its development tools into the active Python environment.
+# torch is pinned to the CPU build available offline; a bare `torch` would pull a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q --upgrade pip
+python -m pip install -q torch==2.13.0
+python -m pip install -q -e ".[dev]"
