@@ -1,0 +1,153 @@
+"""Generate a synthetic dataset in the common format, in parallel over sequences, with previews and recordings.
+
+Layout written (besides the common format's files): DATASET/previews/<id>.png (contact sheets) and
+DATASET/recordings/<id>.db3 (RealSense recordings of the first K test sequences).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from clients.sources.dataset import DatasetWriter
+from clients.sources.frame import Frame
+from training.synth.actions import ACTIONS
+from training.synth.grammar import ACTIVITIES
+from training.synth.preview import preview_indices, write_contact_sheet
+from training.synth.world import SynthConfig, SynthSequence
+
+logger = logging.getLogger(__name__)
+
+DATASET_NAME = "synthetic-rgbd-world"
+OWN_ENTRIES = ("dataset.json", "splits.json", "sequences", "previews", "recordings")
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    root: Path
+    sequence_ids: list[str]
+    splits: dict[str, list[str]]
+    recordings: list[Path]
+    activities: dict[str, str]  # sequence id -> activity
+
+
+def _writer(root: Path, cfg: SynthConfig) -> DatasetWriter:
+    return DatasetWriter(
+        root,
+        name=DATASET_NAME,
+        classes=ACTIONS,
+        fps=cfg.fps,
+        source="synth",
+        background_class=None,
+        provenance={"generator": "training.synth", "config": cfg.to_dict(), "activities": list(ACTIVITIES)},
+    )
+
+
+def write_sequence(root: Path, cfg: SynthConfig, index: int, previews: bool = True) -> tuple[str, str]:
+    """Render sequence `index` into the dataset at root (and its contact sheet); returns (id, activity)."""
+    seq = SynthSequence(cfg, index)
+    wanted = set(preview_indices(cfg.frames)) if previews else set()
+    kept: list[Frame] = []
+
+    def frames() -> Iterator[Frame]:
+        for frame in seq.frames():
+            if frame.index in wanted:
+                kept.append(frame)
+            yield frame
+
+    # every worker holds its own writer; they all write the same dataset.json
+    _writer(root, cfg).add_sequence(seq.id, frames(), fps=cfg.fps, activity=seq.activity, provenance=seq.provenance())
+    if previews:
+        title = f"{seq.id}  activity: {seq.activity}  seed {cfg.seed}  {cfg.width}x{cfg.height} @ {cfg.fps:g} fps"
+        write_contact_sheet(root / "previews" / f"{seq.id}.png", kept, seq.labels, ACTIONS, title, cfg.fps)
+    return seq.id, seq.activity
+
+
+def _work(job: tuple[str, SynthConfig, int, bool]) -> tuple[str, str]:
+    root, cfg, index, previews = job
+    return write_sequence(Path(root), cfg, index, previews)
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)
+
+
+def _prepare(root: Path, overwrite: bool) -> None:
+    if (root / "dataset.json").exists() or (root / "sequences").exists():
+        if not overwrite:
+            raise ValueError(f"{root} already holds a dataset; expected an empty or new folder (or pass --overwrite)")
+        for name in OWN_ENTRIES:
+            p = root / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def record_sequences(root: Path, cfg: SynthConfig, ids: list[str]) -> list[Path]:
+    """Write each sequence as a RealSense .db3 recording under root/recordings (re-rendered, lossless)."""
+    try:
+        from clients.sources.realsense import record_db3
+    except ImportError as exc:  # the RealSense source module or pyrealsense2 is missing
+        raise ValueError(f"--recordings needs clients.sources.realsense.record_db3 and pyrealsense2: {exc}") from exc
+    paths = []
+    for sid in ids:
+        path = root / "recordings" / f"{sid}.db3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = record_db3(path, SynthSequence(cfg, int(sid.split("_")[-1])).frames())
+        logger.info("recorded %s (%s frames)", path, n)
+        paths.append(path)
+    return paths
+
+
+def generate_dataset(
+    root: str | Path,
+    cfg: SynthConfig,
+    *,
+    workers: int = 2,
+    previews: bool = True,
+    recordings: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
+) -> GenerateResult:
+    """Write cfg.n_sequences sequences, splits (seeded by cfg.seed), previews and `recordings` test recordings.
+
+    The output does not depend on `workers`: each sequence is a function of (cfg, index) only.
+    """
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if recordings < 0:
+        raise ValueError(f"--recordings must be >= 0, got {recordings}")
+    root = Path(root)
+    _prepare(root, overwrite)
+    writer = _writer(root, cfg)
+    jobs = [(str(root), cfg, i, previews) for i in range(cfg.n_sequences)]
+    wrap = progress or (lambda it, n: it)
+    results: list[tuple[str, str]] = []
+    if workers == 1 or cfg.n_sequences == 1:
+        results = list(wrap(map(_work, jobs), len(jobs)))
+    else:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(workers, cfg.n_sequences), initializer=_init_worker) as pool:
+            results = list(wrap(pool.imap(_work, jobs, chunksize=1), len(jobs)))
+    writer.sequence_ids.extend(sid for sid, _ in results)
+    splits = writer.write_splits(cfg.seed)
+    to_record = splits["test"][:recordings]
+    if recordings > len(to_record):
+        logger.warning("asked for %s recordings, the test split has %s sequences", recordings, len(to_record))
+    paths = record_sequences(root, cfg, to_record) if to_record else []
+    return GenerateResult(
+        root=root,
+        sequence_ids=[sid for sid, _ in results],
+        splits=splits,
+        recordings=paths,
+        activities=dict(results),
+    )
