@@ -251,10 +251,10 @@ def _from_bundle(bundle: Bundle, backend: str, *, device: str | None, fp16: bool
             raise BackendUnavailableError("onnxruntime backend runs the fp32 graphs; for fp16 use tensorrt or pytorch")
         from export.ort_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(bundle, device=device)
+        return OnnxRuntimeBackend.from_bundle(bundle, device=device)
     reason = tensorrt_unavailable_reason()
     if reason:
         raise BackendUnavailableError(f"tensorrt backend: {reason}")
     from export.tensorrt_runtime import TensorRTBackend
 
-    return TensorRTBackend(bundle, device=device, fp16=fp16)
+    return TensorRTBackend.from_bundle(bundle, device=device, fp16=fp16)

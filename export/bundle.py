@@ -43,6 +43,11 @@ CHECKPOINT = "model.safetensors"
 PARITY = "parity.json"
 ENGINES_DIR = "engines"
 REQUIRED = (CONFIG, FRAME_ENCODER_ONNX, ANTICIPATOR_ONNX, CHECKPOINT, PARITY)
+# the graphs' input and output names, shared by the exporter and every runtime
+FRAME_ENCODER_INPUTS = ("image", "depth")
+FRAME_ENCODER_OUTPUTS = ("tokens",)
+ANTICIPATOR_INPUTS = ("tokens", "valid")
+ANTICIPATOR_OUTPUTS = ("action_logits", "duration_logits", "segment_logits", "fused")
 _BACKBONE_PREFIX = "frame_encoder.backbone."
 
 
@@ -62,6 +67,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; bundles are read by other users (the server's container)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -119,8 +125,8 @@ def write_manifest(folder: Path, *, model_id: str, frame_encoder_id: str, extra:
     """Hash every file under `folder` (except the manifest itself) into manifest.json."""
     files = {}
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.name != MANIFEST and not p.name.startswith("."):
-            rel = p.relative_to(folder).as_posix()
+        rel = p.relative_to(folder).as_posix()
+        if p.is_file() and rel != MANIFEST and not any(part.startswith(".") for part in p.relative_to(folder).parts):
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest = {
         "format": FORMAT,

@@ -8,18 +8,18 @@ the CPU is refused rather than served slowly.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
 from export.backends import AnticipatorResult, InferenceBackend
-from export.bundle import ANTICIPATOR_ONNX, FRAME_ENCODER_ONNX, Bundle
+from export.bundle import ANTICIPATOR_ONNX, ANTICIPATOR_OUTPUTS, FRAME_ENCODER_ONNX, Bundle
 from export.errors import BackendUnavailableError
+from model.r3d import R3DConfig
 
 logger = logging.getLogger(__name__)
-
-ANTICIPATOR_OUTPUTS = ("action_logits", "duration_logits", "segment_logits", "fused")
 
 # device -> providers asked for, best first
 _PROVIDERS = {
@@ -60,12 +60,22 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     name = "onnxruntime"
 
-    def __init__(self, bundle: Bundle, *, device: str | None = None, threads: int | None = None) -> None:
-        self.config, self.bundle = bundle.config, bundle
-        self.model_id, self.frame_encoder_id = bundle.model_id, bundle.frame_encoder_id
+    def __init__(
+        self,
+        frame_encoder: str | Path,
+        anticipator: str | Path,
+        config: R3DConfig,
+        *,
+        ids: tuple[str, str],
+        device: str | None = None,
+        threads: int | None = None,
+        source: str = "",
+    ) -> None:
+        self.config, self.source = config, source
+        self.model_id, self.frame_encoder_id = ids
         wanted = requested_providers(device)
-        self.frame_encoder = make_session(str(bundle.file(FRAME_ENCODER_ONNX)), wanted, threads)
-        self.anticipator = make_session(str(bundle.file(ANTICIPATOR_ONNX)), wanted, threads)
+        self.frame_encoder = make_session(str(frame_encoder), wanted, threads)
+        self.anticipator = make_session(str(anticipator), wanted, threads)
         self.providers = self.frame_encoder.get_providers()
         used = {self.providers[0], self.anticipator.get_providers()[0]}
         if wanted[0] not in used:
@@ -74,6 +84,20 @@ class OnnxRuntimeBackend(InferenceBackend):
                 raise BackendUnavailableError(message + " (the provider failed to start; see onnxruntime's log)")
             logger.warning("%s; serving on the CPU", message)
         self.device = "cpu" if self.providers[0] == "CPUExecutionProvider" else self.providers[0]
+
+    @classmethod
+    def from_bundle(
+        cls, bundle: Bundle, *, device: str | None = None, threads: int | None = None
+    ) -> OnnxRuntimeBackend:
+        return cls(
+            bundle.file(FRAME_ENCODER_ONNX),
+            bundle.file(ANTICIPATOR_ONNX),
+            bundle.config,
+            ids=(bundle.model_id, bundle.frame_encoder_id),
+            device=device,
+            threads=threads,
+            source=str(bundle.path),
+        )
 
     def _encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
         (tokens,) = self.frame_encoder.run(["tokens"], {"image": images, "depth": depths})
@@ -91,6 +115,6 @@ class OnnxRuntimeBackend(InferenceBackend):
                 "anticipator": self.anticipator.get_providers(),
             },
             "precision": "fp32",
-            "source": str(self.bundle.path),
+            "source": self.source,
             "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
         }
