@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -144,16 +144,16 @@ class IntrinsicsIn(WireModel):
 class SessionCreate(WireModel):
     """What a client says about its stream when it opens a session (REST body; the fields of ``hello``)."""
 
-    camera: str = Field("unknown", max_length=200, description="camera model, e.g. 'RealSense D435'")
-    serial: str | None = Field(None, max_length=200)
+    camera: Annotated[str, Field(max_length=200, description="camera model, e.g. 'RealSense D435'")] = "unknown"
+    serial: Annotated[str | None, Field(max_length=200)] = None
     width: int = Field(gt=0, le=MAX_SIDE, description="colour width in pixels; every frame must match")
     height: int = Field(gt=0, le=MAX_SIDE)
-    depth_width: int | None = Field(None, gt=0, le=MAX_SIDE, description="default: width")
-    depth_height: int | None = Field(None, gt=0, le=MAX_SIDE, description="default: height")
+    depth_width: Annotated[int | None, Field(gt=0, le=MAX_SIDE, description="default: width")] = None
+    depth_height: Annotated[int | None, Field(gt=0, le=MAX_SIDE, description="default: height")] = None
     depth_scale: float = Field(gt=0, le=1.0, description="metres per depth unit (RealSense 0.001, Kinect mm 0.001)")
     depth_aligned: bool = True
     intrinsics: IntrinsicsIn | None = None
-    tick_hz: float | None = Field(None, gt=0, le=120, description="predictions per second of stream time")
+    tick_hz: Annotated[float | None, Field(gt=0, le=120, description="predictions per second of stream time")] = None
     backpressure: Backpressure = Backpressure.LATEST_WINS
 
     @property
@@ -164,8 +164,8 @@ class SessionCreate(WireModel):
 class Hello(SessionCreate):
     type: Literal["hello"] = "hello"
     v: int = PROTOCOL_VERSION
-    session_id: str | None = Field(None, max_length=64, description="resume or attach to this session")
-    encoding: Literal["msgpack", "json"] = Field("msgpack", description="encoding of the server's messages")
+    session_id: Annotated[str | None, Field(max_length=64, description="resume or attach to this session")] = None
+    encoding: Annotated[Literal["msgpack", "json"], Field(description="encoding of the server's messages")] = "msgpack"
 
 
 class FrameIn(WireModel):
@@ -177,12 +177,12 @@ class FrameIn(WireModel):
     ts: float = Field(description="capture time in seconds, strictly increasing within the stream")
     color_codec: ColorCodec
     color: bytes
-    color_shape: tuple[int, int, int] | None = Field(None, description="(H, W, 3); required for raw")
+    color_shape: Annotated[tuple[int, int, int] | None, Field(description="(H, W, 3); required for raw")] = None
     depth_codec: DepthCodec
     depth: bytes
-    depth_shape: tuple[int, int] | None = Field(None, description="(H, W); required for raw, zstd and lz4")
-    depth_dtype: Literal["uint16", "float32"] = Field("uint16", description="uint16 sensor units or float32 metres")
-    depth_scale: float | None = Field(None, gt=0, le=1.0, description="overrides the hello's depth scale")
+    depth_shape: Annotated[tuple[int, int] | None, Field(description="(H, W); required for raw, zstd and lz4")] = None
+    depth_dtype: Annotated[Literal["uint16", "float32"], Field(description="uint16 units or float32 metres")] = "uint16"
+    depth_scale: Annotated[float | None, Field(gt=0, le=1.0, description="overrides the hello's depth scale")] = None
 
 
 class Ping(WireModel):
@@ -301,8 +301,8 @@ class ErrorOut(WireModel):
     v: int = PROTOCOL_VERSION
     code: ErrorCode
     message: str
-    seq: int | None = Field(None, description="the frame seq the error refers to, if any")
-    fatal: bool = Field(False, description="True when the server closes the connection after it")
+    seq: Annotated[int | None, Field(description="the frame seq the error refers to, if any")] = None
+    fatal: Annotated[bool, Field(description="True when the server closes the connection after it")] = False
 
 
 class Pong(WireModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -48,8 +48,8 @@ class JobCreate(WireModel):
     """Score a recording or dataset under the server's data root (uploads go as multipart ``file`` instead)."""
 
     path: str = Field(max_length=1000, description="relative to the server's data root; no '..'")
-    sequences: list[str] | None = Field(None, description="dataset sequences to score (default: all)")
-    tick_hz: float | None = Field(None, gt=0, le=120, description="default: the model's fps (a tick per frame)")
+    sequences: Annotated[list[str] | None, Field(description="dataset sequences to score (default: all)")] = None
+    tick_hz: Annotated[float | None, Field(gt=0, le=120, description="default: the model fps")] = None
 
 
 class JobState(StrEnum):
@@ -122,8 +122,8 @@ class JobResults(WireModel):
 
 
 class ReloadRequest(WireModel):
-    path: str | None = Field(None, description="model bundle or checkpoint; default: reload the current one")
-    backend: str | None = Field(None, description="auto, torch, onnxruntime or tensorrt; default: unchanged")
+    path: Annotated[str | None, Field(description="bundle or checkpoint; default: the current one")] = None
+    backend: Annotated[str | None, Field(description="auto, pytorch, onnxruntime, tensorrt")] = None
 
 
 class ReloadOut(WireModel):
