@@ -305,12 +305,17 @@ def colour_sensor(radiance: np.ndarray, level: float, vignette: np.ndarray, rng:
 
 
 def depth_sensor(
-    z: np.ndarray, model: DepthModel, rng: np.random.Generator, cos_incidence: np.ndarray | None = None
+    z: np.ndarray,
+    model: DepthModel,
+    rng: np.random.Generator,
+    cos_incidence: np.ndarray | None = None,
+    ids: np.ndarray | None = None,
 ) -> np.ndarray:
     """True depth (metres, float) -> sensor depth in millimetres (uint16), 0 where invalid.
 
     Artefacts: axial noise with sigma growing as z^2, disparity quantisation (depth steps grow as z^2), missing
-    pixels at depth discontinuities (silhouette edges) and at grazing angles, random speckle, and 0 outside
+    pixels at depth discontinuities (silhouette edges; between different surfaces when `ids` labels them) and at
+    grazing angles, random speckle, and 0 outside
     [min_range, max_range].
     """
     z = z.astype(np.float32)
@@ -324,6 +329,8 @@ def depth_sensor(
     zmax, zmin = cv2.dilate(z, kernel), cv2.erode(z, kernel)
     thr = np.float32(0.05) + np.float32(0.02) * z
     edge = (zmax - zmin) > thr
+    if ids is not None:  # a jump only counts between different surfaces (not along a floor seen at a grazing angle)
+        edge &= cv2.dilate(ids, kernel) != cv2.erode(ids, kernel)
     far_side = edge & (z - zmin > thr)
     u = rng.random(z.shape, dtype=np.float32)
     drop = (edge & (u < model.edge_drop * 0.6)) | (far_side & (u < model.edge_drop)) | (u > 1 - model.speckle)

@@ -172,7 +172,7 @@ class SynthSequence:
         f3 = R.compose(view, self.scene, buf, np.array([pose[B.X], 0.0, pose[B.Z]]))
         level = float(self.light[i]) if light is None else float(light)
         rgb = R.colour_sensor(f3.radiance, level, view.vignette, self._rng(i, 1))
-        depth = R.depth_sensor(f3.z, self.depth_model, self._rng(i, 2), f3.cos_incidence)
+        depth = R.depth_sensor(f3.z, self.depth_model, self._rng(i, 2), f3.cos_incidence, f3.ids)
         return RenderResult(rgb=rgb, depth=depth, z=f3.z, ids=f3.ids)
 
     def frame(self, i: int) -> Frame:
