@@ -208,7 +208,7 @@ class Choreographer:
     def reach(self, cup: int, seconds: float) -> None:
         tgt = self.cup_pos[cup] + np.array([0.0, 0.03, 0.0])
         pos3 = np.array([self.pose[B.X], 0.0, self.pose[B.Z]])
-        h1 = _unwrap(float(self.pose[B.HEADING]), B.heading_to(pos3, tgt) + 0.35)
+        h1 = _unwrap(float(self.pose[B.HEADING]), B.heading_to(pos3, tgt) - 0.35)  # cup to the front right
         f, _ = B.heading_vectors(h1)
         tgt = tgt - f * 0.03
         base = self.stand(heading=h1)
@@ -249,7 +249,7 @@ class Choreographer:
             return
         assert held is not None, "put_down needs a held cup"
         pos3 = np.array([self.pose[B.X], 0.0, self.pose[B.Z]])
-        h1 = _unwrap(float(self.pose[B.HEADING]), B.heading_to(pos3, place) + 0.3)
+        h1 = _unwrap(float(self.pose[B.HEADING]), B.heading_to(pos3, place) - 0.3)  # place to the front right
         carry = B.carry_right(B.standing_pose(self.shape, float(pos3[0]), float(pos3[2]), h1))
         rest = B.standing_pose(self.shape, float(pos3[0]), float(pos3[2]), h1)
         tgt = place + np.array([0.0, 0.01, 0.0])
