@@ -12,7 +12,7 @@ import pytest
 
 from clients.sources.dataset import Dataset
 from training.data_cli import main as data_main
-from training.synth import ACTIONS, ACTIVITIES, SynthConfig, generate_dataset
+from training.synth import ACTIONS, ACTIVITIES, SynthConfig, SynthSequence, generate_dataset
 from training.synth.preview import preview_indices
 
 
@@ -87,8 +87,19 @@ def _has_record_db3() -> bool:
 
 
 @pytest.mark.skipif(not _has_record_db3(), reason="clients.sources.realsense.record_db3 is not in this tree yet")
-def test_generate_recordings_writes_test_sequences_as_db3(tmp_path: Path) -> None:
+def test_generate_recordings_play_back_the_test_sequences_bit_exact(tmp_path: Path) -> None:
+    pytest.importorskip("pyrealsense2", reason="pyrealsense2 (and libusb) are not installed")
+    from clients.sources.realsense import RealSensePlayback
+
     cfg = SynthConfig(n_sequences=3, frames=8, width=64, height=48, seed=1)
     result = generate_dataset(tmp_path, cfg, workers=1, previews=False, recordings=1)
-    assert [p.name for p in result.recordings] == [f"{result.splits['test'][0]}.db3"]
-    assert result.recordings[0].stat().st_size > 8 * 64 * 48 * 2
+    sid = result.splits["test"][0]
+    assert result.recordings == [tmp_path / "recordings" / f"{sid}.db3"]
+    with RealSensePlayback(result.recordings[0]) as src:
+        played = list(src)
+    truth = list(SynthSequence(cfg, int(sid.split("_")[-1])).frames())
+    assert len(played) == len(truth) == 8
+    for got, want in zip(played, truth, strict=True):
+        np.testing.assert_array_equal(got.depth, want.depth)
+        np.testing.assert_array_equal(got.rgb, want.rgb)
+        assert got.depth_scale == pytest.approx(0.001)

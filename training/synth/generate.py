@@ -6,6 +6,7 @@ DATASET/recordings/<id>.db3 (RealSense recordings of the first K test sequences)
 
 from __future__ import annotations
 
+import inspect
 import logging
 import multiprocessing as mp
 import shutil
@@ -98,11 +99,15 @@ def record_sequences(root: Path, cfg: SynthConfig, ids: list[str]) -> list[Path]
         from clients.sources.realsense import record_db3
     except ImportError as exc:  # the RealSense source module or pyrealsense2 is missing
         raise ValueError(f"--recordings needs clients.sources.realsense.record_db3 and pyrealsense2: {exc}") from exc
+    extra = {"fps": max(int(round(cfg.fps)), 1)} if "fps" in inspect.signature(record_db3).parameters else {}
     paths = []
     for sid in ids:
         path = root / "recordings" / f"{sid}.db3"
         path.parent.mkdir(parents=True, exist_ok=True)
-        n = record_db3(path, SynthSequence(cfg, int(sid.split("_")[-1])).frames())
+        try:
+            n = record_db3(path, SynthSequence(cfg, int(sid.split("_")[-1])).frames(), **extra)
+        except RuntimeError as exc:  # pyrealsense2 or its system library missing, or librealsense failed
+            raise ValueError(f"could not record {path}: {exc}") from exc
         logger.info("recorded %s (%s frames)", path, n)
         paths.append(path)
     return paths
