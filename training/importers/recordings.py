@@ -106,14 +106,12 @@ def resize_frame(frame: Frame, width: int | None) -> Frame:
     return replace(frame, rgb=rgb, depth=depth, intrinsics=_scale(frame.intrinsics, w, h))
 
 
-def _open_frames(path: Path) -> Iterator[Frame]:
+def _open_frames(path: Path, info: dict[str, float | None]) -> Iterator[Frame]:
+    """Frames of a recording; info["fps"] gets the rate its container declares (None when it declares none)."""
     from clients.sources.open import open_source  # pyrealsense2 / av are imported only when recordings are read
 
-    source = open_source(path)
-    if hasattr(source, "__enter__"):
-        with source as frames:
-            yield from frames
-    else:
+    with open_source(path) as source:
+        info["fps"] = source.fps
         yield from source
 
 
@@ -126,10 +124,11 @@ def _frames(
     report: ImportReport,
     rgb_width: int | None,
     times: list[float],
+    info: dict[str, float | None],
 ) -> Iterator[Frame]:
     shapes = common.ShapeCheck(report, seq)
     unknown: dict[str, int] = {}
-    source: Iterator[Frame] = _open_frames(path)
+    source: Iterator[Frame] = _open_frames(path, info)
     t0: float | None = None
     position = 0  # index of the frame in the recording, as the label CSV counts
     while True:
@@ -234,12 +233,13 @@ def import_recordings(
     ):
         report.sequences_seen += 1
         times: list[float] = []
-        frames = _frames(seq, path, track, set(class_list), background, report, rgb_width, times)
+        info: dict[str, float | None] = {"fps": None}
+        frames = _frames(seq, path, track, set(class_list), background, report, rgb_width, times, info)
         provenance = {"recording": str(path.resolve()), "labels": str(lp.resolve()) if track is not None else None}
         meta = common.write_sequence(writer, report, seq, frames, fps=fps or DEFAULT_FPS, provenance=provenance)
         if meta is None:
             continue
-        rate = fps or estimate_fps(times)
+        rate = fps or info["fps"] or estimate_fps(times)
         if rate is None:
             logger.warning("sequence %s: one frame, frame rate unknown; using %s fps (set --fps)", seq, DEFAULT_FPS)
         rate = rate or DEFAULT_FPS
