@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from training.synth import body as B
+from training.synth.motion import PoseFn, bending, gait, lean_for, seating, smooth, trapezoid
+from training.synth.motion import unwrap as _unwrap
 from training.synth.scene import Scene
 
 # The class list (fixed; documented in docs/synthetic_world.md). Order is the label index order.
@@ -32,19 +34,6 @@ ACTIONS: tuple[str, ...] = (
     "push",  # push the box along the floor
     "bend",  # bend down toward the floor
 )
-
-PoseFn = Callable[[float], np.ndarray]
-
-
-def smooth(x: float) -> float:
-    """Smoothstep on [0, 1], clamped."""
-    x = min(max(x, 0.0), 1.0)
-    return x * x * (3 - 2 * x)
-
-
-def _unwrap(h0: float, h1: float) -> float:
-    """h1 shifted by a multiple of 2 pi to be the shortest turn from h0."""
-    return h0 + float((h1 - h0 + np.pi) % (2 * np.pi) - np.pi)
 
 
 @dataclass
@@ -133,17 +122,6 @@ class Choreographer:
         h0 = float(self.pose[B.HEADING])
         return h0 + (_unwrap(h0, h1) - h0) * smooth(u / frac)
 
-    def _lean_for(self, base: np.ndarray, target: np.ndarray) -> float:
-        """Smallest forward bend that brings the right hand within reach of `target`."""
-        reach = (B.UPPER_ARM + B.FOREARM + B.HAND) * self.shape.height * 0.95
-        for lean in np.linspace(0.0, 0.9, 10):
-            p = base.copy()
-            p[B.SPINE] = lean
-            shoulder = B.body_capsules(self.shape, p)[0][7]
-            if np.linalg.norm(target - shoulder) < reach:
-                return float(lean)
-        return 0.9
-
     # actions ------------------------------------------------------------------------------------------------------
     def idle(self, seconds: float) -> None:
         base = self.stand()
@@ -177,29 +155,12 @@ class Choreographer:
         stride = 0.8 * self.shape.height
         ramp = min(0.6 / seconds, 0.3)
         holding = self.holding is not None
-        h = self.shape.height
 
         def fn(u: float) -> np.ndarray:
-            # trapezoidal velocity: ease in over `ramp`, constant, ease out
-            v_peak = 1.0 / (1.0 - ramp)
-            if u < ramp:
-                s, vel = 0.5 * v_peak * u * u / ramp, u / ramp
-            elif u > 1 - ramp:
-                s, vel = 1.0 - 0.5 * v_peak * (1 - u) ** 2 / ramp, (1 - u) / ramp
-            else:
-                s, vel = v_peak * (u - ramp / 2), 1.0
+            s, vel = trapezoid(u, ramp)
             pos = p0 + d * s
-            phase = 2 * np.pi * dist * s / stride
-            amp = vel
             p = B.standing_pose(self.shape, float(pos[0]), float(pos[1]), self._turned(h1, u, 0.2))
-            swing = 0.38 * amp * np.sin(phase)
-            p[B.L_HIP], p[B.R_HIP] = swing, -swing
-            p[B.L_KNEE] = 0.05 + amp * 0.6 * max(0.0, np.sin(phase + 1.2)) ** 2
-            p[B.R_KNEE] = 0.05 + amp * 0.6 * max(0.0, np.sin(phase + 1.2 + np.pi)) ** 2
-            p[B.Y] -= (B.THIGH + B.SHANK) * h * (1 - np.cos(abs(swing))) * 0.8
-            p[B.SPINE] = 0.05 * amp
-            p[B.L_SH_FLEX], p[B.R_SH_FLEX] = -0.35 * amp * np.sin(phase), 0.35 * amp * np.sin(phase)
-            p[B.L_ELBOW] = p[B.R_ELBOW] = 0.3
+            p = gait(self.shape, p, 2 * np.pi * dist * s / stride, vel)
             return B.carry_right(p) if holding else p
 
         self._emit(label, seconds, fn)
@@ -212,7 +173,7 @@ class Choreographer:
         f, _ = B.heading_vectors(h1)
         tgt = tgt - f * 0.03
         base = self.stand(heading=h1)
-        lean = self._lean_for(base, tgt)
+        lean = lean_for(self.shape, base, tgt)
 
         def fn(u: float) -> np.ndarray:
             p = base.copy()
@@ -253,7 +214,7 @@ class Choreographer:
         carry = B.carry_right(B.standing_pose(self.shape, float(pos3[0]), float(pos3[2]), h1))
         rest = B.standing_pose(self.shape, float(pos3[0]), float(pos3[2]), h1)
         tgt = place + np.array([0.0, 0.01, 0.0])
-        lean = self._lean_for(carry, tgt)
+        lean = lean_for(self.shape, carry, tgt)
 
         def fn(u: float) -> np.ndarray:
             if u < 0.6:
@@ -308,31 +269,10 @@ class Choreographer:
 
         self._emit("wave", seconds, fn)
 
-    def _sit_fn(self, seat: np.ndarray, heading: float, p_stand: np.ndarray) -> PoseFn:
-        h = self.shape.height
-        f, r = B.heading_vectors(heading)
-        pelvis0 = p_stand[[B.X, B.Y, B.Z]].copy()
-        ankles = [pelvis0 + side * r * B.HIP_W * h - B.UP * (pelvis0[1] - B.ANKLE_H * h) for side in (-1, 1)]
-
-        def fn(m: float) -> np.ndarray:
-            """m = 0 standing, 1 seated."""
-            p = p_stand.copy()
-            mh, mv = smooth(m / 0.8), smooth((m - 0.2) / 0.8)
-            pel = pelvis0 + (seat - pelvis0) * np.array([mh, mv, mh])
-            p[[B.X, B.Y, B.Z]] = pel
-            p[B.SPINE] = 0.55 * np.sin(np.pi * mh) + 0.05 * mh
-            for side, hip_i, knee_i, ankle in ((-1, B.L_HIP, B.L_KNEE, ankles[0]), (1, B.R_HIP, B.R_KNEE, ankles[1])):
-                p[hip_i], p[knee_i] = B.leg_ik(self.shape, pel + side * r * B.HIP_W * h, ankle, heading)
-            p[B.L_SH_FLEX] = p[B.R_SH_FLEX] = 0.4 * mh
-            p[B.L_ELBOW] = p[B.R_ELBOW] = 0.2 + 0.8 * mh
-            return p
-
-        return fn
-
     def sit_down(self, seconds: float) -> None:
         heading = self.scene.table_heading
         p_stand = self.stand(heading=_unwrap(float(self.pose[B.HEADING]), heading))
-        sit = self._sit_fn(self.scene.seat, float(p_stand[B.HEADING]), p_stand)
+        sit = seating(self.shape, self.scene.seat, float(p_stand[B.HEADING]), p_stand)
         self._stand_spot = p_stand
 
         def fn(u: float) -> np.ndarray:
@@ -345,7 +285,7 @@ class Choreographer:
 
     def stand_up(self, seconds: float) -> None:
         p_stand = self._stand_spot
-        sit = self._sit_fn(self.scene.seat, float(p_stand[B.HEADING]), p_stand)
+        sit = seating(self.shape, self.scene.seat, float(p_stand[B.HEADING]), p_stand)
         self._emit("stand_up", seconds, lambda u: sit(1.0 - smooth(u)))
         self.sitting = False
 
@@ -363,25 +303,8 @@ class Choreographer:
         self._emit("sit", seconds, fn)
 
     def bend(self, seconds: float) -> None:
-        base = self.stand()
-        h = self.shape.height
-        f, r = B.heading_vectors(float(base[B.HEADING]))
-        pelvis0 = base[[B.X, B.Y, B.Z]].copy()
-        ankles = [pelvis0 + side * r * B.HIP_W * h - B.UP * (pelvis0[1] - B.ANKLE_H * h) for side in (-1, 1)]
-
-        def fn(u: float) -> np.ndarray:
-            a = smooth(u / 0.4) * (1 - smooth((u - 0.65) / 0.35))
-            p = base.copy()
-            pel = pelvis0 - f * 0.08 * h * a - B.UP * 0.07 * h * a
-            p[[B.X, B.Y, B.Z]] = pel
-            p[B.SPINE] = 1.15 * a
-            p[B.HEAD] = -0.3 * a
-            for side, hip_i, knee_i, ankle in ((-1, B.L_HIP, B.L_KNEE, ankles[0]), (1, B.R_HIP, B.R_KNEE, ankles[1])):
-                p[hip_i], p[knee_i] = B.leg_ik(self.shape, pel + side * r * B.HIP_W * h, ankle, float(p[B.HEADING]))
-            p[B.L_SH_FLEX] = p[B.R_SH_FLEX] = 1.05 * a
-            return p
-
-        self._emit("bend", seconds, fn)
+        bent = bending(self.shape, self.stand())
+        self._emit("bend", seconds, lambda u: bent(smooth(u / 0.4) * (1 - smooth((u - 0.65) / 0.35))))
 
     def push(self, distance: float, seconds: float) -> None:
         """Push the box straight ahead (the person stands in front of it, facing it) by `distance` metres."""

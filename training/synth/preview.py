@@ -35,8 +35,9 @@ def depth_colour(depth: np.ndarray, depth_scale: float, max_m: float = 6.0) -> n
     return out
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.4) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float = 0.4, outline: bool = True) -> None:
+    if outline:  # readable over pictures
+        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
@@ -57,7 +58,7 @@ def contact_sheet(
     for k, f in enumerate(frames):
         _text(rgb_row, f"{f.timestamp:5.1f}s {f.label or '-'}", (k * tw + 4, 14))
     header = np.full((24, width, 3), 32, np.uint8)
-    _text(header, title, (6, 16), 0.45)
+    _text(header, title, (6, 16), 0.45, outline=False)
     # label strip: one column per frame, markers where tiles were taken
     n = len(labels)
     idx = np.minimum((np.arange(width) * n) // width, n - 1)
@@ -73,14 +74,14 @@ def contact_sheet(
     seconds = n / fps
     ticks = np.full((14, width, 3), 32, np.uint8)
     for s in range(0, int(seconds) + 1, 5):
-        _text(ticks, f"{s}s", (min(int(s / seconds * width), width - 24), 11), 0.35)
+        _text(ticks, f"{s}s", (min(int(s / seconds * width), width - 24), 11), 0.35, outline=False)
     # legend of the classes present, in class order
     present = [c for c in classes if c in set(labels)]
     legend = np.full((22, width, 3), 32, np.uint8)
     x = 6
     for c in present:
         cv2.rectangle(legend, (x, 5), (x + 12, 17), class_colour(index_of[c], len(classes)), -1)
-        _text(legend, c, (x + 16, 15), 0.38)
+        _text(legend, c, (x + 16, 15), 0.38, outline=False)
         x += 24 + 8 * len(c)
     return np.vstack([header, rgb_row, depth_row, strip, ticks, legend])
 
