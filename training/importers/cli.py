@@ -34,6 +34,11 @@ def parse_int_set(text: str) -> set[int]:
     return out
 
 
+def parse_cameras(text: str) -> set[int] | None:
+    """'all' -> None (every camera view), '1,2' -> {1, 2}."""
+    return None if text.strip().lower() == "all" else parse_int_set(text)
+
+
 def read_class_file(path: str) -> list[str]:
     """One class name per line (blank lines and lines starting with # ignored)."""
     p = Path(path)
@@ -109,14 +114,13 @@ def run_ntu(args: argparse.Namespace) -> int:
 
 
 def run_darai(args: argparse.Namespace) -> int:
-    cameras = None if args.camera == "all" else {int(c) for c in args.camera.split(",")}
     with logging_redirect_tqdm():
         report = darai.import_darai(
             Path(args.root),
             Path(args.out),
             seed=args.seed,
             fractions=common.check_fractions(args.split),
-            cameras=cameras,
+            cameras=args.camera,
             activities=set(args.activity) if args.activity else None,
             classes=args.classes,
             subsample=args.subsample,
@@ -178,7 +182,9 @@ def register(subparsers: Any) -> None:
     p = sub.add_parser("darai", help="DARai (L2 action labels)", description=darai.__doc__, formatter_class=RAW)
     p.add_argument("root", help="DARai folder holding RGB/, Depth/ and Labels/")
     p.add_argument("out", help="new dataset folder to write")
-    p.add_argument("--camera", default="all", help="camera views to import: '1', '1,2' or 'all' (default: all)")
+    p.add_argument(
+        "--camera", type=parse_cameras, default=None, help="camera views to import: '1', '1,2' or 'all' (default: all)"
+    )
     p.add_argument("--activity", action="append", help="import only this L1 activity (repeatable)")
     p.add_argument(
         "--classes",

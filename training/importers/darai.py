@@ -9,9 +9,10 @@ Accepted layout (the released RGB archives name frames <subject>_<session>_<fram
 
 <Activity> is the L1 activity (e.g. "Making pancake"), <SS> the subject, <ss> the session, <frame> the frame
 number (any zero padding), <c> the camera view (1 or 2). L2 actions are the targets. As the authors prepared it,
-a recording is cut into clips wherever the colour frame numbers jump (each gap starts a new sequence), clips of a
-recording stay in one split, and each activity's recordings are split 70/20/10. --subsample 15 keeps every 15th
-frame of each clip (15 fps -> 1 fps, the authors' setting).
+a recording is cut into clips wherever the colour frame numbers jump (each gap starts a new sequence) and each
+activity is split 70/20/10; here that split is drawn over recordings (subject_session), so the clips and camera
+views of one recording never straddle splits. --subsample 15 keeps every 15th frame of each clip (15 fps -> 1 fps,
+the authors' setting).
 """
 
 from __future__ import annotations
