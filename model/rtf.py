@@ -53,13 +53,19 @@ def smallest_gamma_mask(gamma: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def lowest_variance_mask(x: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, 1, C) float mask of each sample's k channels with the lowest variance over its valid frames."""
+    """(B, 1, C) float mask of each sample's k channels with the lowest variance over its valid frames.
+
+    Ties go to the lower channel index (as in smallest_gamma_mask), so every backend picks the same channels, also
+    when variances tie exactly (a window of one valid frame, dead channels); topk's order among ties is unspecified.
+    """
     m = valid.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
     n = m.sum(dim=1, keepdim=True).clamp_min(1.0)
     mean = (x * m).sum(dim=1, keepdim=True) / n
     var = (((x - mean) ** 2) * m).sum(dim=1, keepdim=True) / n  # (B, 1, C)
-    idx = torch.topk(var, k, dim=-1, largest=False).indices
-    return torch.zeros_like(var).scatter(-1, idx, 1.0)
+    c = torch.arange(var.shape[-1], device=var.device)
+    vi, vj = var.unsqueeze(-1), var.unsqueeze(-2)  # (B, 1, C, 1), (B, 1, 1, C)
+    ahead = (vj < vi) | ((vj == vi) & (c < c.unsqueeze(-1)))  # [.., i, j]: channel j ranks before channel i
+    return (ahead.sum(dim=-1) < k).to(var.dtype)  # rank < k
 
 
 class CrossModalBlock(nn.Module):
