@@ -2,8 +2,8 @@
 
 Both graphs go through the dynamo exporter (torch.onnx.export(..., dynamo=True, dynamic_shapes=...)): the legacy
 exporter cannot keep the sequence length dynamic through nn.MultiheadAttention. In eval mode RTF's exchanged
-channels are the buffers rgb_channels / depth_channels, so they become constants of the graph (no TopK); with the
-per-sample "variance" selection the TopK over the window is part of the graph, as it is part of the model.
+channels are the buffers rgb_channels / depth_channels, so they become constants of the graph (no TopK); the
+per-sample "variance" selection is computed in the graph from the window, with ties broken by channel index.
 
 The bundle is assembled in a hidden folder beside the target, checked (ONNX checker, then ONNX Runtime against
 PyTorch on random and camera inputs at several batch sizes and window lengths) and only then moved into place.

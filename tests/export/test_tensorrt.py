@@ -1,0 +1,77 @@
+"""TensorRT engines: built, stamped and checked where tensorrt and CUDA exist; refused with the reason elsewhere."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.backends import load_backend, tensorrt_unavailable_reason
+from export.bundle import load_bundle
+from export.cli import main
+from export.errors import BackendUnavailableError
+from export.tensorrt_build import build_engines, profiles
+from tests.export.conftest import tiny_config
+
+REASON = tensorrt_unavailable_reason()
+needs_tensorrt = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+
+
+def test_profiles_take_min_opt_max_from_the_config() -> None:
+    shapes = profiles(tiny_config(), encoder_batch=32, anticipator_batch=4)
+    assert shapes["frame_encoder"]["image"] == [(1, 3, 120, 160), (8, 3, 120, 160), (32, 3, 120, 160)]
+    assert shapes["frame_encoder"]["depth"] == [(1, 1, 24, 32), (8, 1, 24, 32), (32, 1, 24, 32)]
+    assert shapes["anticipator"]["tokens"] == [(1, 1, 2, 128), (1, 30, 2, 128), (4, 64, 2, 128)]  # window 2 s x 15 fps
+    assert shapes["anticipator"]["valid"] == [(1, 1), (1, 30), (4, 64)]
+
+
+@pytest.mark.skipif(REASON is None, reason="tensorrt and CUDA are present")
+def test_tensorrt_command_is_refused_with_the_missing_piece(
+    tiny_bundle: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tensorrt", str(tiny_bundle)]) == 1
+    assert f"cannot build TensorRT engines: {REASON}" in capsys.readouterr().err
+    with pytest.raises(BackendUnavailableError, match=f"tensorrt backend: {REASON}"):
+        load_backend(tiny_bundle, "tensorrt")
+
+
+@pytest.fixture(scope="module")
+def engine_bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("trt") / "bundle"))
+    build_engines(folder, precisions=("fp16", "fp32"), encoder_batch=8, anticipator_batch=4)
+    return folder
+
+
+@needs_tensorrt
+def test_engines_are_stamped_and_listed_in_the_manifest(engine_bundle: Path) -> None:
+    import tensorrt as trt
+
+    bundle = load_bundle(engine_bundle)
+    stamp = bundle.engines()
+    assert stamp["tensorrt"] == trt.__version__ and stamp["gpu"]["name"]
+    expected = {f"{g}.{p}.engine" for g in ("frame_encoder", "anticipator") for p in ("fp16", "fp32")}
+    assert set(stamp["engines"]) == expected
+    for name, entry in stamp["engines"].items():
+        assert bundle.has(f"engines/{name}")
+        assert entry["onnx_sha256"] == bundle.manifest["files"][entry["onnx"]]["sha256"]
+    assert bundle.has("engines/timing.cache")
+
+
+@needs_tensorrt
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_engine_parity_against_onnxruntime_passed(engine_bundle: Path, precision: str) -> None:
+    report = json.loads((engine_bundle / "parity.json").read_text())[f"tensorrt_{precision}"]
+    assert report["passed"] and report["max_abs"] <= report["tolerance"]
+
+
+@needs_tensorrt
+def test_auto_picks_tensorrt_and_chunks_batches_beyond_the_profile(engine_bundle: Path) -> None:
+    backend = load_backend(engine_bundle, "auto")
+    ort_backend = load_backend(engine_bundle, "onnxruntime", device="cpu")
+    images = np.random.default_rng(0).standard_normal((11, 3, 120, 160), dtype=np.float32)  # profile max is 8
+    depths = np.random.default_rng(1).random((11, 1, 24, 32), dtype=np.float32)
+    assert backend.info()["backend"] == "tensorrt" and backend.info()["precision"] == "fp32"
+    np.testing.assert_allclose(backend.encode(images, depths), ort_backend.encode(images, depths), atol=1e-3)
