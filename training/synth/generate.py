@@ -81,6 +81,8 @@ def _init_worker() -> None:
 
 
 def _prepare(root: Path, overwrite: bool) -> None:
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"expected --out to be a folder, got the file {root}")
     if (root / "dataset.json").exists() or (root / "sequences").exists():
         if not overwrite:
             raise ValueError(f"{root} already holds a dataset; expected an empty or new folder (or pass --overwrite)")

@@ -153,13 +153,13 @@ class _Template:
 
 
 TEMPLATES: dict[str, _Template] = {
-    "cup": _Template(_cup, lambda c: c.ch.scene.spots["far_table"], True, 0.3),
+    "cup": _Template(_cup, lambda c: c.ch.scene.spots["far_table"], True, 0.35),
     "rest": _Template(_rest, lambda c: c.ch.scene.spots["far_chair"], True, 0.15),
     "move_box": _Template(_move_box, lambda c: c.ch.scene.spots["chair"], False, 0.15),
     "greet": _Template(
-        _greet, lambda c: c.ch.scene.spots["far_table" if c.rng.random() < 0.5 else "far_chair"], True, 0.15
+        _greet, lambda c: c.ch.scene.spots["far_table" if c.rng.random() < 0.5 else "far_chair"], True, 0.12
     ),
-    "errand": _Template(_errand, lambda c: c.ch.scene.spots["mid_chair"], False, 0.25),
+    "errand": _Template(_errand, lambda c: c.ch.scene.spots["mid_chair"], False, 0.23),
 }
 _BY_ACTIVITY = {
     "coffee_break": ("cup", "red"),
