@@ -1,0 +1,78 @@
+"""The FastAPI application: ``create_app(settings)`` wires the routers, the error handler and the lifespan that
+starts and stops the runtime (model, worker, sessions, jobs)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from server.api.routes import frames, health, jobs, models, sessions, stream
+from server.api.routes import metrics as metrics_route
+from server.deps import AuthGuard
+from server.errors import ServerError, error_out
+from server.metrics import Metrics
+from server.protocol import ErrorCode, ErrorOut, ProtocolError
+from server.runtime import Runtime, server_version
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI:
+    """The service for ``settings``; the model loads when the app starts (lifespan), not here."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings, app.state.metrics)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            app.state.runtime = None
+
+    app = FastAPI(
+        title="R3D anticipation service",
+        version=server_version(),
+        summary="Real-time RGB-D action anticipation: streaming sessions, batch scoring, model management.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics or Metrics()
+    app.state.runtime = None
+
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ServerError | ProtocolError)
+        app.state.metrics.error(exc.code.value)
+        logger.info("%s %s -> %d %s: %s", request.method, request.url.path, exc.status, exc.code.value, exc.message)
+        return JSONResponse(error_out(exc).model_dump(mode="json"), status_code=exc.status)
+
+    async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:6]]
+        body = ErrorOut(code=ErrorCode.BAD_REQUEST, message="invalid request: " + "; ".join(parts))
+        app.state.metrics.error(ErrorCode.BAD_REQUEST.value)
+        return JSONResponse(body.model_dump(mode="json"), status_code=422)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("%s %s failed", request.method, request.url.path)
+        app.state.metrics.error(ErrorCode.INTERNAL.value)
+        body = ErrorOut(code=ErrorCode.INTERNAL, message=f"internal error ({type(exc).__name__}); see the server log")
+        return JSONResponse(body.model_dump(mode="json"), status_code=500)
+
+    app.add_exception_handler(ServerError, on_error)
+    app.add_exception_handler(ProtocolError, on_error)
+    app.add_exception_handler(RequestValidationError, on_invalid)
+    app.add_exception_handler(Exception, on_unexpected)
+
+    app.include_router(health.router)
+    app.include_router(metrics_route.router, dependencies=[] if settings.metrics_public else [AuthGuard])
+    for module in (sessions, frames, jobs, models):
+        app.include_router(module.router, dependencies=[AuthGuard])
+    app.include_router(stream.router)  # authenticates inside: a WebSocket gets an error message, not a bare 403
+    return app

@@ -1,0 +1,73 @@
+"""``r3d-serve``: the anticipation service (FastAPI under uvicorn).
+
+    r3d-serve BUNDLE_OR_CHECKPOINT [--backend auto|pytorch|onnxruntime|tensorrt] [--host H] [--port P]
+              [--config settings.yaml|.toml] [--device D] [--fp16] [--data-root DIR] [--jobs-dir DIR]
+
+Every setting can also come from the environment (R3D_<NAME>, e.g. R3D_API_KEYS, R3D_MAX_SESSIONS) or the --config
+file; the command line wins over the environment, which wins over the file. API keys are never taken from the
+command line (they would show in the process list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from server.app import create_app
+from server.serving import ServiceServer, uvicorn_config
+from server.settings import Settings, load_settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="r3d-serve",
+        description="Serve an R3D model: WebSocket streaming, REST, batch scoring, metrics (docs/protocol.md).",
+    )
+    p.add_argument("model", nargs="?", type=Path, help="export bundle folder or checkpoint (.safetensors)")
+    p.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime", "tensorrt"), help="default: auto")
+    p.add_argument("--host", help="default: 127.0.0.1 (another host requires API keys or allow_unauthenticated)")
+    p.add_argument("--port", type=int, help="default: 8000")
+    p.add_argument("--config", type=Path, help="settings file (.yaml, .yml or .toml)")
+    p.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
+    p.add_argument("--fp16", action="store_true", default=None, help="half precision (CUDA backends)")
+    p.add_argument("--data-root", type=Path, help="batch jobs may score paths under this folder")
+    p.add_argument("--jobs-dir", type=Path, help="where job uploads and results are kept")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config, model_path=args.model, backend=args.backend, host=args.host, port=args.port,
+        device=args.device, fp16=args.fp16, data_root=args.data_root, jobs_dir=args.jobs_dir, log_level=args.log_level,
+    )  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except (ValueError, ValidationError) as exc:
+        sys.stderr.write(f"r3d-serve: invalid settings: {exc}\n")
+        return 2
+    if settings.model_path is None:
+        sys.stderr.write("r3d-serve: no model: pass a bundle folder or checkpoint, or set R3D_MODEL_PATH\n")
+        return 2
+    if not settings.model_path.exists():
+        sys.stderr.write(f"r3d-serve: model {str(settings.model_path)!r} does not exist\n")
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    server = ServiceServer(uvicorn_config(create_app(settings), settings))
+    server.run()
+    return 0 if server.started else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

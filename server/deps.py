@@ -1,0 +1,64 @@
+"""FastAPI dependencies: the runtime, the settings, the session named in the path, and the API-key guard."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from server.errors import AuthError, NotReady
+from server.runtime import Runtime
+from server.settings import Settings
+from server.streaming.session import Session
+
+
+def get_settings(conn: HTTPConnection) -> Settings:
+    settings: Settings = conn.app.state.settings
+    return settings
+
+
+def get_runtime(conn: HTTPConnection) -> Runtime:
+    runtime: Runtime | None = conn.app.state.runtime
+    if runtime is None:
+        raise NotReady("the model is still loading; retry when /readyz answers 200")
+    return runtime
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(session_id: str, runtime: RuntimeDep) -> Session:
+    return runtime.registry.get(session_id)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def presented_key(conn: HTTPConnection, *, allow_query: bool) -> str | None:
+    """The API key a request carries: ``Authorization: Bearer``, ``X-API-Key``, or (WebSocket) ``?api_key=``."""
+    auth = conn.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    key = conn.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    return conn.query_params.get("api_key") if allow_query else None
+
+
+def check_key(settings: Settings, key: str | None) -> None:
+    if not settings.auth_enabled:
+        return
+    if not key:
+        raise AuthError("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    if not any(hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in settings.api_keys):
+        raise AuthError("wrong API key: it matches none of the server's keys")
+
+
+def require_api_key(request: Request, settings: SettingsDep) -> None:
+    check_key(settings, presented_key(request, allow_query=False))
+
+
+AuthGuard = Depends(require_api_key)

@@ -1,0 +1,118 @@
+"""The model behind the service: an inference backend (export.backends) plus what the server derives from its config.
+
+``Engine`` adds the model's input contract (model.preprocess) and output decoding (model.decoding, current action =
+softmax of the segmentation logits at the newest frame) to the backend: streaming sessions and batch jobs both go
+through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.backends import AnticipatorResult, InferenceBackend, load_backend
+from model import Preprocessing, R3DConfig, decode_timed, preprocess_depth, preprocess_rgb
+from server.protocol import CurrentAction, FutureAction, ModelInfo
+
+
+def load_engine_backend(path: Path, backend: str, device: str | None, fp16: bool) -> InferenceBackend:
+    """export.backends.load_backend with the server's settings ("auto" picks the best runtime for the bundle)."""
+    return load_backend(path, backend, device=device, fp16=fp16)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What streaming needs to know about a model."""
+
+    classes: tuple[str, ...]
+    fps: float
+    window_frames: int
+    window_s: float
+    horizon_s: float
+    none_index: int
+    preprocessing: Preprocessing
+
+    @classmethod
+    def from_config(cls, cfg: R3DConfig) -> ModelSpec:
+        return cls(
+            tuple(cfg.classes), cfg.fps, cfg.window_frames, cfg.window_s, cfg.horizon_s, cfg.none_index,
+            cfg.preprocessing,
+        )  # fmt: skip
+
+
+class Engine:
+    """One loaded model: preprocessing, the two inference calls, and decoding into wire types."""
+
+    def __init__(self, backend: InferenceBackend, server_version: str, source: Path | None = None) -> None:
+        self.backend = backend
+        self.source = source
+        self.spec = ModelSpec.from_config(backend.config)
+        self.model_id = backend.model_id
+        self.frame_encoder_id = backend.frame_encoder_id
+        self.info = ModelInfo(
+            model_id=backend.model_id,
+            frame_encoder_id=backend.frame_encoder_id,
+            backend=backend.name,
+            classes=list(self.spec.classes),
+            fps=self.spec.fps,
+            window_s=self.spec.window_s,
+            window_frames=self.spec.window_frames,
+            horizon_s=self.spec.horizon_s,
+            server_version=server_version,
+            backend_info=_jsonable(backend.info()),
+        )
+
+    def prepare(self, rgb: np.ndarray, depth: np.ndarray, depth_scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded RGB uint8 (H, W, 3) and depth uint16 (h, w) -> image (3, H', W') and depth (1, h', w') float32."""
+        pre = self.spec.preprocessing
+        with torch.inference_mode():
+            image = preprocess_rgb(rgb, pre.image_size)[0].numpy()
+            dmap = preprocess_depth(depth, depth_scale, pre.depth_size, pre.depth_min_m, pre.depth_max_m)[0].numpy()
+        return image, dmap
+
+    def encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W), (N, 1, h, w) -> tokens (N, 2, C) float32."""
+        return np.asarray(self.backend.encode(images, depths), dtype=np.float32)
+
+    def anticipate(self, tokens: np.ndarray) -> AnticipatorResult:
+        """One window of tokens (T, 2, C) -> the anticipator's outputs for a batch of one, every frame valid."""
+        valid = np.ones((1, tokens.shape[0]), dtype=bool)
+        return self.backend.anticipate(tokens[None].astype(np.float32, copy=False), valid)
+
+    def decode(self, result: AnticipatorResult) -> tuple[CurrentAction, list[FutureAction]]:
+        """The anticipator's outputs (batch of one) -> the current action and the timed future actions."""
+        names = self.spec.classes
+        seg = torch.from_numpy(np.ascontiguousarray(result.segment_logits[0, -1], dtype=np.float32))
+        probs = seg.softmax(-1).tolist()
+        k = int(np.argmax(probs))
+        current = CurrentAction(
+            action=k, label=names[k], probability=probs[k], probabilities=dict(zip(names, probs, strict=True))
+        )
+        timed = decode_timed(
+            torch.from_numpy(np.ascontiguousarray(result.action_logits[0], dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(result.duration_logits[0], dtype=np.float32)),
+            self.spec.none_index,
+            self.spec.horizon_s,
+        )
+        future = [
+            FutureAction(
+                action=a.action, label=names[a.action], start_s=a.start_s, duration_s=a.duration_s,
+                probability=a.probability,
+            )
+            for a in timed
+        ]  # fmt: skip
+        return current, future
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, str | int | float | bool) or obj is None:
+        return obj
+    return str(obj)

@@ -1,0 +1,171 @@
+"""What a batch job can score, and how it is read: a dataset in the common format (every sequence, or some), one
+sequence folder of it, a zip / tar archive of either, or a camera recording (RealSense .bag / .db3, Azure Kinect .mkv,
+read by clients.sources.open). Paths from clients are confined to the data root; archives are extracted with every
+member checked (no absolute paths, no '..', no links).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path, PurePosixPath
+
+from clients.sources import Dataset, Frame, SequenceMeta
+from clients.sources.dataset import read_depth, read_rgb
+from server.errors import PathNotAllowed, UnsupportedFormat
+
+logger = logging.getLogger(__name__)
+
+RECORDING_SUFFIXES = (".bag", ".db3", ".mkv")
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")
+SUPPORTED = "a dataset folder, a sequence folder, a .zip / .tar(.gz) of either, or a .bag / .db3 / .mkv recording"
+
+
+@dataclass(frozen=True)
+class SourceSequence:
+    """One recording to score: its frames (a fresh iterator per call), how many, and its nominal fps."""
+
+    id: str
+    frames: Callable[[], Iterator[Frame]]
+    total: int | None
+    fps_in: float | None
+
+
+def resolve_data_path(data_root: Path | None, relative: str) -> Path:
+    """A client's path -> an existing path under the data root; PathNotAllowed for anything that would escape it."""
+    if data_root is None:
+        raise PathNotAllowed("this server has no data root (R3D_DATA_ROOT); upload the recording instead")
+    rel = PurePosixPath(relative.replace("\\", "/"))
+    if rel.is_absolute() or ".." in rel.parts or relative.strip() == "":
+        raise PathNotAllowed(f"expected a relative path inside the data root without '..', got {relative!r}")
+    root = data_root.resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root):  # a symlink pointing outside the root
+        raise PathNotAllowed(f"path {relative!r} resolves outside the data root")
+    if not path.exists():
+        raise PathNotAllowed(f"no file or folder {relative!r} under the data root")
+    return path
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in (*ARCHIVE_SUFFIXES, *RECORDING_SUFFIXES):
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def check_supported_name(name: str) -> None:
+    """Refuse an upload by its name before storing it."""
+    suffix = _suffix(Path(name))
+    if suffix not in (*ARCHIVE_SUFFIXES, *RECORDING_SUFFIXES):
+        raise UnsupportedFormat(f"unsupported recording format {suffix or name!r}; expected {SUPPORTED}")
+
+
+def open_sequences(path: Path, work_dir: Path, only: list[str] | None = None) -> list[SourceSequence]:
+    """Everything to score under ``path`` (archives are extracted into ``work_dir``)."""
+    if path.is_dir():
+        return _from_folder(path, only)
+    suffix = _suffix(path)
+    if suffix in ARCHIVE_SUFFIXES:
+        out = work_dir / "extracted"
+        extract_archive(path, out)
+        return _from_folder(_single_root(out), only)
+    if suffix in RECORDING_SUFFIXES:
+        return [_recording(path)]
+    raise UnsupportedFormat(f"unsupported recording format {suffix or path.name!r}; expected {SUPPORTED}")
+
+
+def _single_root(folder: Path) -> Path:
+    """An archive holding one top folder is read from inside it."""
+    children = [p for p in folder.iterdir() if not p.name.startswith((".", "__MACOSX"))]
+    if len(children) == 1 and children[0].is_dir() and not (folder / "dataset.json").exists():
+        return children[0]
+    return folder
+
+
+def _from_folder(folder: Path, only: list[str] | None) -> list[SourceSequence]:
+    if (folder / "dataset.json").is_file():
+        ds = Dataset(folder)
+        ids = ds.sequence_ids if only is None else only
+        missing = sorted(set(ids) - set(ds.sequence_ids))
+        if missing:
+            raise UnsupportedFormat(f"dataset {ds.name!r} has no sequences {missing}; it has {ds.sequence_ids[:20]}")
+        if not ids:
+            raise UnsupportedFormat(f"dataset {ds.name!r} has no sequences to score")
+        metas = {sid: ds.meta(sid) for sid in ids}
+        return [SourceSequence(sid, partial(ds.frames, sid), m.num_frames, m.fps) for sid, m in metas.items()]
+    if (folder / "meta.json").is_file() and (folder / "labels.csv").is_file():
+        return [_sequence_folder(folder)]
+    raise UnsupportedFormat(
+        f"folder {folder.name!r} has neither dataset.json nor meta.json + labels.csv; expected {SUPPORTED}"
+    )
+
+
+def _sequence_folder(folder: Path) -> SourceSequence:
+    meta = SequenceMeta.from_dict(json.loads((folder / "meta.json").read_text()))
+
+    def frames() -> Iterator[Frame]:
+        with (folder / "labels.csv").open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        for i, row in enumerate(rows):
+            yield Frame(
+                rgb=read_rgb(folder / "rgb" / f"{i:06d}.jpg"), depth=read_depth(folder / "depth" / f"{i:06d}.png"),
+                depth_scale=meta.depth_scale, timestamp=float(row["timestamp"]), index=i,
+                intrinsics=meta.intrinsics, depth_aligned=meta.depth_aligned, label=row["label"] or None,
+            )  # fmt: skip
+
+    return SourceSequence(meta.id, frames, meta.num_frames, meta.fps)
+
+
+def _recording(path: Path) -> SourceSequence:
+    try:
+        from clients.sources.open import open_source
+    except ImportError as exc:  # pragma: no cover - present in every full install
+        raise UnsupportedFormat(f"reading {path.suffix} recordings needs clients.sources.open: {exc}") from exc
+
+    def frames() -> Iterator[Frame]:
+        with open_source(path) as src:
+            yield from src
+
+    try:
+        with open_source(path) as src:
+            total, fps = src.num_frames, src.fps
+    except Exception as exc:
+        raise UnsupportedFormat(f"cannot read recording {path.name!r}: {exc}") from exc
+    return SourceSequence(path.stem, frames, total, fps)
+
+
+def extract_archive(archive: Path, out: Path) -> None:
+    """Extract a zip or tar archive into ``out``, refusing members that would land outside it or are links."""
+    out.mkdir(parents=True, exist_ok=True)
+    root = out.resolve()
+
+    def check(name: str) -> None:
+        p = PurePosixPath(name.replace("\\", "/"))
+        if p.is_absolute() or ".." in p.parts or not (root / p).resolve().is_relative_to(root):
+            raise PathNotAllowed(f"archive member {name!r} would be written outside the extraction folder")
+
+    try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    check(info.filename)
+                    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                        raise PathNotAllowed(f"archive member {info.filename!r} is a symbolic link")
+                zf.extractall(out)
+            return
+        with tarfile.open(archive) as tf:
+            for member in tf.getmembers():
+                check(member.name)
+                if not (member.isfile() or member.isdir()):
+                    raise PathNotAllowed(f"archive member {member.name!r} is a link or device, not a file")
+            tf.extractall(out, filter="data")
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise UnsupportedFormat(f"{archive.name!r} is not a readable zip or tar archive: {exc}") from exc

@@ -1,0 +1,142 @@
+"""The running service: the loaded model, the inference worker, sessions, jobs, the decode pool and housekeeping.
+
+Built in the app's lifespan (``Runtime.start``) from the settings, so nothing loads at import time; the lifespan's
+end stops it. ``drain`` (called by ServiceServer before uvicorn closes connections) tells every WebSocket client
+and gives running jobs ``shutdown_grace_s`` to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from server.engine import Engine, load_engine_backend
+from server.errors import ModelError, NotReady
+from server.jobs import JobManager
+from server.metrics import Metrics
+from server.protocol import ReloadOut
+from server.settings import Settings
+from server.streaming.registry import SessionRegistry
+from server.streaming.worker import InferenceWorker
+
+logger = logging.getLogger(__name__)
+HOUSEKEEPING_S = 1.0
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version("r3d")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0.0.0+local"
+
+
+class Drainable(Protocol):
+    async def close_for_shutdown(self, reason: str) -> None: ...
+
+
+async def load_engine(path: Path, backend: str, settings: Settings) -> Engine:
+    try:
+        loaded = await asyncio.to_thread(load_engine_backend, path, backend, settings.device, settings.fp16)
+    except Exception as exc:  # the model library's errors say what is wrong with the file
+        raise ModelError(f"cannot load model {str(path)!r} on backend {backend!r}: {exc}") from exc
+    return Engine(loaded, server_version(), path)
+
+
+class Runtime:
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics, jobs_dir: Path) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.loop = asyncio.get_running_loop()
+        self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="r3d-decode")
+        self.worker = InferenceWorker(
+            engine, metrics, max_batch=settings.encoder_max_batch, max_delay_s=settings.encoder_max_delay_ms / 1e3
+        )
+        self.registry = SessionRegistry(settings, metrics, self.loop, lambda: self.worker.engine)
+        self.jobs = JobManager(settings, self.worker, lambda: self.worker.engine, metrics, jobs_dir)
+        self.connections: set[Drainable] = set()
+        self.draining = False
+        self._reload_lock = asyncio.Lock()
+        self._housekeeping: asyncio.Task[None] | None = None
+
+    @property
+    def engine(self) -> Engine:
+        return self.worker.engine
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.worker.alive
+
+    @classmethod
+    async def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
+        if settings.model_path is None:
+            raise ModelError("no model to serve: pass MODEL to r3d-serve or set R3D_MODEL_PATH")
+        if settings.inference_threads:
+            torch.set_num_threads(settings.inference_threads)
+        engine = await load_engine(settings.model_path, settings.backend, settings)
+        jobs_dir = settings.jobs_dir or Path(tempfile.mkdtemp(prefix="r3d-jobs-"))
+        runtime = cls(settings, engine, metrics, jobs_dir)
+        runtime.worker.start()
+        runtime._housekeeping = asyncio.create_task(runtime._housekeep(), name="r3d-housekeeping")
+        metrics.model_loaded(engine.info)
+        logger.info(
+            "serving model %s (%s, %d classes, %g fps, window %d frames) from %s",
+            engine.model_id, engine.info.backend, len(engine.spec.classes), engine.spec.fps,
+            engine.spec.window_frames, settings.model_path,
+        )  # fmt: skip
+        return runtime
+
+    async def reload(self, path: Path | None, backend: str | None) -> ReloadOut:
+        """Load a model and switch to it between two batches; sessions stay (windows kept if the encoder is same)."""
+        if self.draining:
+            raise NotReady("the server is shutting down")
+        async with self._reload_lock:
+            old = self.engine
+            source = path or old.source or self.settings.model_path
+            assert source is not None
+            new = await load_engine(source, backend or self.settings.backend, self.settings)
+
+            def swap() -> tuple[int, int]:
+                with self.worker.batch_lock:
+                    self.worker.engine = new
+                    return self.registry.switch_model(old, new)
+
+            kept, reset = await asyncio.to_thread(swap)
+            self.metrics.model_loaded(new.info, reload=True)
+            logger.info("model reloaded: %s -> %s (kept %d, reset %d)", old.model_id, new.model_id, kept, reset)
+            return ReloadOut(model=new.info, previous_model_id=old.model_id, sessions_kept=kept, sessions_reset=reset)
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                self.registry.reap()
+                for s in self.registry.all():
+                    self.metrics.session_gauges(s.id, s.fps(), s.queue_depth())
+                self.metrics.session_counts(self.registry.counts())
+                self.metrics.job_counts(self.jobs.counts())
+            except Exception:  # housekeeping must keep running
+                logger.exception("housekeeping failed")
+
+    async def drain(self, reason: str = "the server is shutting down") -> None:
+        """Tell every streaming client, stop taking work, give running jobs their grace time."""
+        if self.draining:
+            return
+        self.draining = True
+        logger.info("draining: %d connections, %d jobs", len(self.connections), len(self.jobs.jobs))
+        await asyncio.gather(*(c.close_for_shutdown(reason) for c in list(self.connections)), return_exceptions=True)
+        await asyncio.to_thread(self.jobs.shutdown, self.settings.shutdown_grace_s)
+
+    async def stop(self) -> None:
+        await self.drain()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+        await asyncio.to_thread(self.worker.stop)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        logger.info("stopped")

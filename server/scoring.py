@@ -1,0 +1,175 @@
+"""Batch scoring of one recording: the batch-job driver of the same StreamProcessor, FrameEncoder and Anticipator that
+streaming sessions use (DESIGN.md: a recording replayed through a session gives the same predictions).
+
+Frames are checked and resampled exactly as a session does (timestamps, size against the first frame, depth with no
+reading), encoded in chunks of ``encoder_max_batch`` frames and anticipated at every due tick through the inference
+worker, so jobs share the model with live sessions and never run inference on their own threads.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import numpy as np
+
+from server.engine import Engine
+from server.errors import ModelError
+from server.job_sources import SourceSequence
+from server.protocol import ErrorCode, FrameResult, ProtocolError, SequenceResult, TickResult, check_depth_content
+from server.streaming.processor import StreamProcessor
+from server.streaming.worker import InferenceWorker
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+FRAME_COLUMNS = "sequence frame timestamp accepted label action action_label probability error".split()
+
+
+class Cancelled(Exception):
+    """The job was cancelled or the server is shutting down."""
+
+
+def _on_worker(worker: InferenceWorker, model_id: str, fn: Callable[[Engine], T]) -> T:
+    def guarded(engine: Engine) -> T:
+        if engine.model_id != model_id:
+            raise ModelError(
+                f"the model was reloaded during the job ({model_id} -> {engine.model_id}); submit the job again"
+            )
+        return fn(engine)
+
+    return worker.call(guarded).result()
+
+
+def score_sequence(
+    seq: SourceSequence,
+    *,
+    worker: InferenceWorker,
+    engine: Engine,
+    tick_hz: float,
+    health_interval_s: float,
+    max_jump_s: float,
+    chunk: int,
+    progress: Callable[[int], None] = lambda n: None,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> SequenceResult:
+    """Score every frame of one recording; the ticks are what a session at ``tick_hz`` would have sent."""
+    proc = StreamProcessor(engine.spec, min(tick_hz, engine.spec.fps), health_interval_s, max_jump_s)
+    names = engine.spec.classes
+    frames: list[dict[str, object]] = []
+    ticks: list[TickResult] = []
+    pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+    def flush() -> None:
+        if not pending:
+            return
+        images = np.stack([p[2] for p in pending])
+        depths = np.stack([p[3] for p in pending])
+        tokens = _on_worker(worker, engine.model_id, lambda e: e.encode(images, depths))
+        for (index, ts, _, _), tok in zip(pending, tokens, strict=True):
+            request = proc.push(index, ts, tok)
+            if request is None:
+                continue
+            result = _on_worker(worker, engine.model_id, lambda e, r=request: e.anticipate(r.tokens))  # type: ignore[misc]
+            out = proc.complete(request, result, engine)
+            ticks.append(
+                TickResult(frame_index=out.frame_seq, frame_ts=out.frame_ts, current=out.current, future=out.future,
+                           window=out.window, modality=out.modality)
+            )  # fmt: skip
+        pending.clear()
+
+    for i, frame in enumerate(seq.frames()):
+        if cancelled():
+            raise Cancelled(f"scoring of {seq.id!r} stopped at frame {i}")
+        row: dict[str, object] = {"index": i, "ts": frame.timestamp, "accepted": False, "label": frame.label}
+        frames.append(row)
+        proc.counters.received += 1
+        try:
+            use = proc.admit(i, frame.timestamp)
+            if use:
+                shapes = shapes or (frame.rgb.shape, frame.depth.shape)
+                if (frame.rgb.shape, frame.depth.shape) != shapes:
+                    raise ProtocolError(
+                        ErrorCode.WRONG_RESOLUTION,
+                        f"expected colour {shapes[0]} and depth {shapes[1]} like the first frame, got "
+                        f"{frame.rgb.shape} and {frame.depth.shape}",
+                        seq=i,
+                    )
+                check_depth_content(frame.depth, i)
+        except ProtocolError as exc:
+            proc.counters.rejected += 1
+            row["error"] = f"{exc.code.value}: {exc.message}"
+            continue
+        if not use:
+            proc.skip(frame.timestamp)
+            continue
+        image, dmap = engine.prepare(frame.rgb, frame.depth, frame.depth_scale)
+        proc.use(frame.timestamp)
+        row["accepted"] = True
+        pending.append((i, frame.timestamp, image, dmap))
+        if len(pending) >= chunk:
+            flush()
+        progress(i + 1)
+    flush()
+    progress(len(frames))
+    return SequenceResult(
+        id=seq.id, fps_in=seq.fps_in, frames=_frame_results(frames, ticks, names), ticks=ticks,
+        counters=proc.counters.public(),
+    )  # fmt: skip
+
+
+def _frame_results(rows: list[dict[str, object]], ticks: list[TickResult], names: tuple[str, ...]) -> list[FrameResult]:
+    """Each frame gets the current action of the latest tick at or before it (what a live client showed then)."""
+    tick_at = [t.frame_index for t in ticks]
+    out = []
+    for row in rows:
+        k = bisect.bisect_right(tick_at, int(row["index"])) - 1  # type: ignore[call-overload]
+        cur = ticks[k].current if k >= 0 else None
+        out.append(
+            FrameResult.model_validate(
+                row | {"action": cur.action if cur else None, "action_label": cur.label if cur else None,
+                       "probability": cur.probability if cur else None}
+            )
+        )  # fmt: skip
+    return out
+
+
+def frames_csv(results: list[SequenceResult]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FRAME_COLUMNS)
+    for seq in results:
+        for f in seq.frames:
+            w.writerow([seq.id, f.index, f"{f.ts:.6f}", int(f.accepted), f.label or "", _opt(f.action),
+                        f.action_label or "", _num(f.probability), f.error or ""])  # fmt: skip
+    return buf.getvalue()
+
+
+def ticks_csv(results: list[SequenceResult]) -> str:
+    """One row per anticipated action per tick (rank 0 = next); a tick with no future action has one empty row."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["sequence", "frame", "timestamp", "window_frames", "current", "current_probability", "rank",
+                "action", "start_s", "duration_s", "probability", "erank_rgb", "erank_depth"])  # fmt: skip
+    for seq in results:
+        for t in seq.ticks:
+            head = [seq.id, t.frame_index, f"{t.frame_ts:.6f}", t.window.frames, t.current.label,
+                    _num(t.current.probability)]  # fmt: skip
+            health = [_num(t.modality.erank_rgb), _num(t.modality.erank_depth)] if t.modality else ["", ""]
+            if not t.future:
+                w.writerow([*head, "", "", "", "", "", *health])
+            for r, a in enumerate(t.future):
+                w.writerow([*head, r, a.label, f"{a.start_s:.4f}", f"{a.duration_s:.4f}", _num(a.probability), *health])
+    return buf.getvalue()
+
+
+def _num(x: float | None) -> str:
+    return "" if x is None else f"{x:.6f}"
+
+
+def _opt(x: int | None) -> str:
+    return "" if x is None else str(x)

@@ -1,0 +1,86 @@
+"""Frame ingestion shared by the WebSocket and HTTP paths: timestamp and resampling checks on the event loop (cheap),
+decoding and preprocessing in the decode thread pool, then the session's bounded queue and a nudge to the worker.
+
+A bad frame raises ProtocolError and changes nothing in the session except its ``rejected`` counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import Executor
+
+from server.engine import Engine
+from server.errors import SessionStateError
+from server.metrics import Metrics
+from server.protocol import Backpressure, FrameIn, FrameStatus, ProtocolError, SessionCreate, decode_color, decode_depth
+from server.streaming.session import PreparedFrame, Session
+from server.streaming.worker import InferenceWorker
+
+
+def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: float) -> PreparedFrame:
+    """Decode (checked against the session's hello) and preprocess one frame; runs in the decode pool."""
+    depth_scale = msg.depth_scale or stream.depth_scale
+    rgb = decode_color(msg, (stream.height, stream.width))
+    depth = decode_depth(msg, stream.depth_shape, depth_scale)
+    image, dmap = engine.prepare(rgb, depth, depth_scale)
+    return PreparedFrame(msg.seq, msg.ts, image, dmap, engine.spec.preprocessing, t_recv, time.perf_counter())
+
+
+async def ingest_frame(
+    session: Session,
+    msg: FrameIn,
+    t_recv: float,
+    *,
+    worker: InferenceWorker,
+    pool: Executor,
+    metrics: Metrics,
+) -> FrameStatus:
+    """Take one frame message into a session: QUEUED, RESAMPLED_OUT, or ProtocolError naming what was wrong."""
+    session.touch()
+    p = session.processor
+    with session.lock:
+        if session.closed:
+            raise SessionStateError(f"session {session.id} is closed; open a new one")
+        p.counters.received += 1
+        try:
+            use = p.admit(msg.seq, msg.ts)
+        except ProtocolError:
+            p.counters.rejected += 1
+            raise
+        if not use:
+            p.skip(msg.ts)
+    if not use:
+        metrics.frame(session.id, "resampled_out")
+        return FrameStatus.RESAMPLED_OUT
+    if session.backpressure is Backpressure.BLOCK:
+        await session.wait_for_room()
+    t0 = time.perf_counter()
+    try:
+        frame = await asyncio.get_running_loop().run_in_executor(
+            pool, prepare_frame, worker.engine, session.stream, msg, t_recv
+        )
+    except ProtocolError:
+        with session.lock:
+            p.counters.rejected += 1
+        raise
+    metrics.observe_decode(time.perf_counter() - t0)
+    with session.lock:
+        try:  # a concurrent HTTP post of the same session may have used a later frame meanwhile
+            use = p.admit(msg.seq, msg.ts)
+        except ProtocolError:
+            p.counters.rejected += 1
+            raise
+        if use:
+            p.use(msg.ts)
+        else:
+            p.skip(msg.ts)
+    if not use:
+        metrics.frame(session.id, "resampled_out")
+        return FrameStatus.RESAMPLED_OUT
+    metrics.frame(session.id, "accepted")
+    dropped = session.enqueue(frame)
+    for _ in range(dropped):
+        metrics.frame_dropped(session.id, "queue_full")
+    worker.notify(session)
+    return FrameStatus.QUEUED

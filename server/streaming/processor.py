@@ -1,0 +1,174 @@
+"""StreamProcessor: the per-stream logic that a live session and a batch job both drive, so a recording replayed
+through a session gives the same predictions as scoring it offline.
+
+Per frame: ``admit`` (timestamp checks, resampling) -> ``use`` or ``skip``; the caller encodes used frames with the
+FrameEncoder; ``push`` appends the tokens to the window and returns a ``TickRequest`` when a prediction is due (a tick
+grid in stream time); the caller runs the Anticipator over ``request.tokens``; ``complete`` decodes its outputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from export.backends import AnticipatorResult
+from model import effective_rank
+from server.engine import Engine, ModelSpec
+from server.protocol import CurrentAction, FutureAction, ModalityHealth, StreamCounters, WindowInfo, check_timestamp
+from server.streaming.resampler import SlotGrid
+from server.streaming.window import TokenWindow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    accepted: int = 0
+    resampled_out: int = 0
+    dropped: int = 0
+    rejected: int = 0
+
+    def public(self) -> StreamCounters:
+        return StreamCounters(**self.__dict__)
+
+
+@dataclass(frozen=True)
+class TickRequest:
+    frame_seq: int
+    frame_ts: float
+    tokens: np.ndarray  # (T, 2, C) the window ending at this frame
+    first_ts: float
+    health_due: bool
+
+
+@dataclass(frozen=True)
+class TickOutcome:
+    frame_seq: int
+    frame_ts: float
+    current: CurrentAction
+    future: list[FutureAction]
+    window: WindowInfo
+    modality: ModalityHealth | None
+
+
+@dataclass
+class StreamProcessor:
+    spec: ModelSpec
+    tick_hz: float
+    health_interval_s: float
+    max_jump_s: float
+    frames: SlotGrid = field(init=False)
+    ticks: SlotGrid = field(init=False)
+    health: SlotGrid = field(init=False)
+    window: TokenWindow = field(init=False)
+    last_ts: float | None = None
+    counters: Counters = field(default_factory=Counters)
+    predictions: int = 0
+    modality: ModalityHealth | None = None
+
+    def __post_init__(self) -> None:
+        self.frames = SlotGrid(self.spec.fps)
+        self.ticks = SlotGrid(self.tick_hz)
+        self.health = SlotGrid(1.0 / self.health_interval_s)
+        self.window = TokenWindow(self.spec.window_frames, self.spec.window_s)
+
+    def admit(self, seq: int, ts: float) -> bool:
+        """Check a frame's timestamp (ProtocolError if bad) and say whether resampling uses it. Changes nothing."""
+        check_timestamp(ts, self.last_ts, self.max_jump_s, seq)
+        return self.frames.opens(ts)
+
+    def skip(self, ts: float) -> None:
+        """A valid frame that resampling leaves out."""
+        self.last_ts = ts
+        self.counters.resampled_out += 1
+
+    def use(self, ts: float) -> None:
+        """A valid frame that resampling uses (its tokens come later through ``push``)."""
+        self.frames.take(ts)
+        self.last_ts = ts
+        self.counters.accepted += 1
+
+    def push(self, seq: int, ts: float, tokens: np.ndarray) -> TickRequest | None:
+        """Append a used frame's tokens (2, C); a TickRequest when a prediction is due at this frame."""
+        self.window.append(seq, ts, tokens)
+        if not self.ticks.opens(ts):
+            return None
+        self.ticks.take(ts)
+        health_due = self.health.opens(ts) or self.modality is None or self.modality.erank_rgb is None
+        if health_due:
+            self.health.take(ts)
+        return TickRequest(seq, ts, self.window.tokens(), self.window.first.ts, health_due)
+
+    def complete(self, request: TickRequest, result: AnticipatorResult, engine: Engine) -> TickOutcome:
+        current, future = engine.decode(result)
+        if request.health_due:
+            self.modality = modality_health(request.tokens, result.fused[0])
+        self.predictions += 1
+        t = request.tokens.shape[0]
+        window = WindowInfo(frames=t, start_ts=request.first_ts, end_ts=request.frame_ts)
+        return TickOutcome(request.frame_seq, request.frame_ts, current, future, window, self.modality)
+
+    def reset_window(self) -> None:
+        self.window.clear()
+        self.modality = None
+
+    def rebind(self, spec: ModelSpec) -> None:
+        """Follow a new model's frame rate and window bounds (tokens are kept; the caller resets them if needed)."""
+        if spec.fps != self.spec.fps:
+            self.frames.rebase(spec.fps)
+        self.window.resize(spec.window_frames, spec.window_s)
+        self.spec = spec
+
+    def state(self) -> dict[str, Any]:
+        entries = self.window.entries()
+        tokens = np.stack([e.tokens for e in entries]).astype("<f4") if entries else np.zeros((0, 2, 0), "<f4")
+        return {
+            "tick_hz": self.tick_hz,
+            "frames": self.frames.state(),
+            "ticks": self.ticks.state(),
+            "health": self.health.state(),
+            "last_ts": self.last_ts,
+            "counters": dict(self.counters.__dict__),
+            "predictions": self.predictions,
+            "window": {
+                "seq": [e.seq for e in entries],
+                "ts": [e.ts for e in entries],
+                "shape": list(tokens.shape),
+                "tokens": tokens.tobytes(),
+            },
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.tick_hz = float(state["tick_hz"])
+        self.frames = SlotGrid.from_state(state["frames"])
+        self.ticks = SlotGrid.from_state(state["ticks"])
+        self.health = SlotGrid.from_state(state["health"])
+        self.last_ts = state["last_ts"]
+        self.counters = Counters(**state["counters"])
+        self.predictions = int(state["predictions"])
+        w = state["window"]
+        tokens = np.frombuffer(w["tokens"], "<f4").reshape(w["shape"]).astype(np.float32)
+        self.window.clear()
+        for seq, ts, tok in zip(w["seq"], w["ts"], tokens, strict=True):
+            self.window.append(int(seq), float(ts), tok)
+
+
+def _erank(m: np.ndarray) -> float | None:
+    try:
+        return round(effective_rank(m), 4)
+    except ValueError:  # all-zero or non-finite tokens: a dead stream has no rank to report
+        return None
+
+
+def modality_health(tokens: np.ndarray, fused: np.ndarray) -> ModalityHealth:
+    """Effective rank of the window's fused (T, C), RGB and depth tokens (T, 2, C), and their RGB/depth balance."""
+    t = tokens.shape[0]
+    if t < 2:
+        return ModalityHealth(frames=t, erank_fused=None, erank_rgb=None, erank_depth=None, balance=None)
+    rgb, depth = _erank(tokens[:, 0]), _erank(tokens[:, 1])
+    balance = round(rgb / depth, 4) if rgb is not None and depth else None
+    return ModalityHealth(frames=t, erank_fused=_erank(fused[:t]), erank_rgb=rgb, erank_depth=depth, balance=balance)

@@ -1,0 +1,265 @@
+"""A streaming session: lifecycle state machine, bounded input queue with a named drop policy, and delivery of
+predictions and notices back to its connection (WebSocket) or to HTTP pollers.
+
+Threads: the event loop enqueues frames and reads state; the inference worker takes frames and pushes tokens. Both
+hold ``session.lock`` while touching the queue, the processor or the state. Messages the worker produces reach the
+event loop through ``loop.call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model import Preprocessing
+from server.errors import SessionStateError
+from server.protocol import (
+    AnticipationOut,
+    ErrorOut,
+    Notice,
+    NoticeCode,
+    SessionCreate,
+    SessionPublic,
+    SessionStateName,
+    WireModel,
+)
+from server.streaming.processor import StreamProcessor
+
+logger = logging.getLogger(__name__)
+
+SessionState = SessionStateName
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.CREATED: frozenset({SessionState.ATTACHED, SessionState.CLOSED}),
+    SessionState.ATTACHED: frozenset({SessionState.DETACHED, SessionState.CLOSED}),
+    SessionState.DETACHED: frozenset({SessionState.ATTACHED, SessionState.CLOSED}),
+    SessionState.CLOSED: frozenset(),
+}
+OUTBOX_SIZE = 64
+DROP_NOTICE_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A decoded, preprocessed frame waiting for the FrameEncoder."""
+
+    seq: int
+    ts: float
+    image: np.ndarray  # (3, H, W) float32
+    depth: np.ndarray  # (1, h, w) float32
+    preprocessing: Preprocessing
+    t_recv: float  # time.perf_counter() when the message arrived
+    t_queued: float
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    session_id: str
+    old: SessionState
+    new: SessionState
+    at: float
+
+
+class Session:
+    def __init__(
+        self,
+        session_id: str,
+        stream: SessionCreate,
+        processor: StreamProcessor,
+        *,
+        queue_size: int,
+        loop: asyncio.AbstractEventLoop,
+        model_id: str,
+        listeners: list[Callable[[SessionEvent], None]] | None = None,
+    ) -> None:
+        self.id = session_id
+        self.stream = stream
+        self.processor = processor
+        self.queue_size = queue_size
+        self.backpressure = stream.backpressure
+        self.loop = loop
+        self.model_id = model_id
+        self.lock = threading.Lock()
+        self.state = SessionState.CREATED
+        self.created_at = time.time()
+        self.last_activity = time.monotonic()
+        self._queue: deque[PreparedFrame] = deque()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._outbox: asyncio.Queue[Any] | None = None
+        self.closer: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        self._prediction_ready = asyncio.Condition()
+        self.latest: AnticipationOut | None = None
+        self._last_drop_notice = 0.0
+        self._listeners = list(listeners or [])
+        self.fps_window: deque[float] = deque(maxlen=64)  # perf_counter of recent used frames
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    def transition(self, new: SessionState) -> None:
+        with self.lock:
+            old = self.state
+            if new not in TRANSITIONS[old]:
+                raise SessionStateError(f"session {self.id} is {old.value}; it cannot become {new.value}")
+            self.state = new
+        event = SessionEvent(self.id, old, new, time.time())
+        logger.info("session %s: %s -> %s", self.id, old.value, new.value)
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # an observer never breaks the session
+                logger.exception("session listener failed on %s", event)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    # --- input queue ---------------------------------------------------------------------------------------------
+
+    def enqueue(self, frame: PreparedFrame) -> int:
+        """Queue a frame; with LATEST_WINS a full queue drops its oldest frames. Returns how many were dropped."""
+        dropped = 0
+        with self.lock:
+            while len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                dropped += 1
+            self._queue.append(frame)
+            self.processor.counters.dropped += dropped
+            if len(self._queue) >= self.queue_size:
+                self._room.clear()
+        if dropped:
+            now = time.monotonic()
+            if now - self._last_drop_notice >= DROP_NOTICE_INTERVAL_S:
+                self._last_drop_notice = now
+                total = self.processor.counters.dropped
+                self.send(
+                    Notice(
+                        code=NoticeCode.FRAMES_DROPPED,
+                        message=f"the session's queue of {self.queue_size} frames was full: {total} frames dropped "
+                        "so far (latest wins); send fewer frames or use backpressure 'block'",
+                        details={"dropped": total, "queue_size": self.queue_size},
+                    )
+                )
+        return dropped
+
+    async def wait_for_room(self) -> None:
+        """BLOCK policy: wait until the queue has room."""
+        while True:
+            with self.lock:
+                if len(self._queue) < self.queue_size or self.closed:
+                    return
+                self._room.clear()
+            await self._room.wait()
+
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+    def take(self, limit: int) -> list[PreparedFrame]:
+        """Worker: remove up to ``limit`` queued frames, oldest first."""
+        with self.lock:
+            out = [self._queue.popleft() for _ in range(min(limit, len(self._queue)))]
+        if out:
+            self.loop.call_soon_threadsafe(self._room.set)
+        return out
+
+    def drop_queued(self) -> int:
+        with self.lock:
+            n = len(self._queue)
+            self._queue.clear()
+        self.loop.call_soon_threadsafe(self._room.set)
+        return n
+
+    # --- output --------------------------------------------------------------------------------------------------
+
+    def attach_outbox(self, box: asyncio.Queue[Any], closer: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        """Route this session's messages to a connection's outbox; ``closer`` ends that connection (session closed)."""
+        self._outbox = box
+        self.closer = closer
+
+    def detach_outbox(self) -> None:
+        self._outbox = None
+        self.closer = None
+        self._room.set()  # a blocked reader of a gone connection must not hang
+
+    def send(self, message: WireModel) -> None:
+        """Thread-safe: hand a message to the event loop for the attached connection (and HTTP pollers)."""
+        try:
+            self.loop.call_soon_threadsafe(self._deliver, message)
+        except RuntimeError:  # the loop is closed: the server is gone
+            logger.debug("session %s: loop closed, message dropped", self.id)
+
+    def _deliver(self, message: WireModel) -> None:
+        if isinstance(message, AnticipationOut):
+            self.latest = message
+            self.loop.create_task(self._notify_pollers())
+        if self._outbox is not None:
+            put_latest_wins(self._outbox, message)
+
+    async def _notify_pollers(self) -> None:
+        async with self._prediction_ready:
+            self._prediction_ready.notify_all()
+
+    async def wait_prediction(self, after: int, timeout_s: float) -> AnticipationOut | None:
+        """The latest prediction with seq > ``after``, waiting up to ``timeout_s``; None if there is none."""
+
+        def newer() -> bool:
+            return self.latest is not None and self.latest.seq > after
+
+        if not newer() and timeout_s > 0:
+            async with self._prediction_ready:
+                try:
+                    await asyncio.wait_for(self._prediction_ready.wait_for(newer), timeout_s)
+                except TimeoutError:
+                    pass
+        return self.latest if newer() else None
+
+    def error(self, err: ErrorOut) -> None:
+        self.send(err)
+
+    # --- views ---------------------------------------------------------------------------------------------------
+
+    def public(self) -> SessionPublic:
+        with self.lock:
+            return SessionPublic(
+                id=self.id,
+                state=self.state,
+                created_at=self.created_at,
+                stream=self.stream,
+                tick_hz=self.processor.tick_hz,
+                window_frames=len(self.processor.window),
+                queue_depth=len(self._queue),
+                counters=self.processor.counters.public(),
+                predictions=self.processor.predictions,
+                model_id=self.model_id,
+            )
+
+    def fps(self) -> float:
+        """Used frames per second over the recent past (wall clock)."""
+        times = list(self.fps_window)
+        if len(times) < 2 or time.perf_counter() - times[-1] > 2.0:
+            return 0.0
+        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+
+
+def put_latest_wins(box: asyncio.Queue[Any], message: Any) -> None:
+    """Queue an outgoing message; a full outbox (a slow reader) loses its oldest predictions, never anything else."""
+    if box.full():
+        items = []
+        while not box.empty():
+            items.append(box.get_nowait())
+        predictions = [i for i, m in enumerate(items) if isinstance(m, AnticipationOut)]
+        drop = set(predictions[: max(1, len(items) - box.maxsize + 1)])
+        for i, m in enumerate(items):
+            if i not in drop:
+                box.put_nowait(m)
+    box.put_nowait(message)

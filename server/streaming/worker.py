@@ -1,0 +1,197 @@
+"""The inference worker: one dedicated thread that owns the model. It batches queued frames across sessions through
+the FrameEncoder (up to ``max_batch`` frames, waiting at most ``max_delay_s`` to fill a batch), appends the tokens to
+each session's window in order, runs the Anticipator for every due tick, and hands predictions back to the sessions.
+Batch jobs submit their encode / anticipate calls here too; session frames go first, one job call runs after each
+session batch so jobs are never starved.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import numpy as np
+
+from server.engine import Engine
+from server.metrics import Metrics
+from server.protocol import AnticipationOut, ErrorCode, ErrorOut, Latency
+from server.streaming.session import PreparedFrame, Session
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class InferenceWorker:
+    def __init__(self, engine: Engine, metrics: Metrics, *, max_batch: int, max_delay_s: float) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self.max_delay_s = max_delay_s
+        self.batch_lock = threading.Lock()  # held while a batch runs; a model reload takes it to swap atomically
+        self._cond = threading.Condition()
+        self._pending: OrderedDict[str, Session] = OrderedDict()
+        self._calls: deque[tuple[Callable[[Engine], Any], Future[Any]]] = deque()
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="r3d-inference", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        for _, fut in self._calls:
+            fut.cancel()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def notify(self, session: Session) -> None:
+        """A session queued a frame."""
+        with self._cond:
+            self._pending[session.id] = session
+            self._cond.notify()
+
+    def call(self, fn: Callable[[Engine], T]) -> Future[T]:
+        """Run ``fn(engine)`` on the worker thread (batch jobs); the future holds its result."""
+        fut: Future[T] = Future()
+        with self._cond:
+            if self._stop:
+                fut.set_exception(RuntimeError("the inference worker has stopped"))
+                return fut
+            self._calls.append((fn, fut))
+            self._cond.notify()
+        return fut
+
+    # --- the loop ------------------------------------------------------------------------------------------------
+
+    def _queued(self) -> int:
+        return sum(s.queue_depth() for s in self._pending.values())
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not self._calls and not self._queued():
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+                deadline = time.perf_counter() + self.max_delay_s
+                while self._queued() and self._queued() < self.max_batch and not self._stop:
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            try:
+                with self.batch_lock:
+                    batch = self._collect()
+                    if batch:
+                        self._process(batch, self.engine)
+                    self._run_one_call()
+            except Exception:  # the worker must survive anything a batch throws
+                logger.exception("inference worker: batch failed")
+
+    def _collect(self) -> list[tuple[Session, PreparedFrame]]:
+        """Round-robin across sessions, one frame per session per round, each session's order kept."""
+        with self._cond:
+            sessions = [s for s in self._pending.values() if not s.closed]
+            self._pending = OrderedDict((s.id, s) for s in sessions if s.queue_depth())
+        batch: list[tuple[Session, PreparedFrame]] = []
+        while len(batch) < self.max_batch:
+            progressed = False
+            for s in sessions:
+                if len(batch) >= self.max_batch:
+                    break
+                taken = s.take(1)
+                if taken:
+                    batch.append((s, taken[0]))
+                    progressed = True
+            if not progressed:
+                break
+        with self._cond:  # fair next time: sessions served last come first
+            for s in sessions:
+                if s.queue_depth() and s.id in self._pending:
+                    self._pending.move_to_end(s.id)
+        return batch
+
+    def _run_one_call(self) -> None:
+        with self._cond:
+            if not self._calls:
+                return
+            fn, fut = self._calls.popleft()
+        if not fut.set_running_or_notify_cancel():
+            return
+        try:
+            fut.set_result(fn(self.engine))
+        except BaseException as exc:  # handed to the caller
+            fut.set_exception(exc)
+
+    def _process(self, batch: list[tuple[Session, PreparedFrame]], engine: Engine) -> None:
+        pre = engine.spec.preprocessing
+        stale = [(s, f) for s, f in batch if f.preprocessing != pre]
+        for s, _ in stale:  # prepared for a previous model's input size: cannot be encoded by this one
+            with s.lock:
+                s.processor.counters.dropped += 1
+            self.metrics.frame_dropped(s.id, "model_reload")
+        batch = [(s, f) for s, f in batch if f.preprocessing == pre and not s.closed]
+        if not batch:
+            return
+        images = np.stack([f.image for _, f in batch])
+        depths = np.stack([f.depth for _, f in batch])
+        t_start = time.perf_counter()
+        try:
+            tokens = engine.encode(images, depths)
+        except Exception as exc:
+            logger.exception("frame encoder failed on a batch of %d", len(batch))
+            for s in {s.id: s for s, _ in batch}.values():
+                s.send(ErrorOut(code=ErrorCode.MODEL_ERROR, message=f"the frame encoder failed: {type(exc).__name__}"))
+            return
+        encode_s = time.perf_counter() - t_start
+        self.metrics.observe_encode(encode_s, len(batch))
+        for (s, f), tok in zip(batch, tokens, strict=True):
+            self._push(s, f, tok, t_start, encode_s, engine)
+
+    def _push(
+        self, s: Session, f: PreparedFrame, tok: np.ndarray, t_start: float, encode_s: float, engine: Engine
+    ) -> None:
+        with s.lock:
+            if s.closed:
+                return
+            request = s.processor.push(f.seq, f.ts, tok)
+            s.fps_window.append(time.perf_counter())
+        if request is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            result = engine.anticipate(request.tokens)
+        except Exception as exc:
+            logger.exception("anticipator failed for session %s", s.id)
+            s.send(ErrorOut(code=ErrorCode.MODEL_ERROR, message=f"the anticipator failed: {type(exc).__name__}"))
+            return
+        anticipate_s = time.perf_counter() - t0
+        with s.lock:
+            outcome = s.processor.complete(request, result, engine)
+            counters = s.processor.counters.public()
+            seq = s.processor.predictions
+        done = time.perf_counter()
+        latency = Latency(
+            frame_to_prediction_ms=round((done - f.t_recv) * 1e3, 3),
+            queue_ms=round((t_start - f.t_queued) * 1e3, 3),
+            encode_ms=round(encode_s * 1e3, 3),
+            anticipate_ms=round(anticipate_s * 1e3, 3),
+        )
+        s.send(
+            AnticipationOut(
+                session_id=s.id, seq=seq, frame_seq=outcome.frame_seq, frame_ts=outcome.frame_ts,
+                model_id=engine.model_id, current=outcome.current, future=outcome.future, window=outcome.window,
+                latency=latency, modality=outcome.modality, counters=counters,
+            )
+        )  # fmt: skip
+        self.metrics.observe_prediction(s.id, anticipate_s, done - f.t_recv, outcome.modality)
