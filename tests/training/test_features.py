@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clients.sources.dataset import Dataset
+from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
+from tests.training.train_fixtures import CLASSES, FRAMES, shared_tiny_dataset, tiny_config
+from training import features
+from training.features import FeatureExtractor, build_cache, cache_dir, load_cache
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_tiny_dataset(tmp_path_factory)
+
+
+PRE = Preprocessing(image_size=(60, 80), depth_size=(30, 40))
+
+
+@pytest.fixture(scope="module")
+def extractor() -> FeatureExtractor:
+    return FeatureExtractor.build("efficientnet_lite0", PRE)
+
+
+def test_cache_holds_float16_features_depth_maps_and_labels(tiny_dataset: Path, extractor: FeatureExtractor) -> None:
+    folder = cache_dir(tiny_dataset, extractor.spec())
+    assert folder.name == f"efficientnet_lite0-{extractor.digest[:12]}-img60x80-depth30x40-0.1-10m"
+    manifest = json.loads((folder / "cache.json").read_text())
+    assert manifest["weights_sha256"] == extractor.digest and manifest["classes"] == CLASSES
+    seq = load_cache(folder, ["seq00"])["seq00"]
+    assert seq.rgb.shape == (FRAMES, 1280) and seq.rgb.dtype == np.float16
+    assert seq.depth.shape == (FRAMES, 1, 30, 40) and seq.depth.dtype == np.float16
+    assert seq.labels[3] == -1 and set(seq.labels.tolist()) - {-1} <= {0, 1, 2}
+    np.testing.assert_allclose(seq.timestamps[:3], [0.0, 0.1, 0.2])
+
+
+def test_cache_entries_equal_the_models_own_preprocessing(tiny_dataset: Path, extractor: FeatureExtractor) -> None:
+    seq = load_cache(cache_dir(tiny_dataset, extractor.spec()), ["seq01"])["seq01"]
+    frame = Dataset(tiny_dataset).frame("seq01", 5)
+    depth = preprocess_depth(frame.depth, frame.depth_scale, PRE.depth_size, PRE.depth_min_m, PRE.depth_max_m)
+    np.testing.assert_allclose(seq.depth[5].astype(np.float32), depth[0].numpy(), atol=1e-3)
+    backbone, _ = build_backbone("efficientnet_lite0", PRE.image_size)
+    with torch.no_grad():
+        rgb = backbone(preprocess_rgb(frame.rgb, PRE.image_size))[0].numpy()
+    np.testing.assert_allclose(seq.rgb[5].astype(np.float32), rgb, rtol=1e-2, atol=1e-2)
+
+
+def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(
+    tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    ds = Dataset(tiny_dataset)
+    folder = build_cache(ds, extractor, seq_ids=["seq00", "seq01"], cache_root=tmp_path, progress=False)
+    kept, removed = folder / "seq00.npz", folder / "seq01.npz"
+    stamp = kept.stat().st_mtime_ns
+    removed.unlink()
+    build_cache(ds, extractor, seq_ids=["seq00", "seq01"], cache_root=tmp_path, progress=False)
+    assert kept.stat().st_mtime_ns == stamp
+    assert removed.is_file()
+    assert not list(folder.glob(".*.tmp"))
+
+
+def test_cache_built_for_other_settings_is_refused(
+    tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    folder = cache_dir(tiny_dataset, extractor.spec(), tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "cache.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="was built for"):
+        build_cache(Dataset(tiny_dataset), extractor, seq_ids=["seq00"], cache_root=tmp_path, progress=False)
+
+
+def test_depth_degradation_reuses_clean_rgb_and_changes_depth(
+    tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+
+    ds = Dataset(tiny_dataset)
+    clean = build_cache(ds, extractor, seq_ids=["seq02"], cache_root=tmp_path, progress=False)
+    holes = build_cache(
+        ds, extractor, seq_ids=["seq02"], cache_root=tmp_path, degradation="depth_holes", severity=3, progress=False
+    )
+    assert holes.name == clean.name + "-depth_holes-s3"
+    a, b = load_cache(clean, ["seq02"])["seq02"], load_cache(holes, ["seq02"])["seq02"]
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    assert np.abs(a.depth.astype(np.float32) - b.depth.astype(np.float32)).mean() > 0.05
+
+
+def test_features_verb_builds_the_requested_split(tiny_dataset: Path, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    features.register(parser.add_subparsers())
+    args = parser.parse_args(
+        [
+            "features",
+            str(tiny_dataset),
+            "--out",
+            str(tmp_path),
+            "--split",
+            "test",
+            "--image-size",
+            "60",
+            "80",
+            "--depth-size",
+            "30",
+            "40",
+            "--no-progress",
+        ]
+    )
+    assert args.func(args) == 0
+    (folder,) = tmp_path.iterdir()
+    assert sorted(p.stem for p in folder.glob("*.npz")) == sorted(Dataset(tiny_dataset).split("test"))
+
+
+def test_features_verb_takes_preprocessing_from_a_recipe(tiny_dataset: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model:\n  image_size: [60, 80]\n  depth_size: [30, 40]\n")
+    parser = argparse.ArgumentParser()
+    features.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["features", str(tiny_dataset), "--config", str(recipe), "--split", "val", "--no-progress"]
+    )
+    assert args.func(args) == 0  # the tiny dataset's own cache is already complete: nothing is recomputed
+    assert tiny_config(tiny_dataset, tmp_path).model.preprocessing() == PRE
+
+
+def test_features_verb_rejects_unknown_degradation(tiny_dataset: Path, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    features.register(parser.add_subparsers())
+    args = parser.parse_args(["features", str(tiny_dataset), "--out", str(tmp_path), "--degrade", "fog:2"])
+    with pytest.raises(ValueError, match="unknown degradation 'fog'"):
+        args.func(args)

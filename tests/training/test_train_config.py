@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from model import ConfigError
+from training.config import RECIPES, TrainConfig, add_config_flags, dump_yaml, flag_overrides, load_config
+
+SHIPPED = sorted(RECIPES.glob("*.yaml"))
+
+
+def test_recipes_are_shipped() -> None:
+    assert {"service", "paper"} <= {p.stem for p in SHIPPED}
+
+
+@pytest.mark.parametrize("recipe", SHIPPED, ids=lambda p: p.stem)
+def test_recipe_loads_validates_and_builds_a_model_config(recipe: Path) -> None:
+    cfg = load_config(recipe, {"data.dataset": "data/x"})
+    model_cfg = cfg.model.to_r3d(["a", "b"])
+    assert model_cfg.none_index == 2 and model_cfg.window_frames <= model_cfg.max_len
+    assert load_config(recipe.stem, {"data.dataset": "data/x"}) == cfg  # a shipped recipe by name
+
+
+def test_service_recipe_is_the_streaming_rtf_model() -> None:
+    cfg = load_config("service")
+    assert cfg.data.protocol == "streaming" and cfg.model.fusion == "rtf"
+    assert (cfg.model.window_s, cfg.model.horizon_s, cfg.model.fps) == (8.0, 8.0, 15.0)
+
+
+def test_paper_recipe_has_the_authors_settings() -> None:
+    cfg = load_config("paper", {"data.dataset": "d"})
+    o = cfg.optim
+    assert cfg.data.protocol == "paper" and cfg.data.future_fraction == 0.5
+    assert (o.lr, o.weight_decay, o.batch_size, o.epochs, o.warmup_epochs) == (1e-3, 5e-3, 8, 60, 10)
+
+
+def test_toml_recipe_and_set_overrides_are_typed(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[data]\ndataset = "d"\nprotocol = "paper"\n[model]\ndepth_size = [30, 40]\n[run]\nseed = 10\n')
+    cfg = load_config(
+        path,
+        sets=["data.train_ratios=[0.2, 0.4]", "optim.lr=3e-4", "run.max_epochs=none", "model.temporal_encoder=false"],
+    )
+    assert cfg.data.protocol == "paper" and cfg.model.depth_size == (30, 40) and cfg.run.seed == 10
+    assert cfg.data.train_ratios == [0.2, 0.4] and cfg.optim.lr == 3e-4
+    assert cfg.run.max_epochs is None and cfg.model.temporal_encoder is False
+
+
+def test_every_problem_is_reported_at_once_naming_the_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, {"data.dataset": "d", "optim.lr": "-1", "run.precision": "fp8", "data.frame_step": "0"})
+    text = str(err.value)
+    for key in ("optim.lr", "run.precision", "data.frame_step"):
+        assert key in text
+
+
+def test_unknown_keys_and_bad_types_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.lrr: unknown field") as err:
+        load_config(None, {"data.dataset": "d", "optim.lrr": 1, "run.seed": "x", "bogus.a": 1})
+    assert "run.seed: expected an integer, got 'x'" in str(err.value)
+    assert "bogus.a: unknown key" in str(err.value)
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(None, {"data.dataset": "d"}, sets=["optim.lr"])
+
+
+def test_model_problems_come_from_the_model_config() -> None:
+    with pytest.raises(ConfigError, match="fusion: expected one of"):
+        load_config(None, {"data.dataset": "d", "model.fusion": "sum"})
+
+
+def test_generated_flags_override_and_dump_round_trips(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    args = parser.parse_args(["--optim.batch_size", "4", "--model.depth_size", "[24, 32]", "--data.dataset", "d"])
+    cfg = load_config(None, flag_overrides(args))
+    assert cfg.optim.batch_size == 4 and cfg.model.depth_size == (24, 32)
+    saved = tmp_path / "config.yaml"
+    saved.write_text(dump_yaml(cfg))
+    assert load_config(saved) == cfg
+
+
+def test_missing_recipe_names_the_shipped_ones() -> None:
+    with pytest.raises(ConfigError, match="service"):
+        load_config("no-such-recipe.yaml")
+
+
+def test_defaults_are_the_papers_optimiser() -> None:
+    o = TrainConfig().optim
+    assert (o.lr, o.weight_decay, o.transition_weight) == (1e-3, 5e-3, 10.0)

@@ -1,0 +1,250 @@
+"""Evaluation of a model on cached features: the paper's MoC, the streaming metrics, validation for training, and
+whole checkpoints on a dataset split (clean or degraded), as used by `r3d-eval`.
+
+Checkpoint selection during training uses the val split; `r3d-eval` uses the test split and refuses a test split
+that overlaps the selection split (the UTKinect defect of the reference code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from clients.sources.dataset import Dataset
+from model import R3D, AnticipatorOutput, R3DConfig, load_checkpoint
+from model.decoding import decode_frames
+from training.config import STANDARD_HORIZONS, TrainConfig, config_from_dict
+from training.features import SequenceFeatures, ensure_features
+from training.losses import r3d_loss
+from training.metrics import MoC, StreamingMetrics
+from training.sampler import ProtocolSpec, Window, WindowDataset, collate, evaluation_windows
+
+logger = logging.getLogger(__name__)
+PAPER_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def protocol_spec(cfg: TrainConfig, model_cfg: R3DConfig, protocol: str | None = None) -> ProtocolSpec:
+    d = cfg.data
+    return ProtocolSpec(
+        protocol=protocol or d.protocol,
+        n_queries=model_cfg.n_queries,
+        none_index=model_cfg.none_index,
+        max_len=model_cfg.max_len,
+        future_fraction=d.future_fraction,
+        frame_step=d.frame_step,
+        fps=model_cfg.fps,
+        window_s=model_cfg.window_s,
+        horizon_s=model_cfg.horizon_s,
+        min_observed_s=d.min_observed_s,
+        stride_s=d.val_stride_s,
+    )
+
+
+def amp_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def iterate_outputs(
+    model: R3D,
+    data: dict[str, SequenceFeatures],
+    windows: list[Window],
+    spec: ProtocolSpec,
+    *,
+    batch_size: int = 16,
+    device: torch.device | None = None,
+    amp_dtype: torch.dtype | None = None,
+) -> Iterator[tuple[list[Window], AnticipatorOutput, dict[str, torch.Tensor]]]:
+    """Run the model (in eval mode) over windows in batches; yields (windows, float32 outputs on CPU, batch)."""
+    device = device or torch.device("cpu")
+    ds = WindowDataset(data, windows, spec)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(ds), batch_size):
+            batch = collate([ds[i] for i in range(start, min(start + batch_size, len(ds)))])
+            with amp_context(device, amp_dtype):
+                out = model.forward_features(
+                    batch["features"].to(device), batch["depth"].to(device), batch["valid"].to(device)
+                )
+            out = AnticipatorOutput(*(x.float().cpu() for x in out))
+            yield windows[start : start + batch_size], out, batch
+    finally:
+        model.train(was_training)
+
+
+def evaluate_paper(
+    model: R3D,
+    data: dict[str, SequenceFeatures],
+    spec: ProtocolSpec,
+    ratios: tuple[float, ...] | list[float] = PAPER_RATIOS,
+    horizons: tuple[float, ...] | list[float] = STANDARD_HORIZONS,
+    **kw: Any,
+) -> dict[str, Any]:
+    """MoC per observation ratio alpha and horizon beta: {"moc": {"0.2": {"0.1": v, ...}}, "mean": v}."""
+    k = model.cfg.n_classes
+    table: dict[str, dict[str, float]] = {}
+    for alpha in ratios:
+        accs = {beta: MoC(k) for beta in horizons}
+        windows = evaluation_windows(data, spec, alpha)
+        for ws, out, _ in iterate_outputs(model, data, windows, spec, **kw):
+            for i, w in enumerate(ws):
+                pred = decode_frames(out.action_logits[i], out.duration_logits[i], model.cfg.none_index, w.horizon)
+                gt = data[w.seq].labels[w.future]
+                for beta, acc in accs.items():
+                    n = min(int((alpha + beta) * w.length) - w.position, len(gt), len(pred))
+                    acc.update(pred[:n], gt[:n])
+        table[f"{alpha:g}"] = {f"{beta:g}": acc.value for beta, acc in accs.items()}
+    values = [v for row in table.values() for v in row.values() if not math.isnan(v)]
+    return {"moc": table, "mean": float(np.mean(values)) if values else float("nan")}
+
+
+def evaluate_streaming(
+    model: R3D, data: dict[str, SequenceFeatures], spec: ProtocolSpec, **kw: Any
+) -> dict[str, float]:
+    """Next-action accuracy, time-to-next-action MAE (s) and MoC over the horizon, on windows every stride_s."""
+    cfg = model.cfg
+    acc = StreamingMetrics(cfg.n_classes, cfg.none_index, spec.fps)
+    windows = evaluation_windows(data, spec)
+    for ws, out, batch in iterate_outputs(model, data, windows, spec, **kw):
+        last = batch["valid"].sum(dim=1) - 1  # (B,)
+        current = out.segment_logits[torch.arange(len(ws)), last].argmax(-1)  # (B,)
+        for i, w in enumerate(ws):
+            labels = data[w.seq].labels
+            pred = decode_frames(out.action_logits[i], out.duration_logits[i], cfg.none_index, spec.horizon_frames)
+            acc.update(pred, labels[w.future], int(current[i]), int(labels[w.observed[-1]]))
+    return acc.result()
+
+
+def validation_loss(
+    model: R3D,
+    data: dict[str, SequenceFeatures],
+    windows: list[Window],
+    spec: ProtocolSpec,
+    cfg: TrainConfig,
+    **kw: Any,
+) -> float:
+    """The training objective averaged over validation windows (weighted by batch size)."""
+    o = cfg.optim
+    total, count = 0.0, 0
+    for ws, out, batch in iterate_outputs(model, data, windows, spec, **kw):
+        parts = r3d_loss(
+            out,
+            batch,
+            none_index=model.cfg.none_index,
+            transition_weight=o.transition_weight,
+            weights=(o.segmentation_weight, o.anticipation_weight, o.duration_weight),
+        )
+        total += float(parts.total) * len(ws)
+        count += len(ws)
+    return total / count if count else float("nan")
+
+
+def validate(
+    model: R3D, data: dict[str, SequenceFeatures], cfg: TrainConfig, spec: ProtocolSpec, **kw: Any
+) -> dict[str, float]:
+    """Validation metrics; `selection` is the checkpoint-selection metric (higher is better):
+    paper protocol: mean val MoC over data.val_ratios x horizons (0.1, 0.2, 0.3, 0.5);
+    streaming protocol: (next-action accuracy + MoC over the horizon) / 2."""
+    if spec.protocol == "paper":
+        res = evaluate_paper(model, data, spec, cfg.data.val_ratios, STANDARD_HORIZONS, **kw)
+        windows = [w for r in cfg.data.val_ratios for w in evaluation_windows(data, spec, r)]
+        out = {"val_moc": res["mean"], "selection": res["mean"]}
+    else:
+        res = evaluate_streaming(model, data, spec, **kw)
+        windows = evaluation_windows(data, spec)
+        score = (res["next_action_acc"] + res["moc_horizon"]) / 2
+        out = {
+            "val_next_action_acc": res["next_action_acc"],
+            "val_moc_horizon": res["moc_horizon"],
+            "val_time_to_next_mae_s": res["time_to_next_mae_s"],
+            "selection": score,
+        }
+    out["val_loss"] = validation_loss(model, data, windows, spec, cfg, **kw)
+    return out
+
+
+def evaluation_split(dataset: Dataset, split: str = "test") -> list[str]:
+    """The evaluation split's sequences; refuses an empty split or one that overlaps the selection split."""
+    ids = dataset.split(split)
+    if not ids:
+        raise ValueError(f"{dataset.root}: split {split!r} is empty; expected sequences to evaluate on")
+    if split != "val" and dataset.splits:
+        overlap = sorted(set(ids) & set(dataset.split("val")))
+        if overlap:
+            raise ValueError(
+                f"{dataset.root}: the {split!r} split shares {len(overlap)} sequences with the checkpoint-selection "
+                f"split 'val' (e.g. {overlap[0]!r}); expected disjoint splits"
+            )
+    return ids
+
+
+def load_for_eval(path: str | Path) -> tuple[R3D, TrainConfig, dict[str, Any]]:
+    model, meta = load_checkpoint(path, with_backbone=False)
+    saved = meta.get("provenance", {}).get("config")
+    cfg = config_from_dict(saved) if saved else TrainConfig()
+    return model, cfg, meta
+
+
+def evaluate_checkpoint(
+    path: str | Path,
+    dataset_root: str | Path,
+    *,
+    split: str = "test",
+    protocol: str | None = None,
+    ratios: list[float] | None = None,
+    horizons: list[float] | None = None,
+    cache_root: str | Path | None = None,
+    degradation: str | None = None,
+    severity: int = 0,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """One checkpoint on one split of a dataset: the paper's MoC table or the streaming metrics."""
+    model, cfg, _ = load_for_eval(path)
+    dataset = Dataset(dataset_root)
+    if dataset.classes != model.cfg.classes:
+        raise ValueError(
+            f"checkpoint {path} was trained on classes {model.cfg.classes}, dataset {dataset.root} has "
+            f"{dataset.classes}; expected the same class list"
+        )
+    ids = evaluation_split(dataset, split)
+    _, data = ensure_features(
+        dataset,
+        model.cfg.backbone,
+        model.cfg.preprocessing,
+        ids,
+        expected_sha256=model.cfg.backbone_weights_sha256 or None,
+        cache_root=cache_root,
+        degradation=degradation,
+        severity=severity,
+        progress=progress,
+    )
+    spec = protocol_spec(cfg, model.cfg, protocol)
+    result: dict[str, Any] = {"checkpoint": str(path), "split": split, "protocol": spec.protocol, "sequences": len(ids)}
+    if spec.protocol == "paper":
+        result["paper"] = evaluate_paper(
+            model, data, spec, ratios or list(PAPER_RATIOS), horizons or list(STANDARD_HORIZONS), batch_size=batch_size
+        )
+    else:
+        result["streaming"] = evaluate_streaming(model, data, spec, batch_size=batch_size)
+    return result
+
+
+def headline(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers a robustness table shows for one evaluation result."""
+    if "paper" in result:
+        moc = result["paper"]["moc"]
+        std = [moc[a][b] for a in ("0.2", "0.3") if a in moc for b in moc[a]]
+        return {"moc_standard": float(np.nanmean(std)) if std else result["paper"]["mean"]}
+    s = result["streaming"]
+    return {k: s[k] for k in ("next_action_acc", "moc_horizon", "time_to_next_mae_s")}

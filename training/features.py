@@ -1,0 +1,340 @@
+"""Feature cache: the frozen backbone run once over a dataset, so training never recomputes it (`r3d-data features`).
+
+Layout, one folder per backbone, weights hash, preprocessing and (optional) degradation::
+
+    DATASET/features/<backbone>-<sha12>-img<H>x<W>-depth<h>x<w>-<min>-<max>m[-<degradation>-s<severity>]/
+      cache.json        backbone, weights SHA-256, preprocessing, degradation, dataset name and classes
+      <seq>.npz         rgb (T, F) float16 pooled backbone features; depth (T, 1, h, w) float16 preprocessed maps
+                        (model.preprocess_depth); labels (T,) int16 class index, -1 where unknown; timestamps (T,)
+
+Each sequence file is written atomically, so an interrupted run resumes by skipping the finished sequences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
+from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
+from model.backbones import PooledBackbone
+from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
+
+logger = logging.getLogger(__name__)
+CACHE_FORMAT = "r3d-feature-cache"
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CacheSpec:
+    """What a feature cache depends on; its key names the cache folder."""
+
+    backbone: str
+    weights_sha256: str
+    preprocessing: Preprocessing
+    degradation: str | None = None
+    severity: int = 0
+
+    @property
+    def key(self) -> str:
+        p = self.preprocessing
+        (ih, iw), (dh, dw) = p.image_size, p.depth_size
+        key = f"{self.backbone}-{self.weights_sha256[:12]}-img{ih}x{iw}-depth{dh}x{dw}"
+        key += f"-{p.depth_min_m:g}-{p.depth_max_m:g}m"
+        return key + (f"-{self.degradation}-s{self.severity}" if self.degradation else "")
+
+    def clean(self) -> CacheSpec:
+        return CacheSpec(self.backbone, self.weights_sha256, self.preprocessing)
+
+    def manifest(self, dataset: Dataset) -> dict[str, Any]:
+        p = self.preprocessing
+        return {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "backbone": self.backbone,
+            "weights_sha256": self.weights_sha256,
+            "preprocessing": {
+                "image_size": list(p.image_size),
+                "depth_size": list(p.depth_size),
+                "depth_min_m": p.depth_min_m,
+                "depth_max_m": p.depth_max_m,
+            },
+            "degradation": self.degradation,
+            "severity": self.severity,
+            "dataset": dataset.name,
+            "classes": dataset.classes,
+        }
+
+
+@dataclass
+class SequenceFeatures:
+    """One sequence's cached inputs (arrays kept in float16 until a batch is built)."""
+
+    id: str
+    rgb: np.ndarray  # (T, F) float16
+    depth: np.ndarray  # (T, 1, h, w) float16
+    labels: np.ndarray  # (T,) int64, -1 = unknown
+    timestamps: np.ndarray  # (T,) float64 seconds
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def cache_dir(dataset_root: str | Path, spec: CacheSpec, cache_root: str | Path | None = None) -> Path:
+    root = Path(cache_root) if cache_root else Path(dataset_root) / "features"
+    return root / spec.key
+
+
+def _encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return buf.getvalue()
+
+
+def _label_indices(labels: Sequence[str | None], classes: list[str], seq_id: str) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({lab for lab in labels if lab is not None and lab not in index})
+    if unknown:
+        raise ValueError(f"sequence {seq_id!r}: labels {unknown} are not in the dataset classes {classes}")
+    return np.array([-1 if lab is None else index[lab] for lab in labels], dtype=np.int16)
+
+
+class FeatureExtractor:
+    """Backbone + preprocessing, applied to batches of raw frames."""
+
+    def __init__(self, backbone: PooledBackbone, digest: str, backbone_name: str, pre: Preprocessing) -> None:
+        self.backbone, self.digest, self.name, self.pre = backbone, digest, backbone_name, pre
+
+    @classmethod
+    def build(cls, backbone_name: str, pre: Preprocessing, weights: str | Path | None = None) -> FeatureExtractor:
+        backbone, digest = build_backbone(backbone_name, pre.image_size, weights)
+        return cls(backbone.eval(), digest, backbone_name, pre)
+
+    def spec(self, degradation: str | None = None, severity: int = 0) -> CacheSpec:
+        return CacheSpec(self.name, self.digest, self.pre, degradation, severity)
+
+    @torch.inference_mode()
+    def rgb(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, H, W, 3) -> float16 (N, F)."""
+        return self.backbone(preprocess_rgb(images, self.pre.image_size)).numpy().astype(np.float16)
+
+    def depth(self, depths: np.ndarray, scale: float) -> np.ndarray:
+        """uint16 (N, H, W) -> float16 (N, 1, h, w)."""
+        p = self.pre
+        return preprocess_depth(depths, scale, p.depth_size, p.depth_min_m, p.depth_max_m).numpy().astype(np.float16)
+
+
+def _prepare_dir(path: Path, manifest: dict[str, Any]) -> None:
+    man_path = path / "cache.json"
+    if man_path.is_file():
+        old = json.loads(man_path.read_text())
+        if old != manifest:
+            raise ValueError(f"feature cache {path} was built for {old}, expected {manifest}; remove it or use --out")
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(man_path, manifest)
+
+
+def build_cache(
+    dataset: Dataset,
+    extractor: FeatureExtractor,
+    *,
+    seq_ids: Iterable[str] | None = None,
+    cache_root: str | Path | None = None,
+    degradation: str | None = None,
+    severity: int = 0,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> Path:
+    """Write the missing sequence files of a cache; returns the cache folder. Finished sequences are skipped."""
+    spec = extractor.spec(degradation, severity)
+    out = cache_dir(dataset.root, spec, cache_root)
+    _prepare_dir(out, spec.manifest(dataset))
+    ids = list(dataset.sequence_ids if seq_ids is None else seq_ids)
+    todo = [s for s in ids if not (out / f"{s}.npz").is_file()]
+    if not todo:
+        return out
+    # depth degradations leave RGB untouched: reuse the clean cache's RGB features when they exist
+    clean = cache_dir(dataset.root, spec.clean(), cache_root) if degradation else None
+    reuse_rgb = bool(clean and DEGRADATIONS[degradation or ""].modality == "depth")
+    total = sum(dataset.meta(s).num_frames for s in todo)
+    logger.info("feature cache %s: %d of %d sequences to compute (%d frames)", out, len(todo), len(ids), total)
+    with tqdm(total=total, unit="frame", desc=f"features {spec.key}", disable=not progress) as bar:
+        for seq_id in todo:
+            clean_file = clean / f"{seq_id}.npz" if clean else None
+            rgb_reuse = None
+            if reuse_rgb and clean_file is not None and clean_file.is_file():
+                with np.load(clean_file) as z:
+                    rgb_reuse = z["rgb"]
+            arrays = _sequence_arrays(dataset, seq_id, extractor, degradation, severity, batch_size, rgb_reuse, bar)
+            write_bytes_atomic(out / f"{seq_id}.npz", _encode_npz(arrays))
+    return out
+
+
+def _sequence_arrays(
+    dataset: Dataset,
+    seq_id: str,
+    ex: FeatureExtractor,
+    degradation: str | None,
+    severity: int,
+    batch_size: int,
+    rgb_reuse: np.ndarray | None,
+    bar: tqdm,
+) -> dict[str, np.ndarray]:
+    meta = dataset.meta(seq_id)
+    times, labels = dataset.labels(seq_id)
+    rgb_parts: list[np.ndarray] = []
+    depth_parts: list[np.ndarray] = []
+    images: list[np.ndarray] = []
+    depths: list[np.ndarray] = []
+
+    def flush() -> None:
+        if rgb_reuse is None:
+            rgb_parts.append(ex.rgb(np.stack(images)))
+        depth_parts.append(ex.depth(np.stack(depths), meta.depth_scale))
+        bar.update(len(depths))
+        images.clear()
+        depths.clear()
+
+    for frame in dataset.frames(seq_id):
+        rgb, depth = frame.rgb, frame.depth
+        if degradation:
+            rgb, depth = degrade_frame(rgb, depth, meta.depth_scale, degradation, severity, seq_id, frame.index)
+        if images and (rgb.shape != images[0].shape or depth.shape != depths[0].shape):
+            flush()  # frames of another size cannot share a batch
+        images.append(rgb)
+        depths.append(depth)
+        if len(depths) >= batch_size:
+            flush()
+    if depths:
+        flush()
+    rgb_all = rgb_reuse if rgb_reuse is not None else np.concatenate(rgb_parts)
+    return {
+        "rgb": rgb_all,
+        "depth": np.concatenate(depth_parts),
+        "labels": _label_indices(labels, dataset.classes, seq_id),
+        "timestamps": np.asarray(times, dtype=np.float64),
+    }
+
+
+def load_sequence(path: Path, seq_id: str) -> SequenceFeatures:
+    try:
+        with np.load(path) as z:
+            return SequenceFeatures(
+                seq_id, z["rgb"], z["depth"], z["labels"].astype(np.int64), z["timestamps"].astype(np.float64)
+            )
+    except (OSError, KeyError, ValueError) as exc:
+        raise ValueError(f"feature file {path} is unreadable ({exc}); delete it and rebuild the cache") from exc
+
+
+def load_cache(folder: Path, seq_ids: Iterable[str]) -> dict[str, SequenceFeatures]:
+    """The named sequences of a built cache, in memory."""
+    out: dict[str, SequenceFeatures] = {}
+    for seq_id in seq_ids:
+        path = folder / f"{seq_id}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(f"feature cache {folder} has no file for sequence {seq_id!r}; build the cache")
+        out[seq_id] = load_sequence(path, seq_id)
+    return out
+
+
+def ensure_features(
+    dataset: Dataset,
+    backbone: str,
+    pre: Preprocessing,
+    seq_ids: Sequence[str],
+    *,
+    expected_sha256: str | None = None,
+    cache_root: str | Path | None = None,
+    degradation: str | None = None,
+    severity: int = 0,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> tuple[CacheSpec, dict[str, SequenceFeatures]]:
+    """Build whatever is missing of a cache for these sequences (the backbone is only run when needed), then load."""
+    extractor = FeatureExtractor.build(backbone, pre)
+    if expected_sha256 and extractor.digest != expected_sha256:
+        raise ValueError(
+            f"the model was trained on {backbone} weights with SHA-256 {expected_sha256[:12]}..., but the installed "
+            f"weights hash to {extractor.digest[:12]}...; install the same weights"
+        )
+    folder = build_cache(
+        dataset,
+        extractor,
+        seq_ids=seq_ids,
+        cache_root=cache_root,
+        degradation=degradation,
+        severity=severity,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return extractor.spec(degradation, severity), load_cache(folder, seq_ids)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """The `r3d-data features` verb."""
+    p = subparsers.add_parser(
+        "features",
+        help="run the frozen backbone over a dataset once and cache features and depth maps",
+        description="Cache backbone RGB features and preprocessed depth maps per sequence (resumable).",
+    )
+    p.add_argument("dataset", type=Path, help="dataset folder in the common format")
+    p.add_argument("--backbone", default=None, help="backbone name (default: the recipe's, else efficientnet_lite0)")
+    p.add_argument("--backbone-weights", default=None, help="weights file for the backbone (resnet50 needs one)")
+    p.add_argument("--out", type=Path, default=None, help="root of the caches (default: DATASET/features)")
+    p.add_argument("--config", type=Path, default=None, help="training recipe to take backbone and preprocessing from")
+    p.add_argument("--depth-size", type=int, nargs=2, metavar=("H", "W"), default=None)
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None)
+    p.add_argument("--split", default="all", choices=["all", "train", "val", "test"])
+    p.add_argument("--batch-size", type=int, default=32, help="frames per backbone batch (default: 32)")
+    p.add_argument(
+        "--degrade",
+        action="append",
+        default=[],
+        metavar="NAME:SEVERITY",
+        help=f"also build degraded caches; NAME in {sorted(DEGRADATIONS)}",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.config import ModelConfig, load_config
+
+    model = load_config(args.config, {"data.dataset": str(args.dataset)}).model if args.config else ModelConfig()
+    pre = model.preprocessing()
+    pre = Preprocessing(
+        tuple(args.image_size) if args.image_size else pre.image_size,
+        tuple(args.depth_size) if args.depth_size else pre.depth_size,
+        pre.depth_min_m,
+        pre.depth_max_m,
+    )
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    degradations = [parse_degradation(d) for d in args.degrade]
+    dataset = Dataset(args.dataset)
+    ids = dataset.split(args.split)
+    extractor = FeatureExtractor.build(args.backbone or model.backbone, pre, args.backbone_weights)
+    for name, severity in [(None, 0), *degradations]:
+        folder = build_cache(
+            dataset,
+            extractor,
+            seq_ids=ids,
+            cache_root=args.out,
+            degradation=name,
+            severity=severity,
+            batch_size=args.batch_size,
+            progress=not args.no_progress,
+        )
+        logger.info("feature cache ready: %s (%d sequences)", folder, len(ids))
+    return 0
