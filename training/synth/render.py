@@ -94,30 +94,37 @@ def screen_rect(camera: Camera, pts: np.ndarray, pad: float) -> tuple[int, int, 
 def hit_capsule(
     rd: np.ndarray, rdrd: np.ndarray, o: np.ndarray, a: np.ndarray, b: np.ndarray, r: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest hit of rays o + t rd with a capsule (a sphere when a == b): (t, hit mask)."""
+    """Rays o + t rd (a rectangle of them) that hit a capsule (a sphere when a == b).
+
+    Returns the flat indices of the hitting rays in the rectangle and the nearest t of each (> NEAR).
+    """
     ba, oa = b - a, o - a
     baba, baoa, oaoa = float(ba @ ba), float(ba @ oa), float(oa @ oa)
-    rdoa = rd @ oa.astype(np.float32)
+    rdoa = (rd @ oa.astype(np.float32)).ravel()
+    rr = rdrd.ravel()
     if baba < 1e-12:
-        h = rdoa * rdoa - rdrd * (oaoa - r * r)
-        t = (-rdoa - np.sqrt(np.maximum(h, 0))) / rdrd
-        return t, (h >= 0) & (t > NEAR)
-    bard = rd @ ba.astype(np.float32)
-    k2 = baba * rdrd - bard * bard
-    k1 = baba * rdoa - baoa * bard
-    k0 = baba * oaoa - baoa * baoa - r * r * baba
-    h = k1 * k1 - k2 * k0
-    sq = np.sqrt(np.maximum(h, 0))
-    t = (-k1 - sq) / np.where(np.abs(k2) > 1e-9, k2, 1e-9)
-    y = baoa + t * bard
-    side = (y > 0) & (y < baba)
-    use_a = y <= 0
-    rdoc = np.where(use_a, rdoa, rdoa - bard)
-    ococ = np.where(use_a, oaoa, oaoa - 2 * baoa + baba)
-    hc = rdoc * rdoc - rdrd * (ococ - r * r)
-    tc = (-rdoc - np.sqrt(np.maximum(hc, 0))) / rdrd
-    t = np.where(side, t, tc)
-    return t, (h >= 0) & (side | (hc >= 0)) & (t > NEAR)
+        h = rdoa * rdoa - rr * (oaoa - r * r)
+        idx = np.flatnonzero(h >= 0)
+        t = (-rdoa[idx] - np.sqrt(h[idx])) / rr[idx]
+    else:
+        bard = (rd @ ba.astype(np.float32)).ravel()
+        k2 = baba * rr - bard * bard
+        k1 = baba * rdoa - baoa * bard
+        h = k1 * k1 - k2 * (baba * oaoa - baoa * baoa - r * r * baba)
+        idx = np.flatnonzero(h >= 0)  # rays that meet the infinite cylinder; only they can hit
+        k1, k2, h, bard, rdoa, rr = k1[idx], k2[idx], h[idx], bard[idx], rdoa[idx], rr[idx]
+        t = (-k1 - np.sqrt(h)) / np.where(np.abs(k2) > 1e-9, k2, np.float32(1e-9))
+        y = baoa + t * bard
+        cap = (y <= 0) | (y >= baba)  # outside the cylinder's length: the hemispherical ends
+        if cap.any():
+            use_a = y[cap] <= 0
+            rdoc = np.where(use_a, rdoa[cap], rdoa[cap] - bard[cap])
+            ococ = np.where(use_a, np.float32(oaoa), np.float32(oaoa - 2 * baoa + baba))
+            hc = rdoc * rdoc - rr[cap] * (ococ - r * r)
+            tc = (-rdoc - np.sqrt(np.maximum(hc, 0))) / rr[cap]
+            t[cap] = np.where(hc >= 0, tc, np.float32(-1.0))
+    keep = t > NEAR
+    return idx[keep], t[keep]
 
 
 def hit_box(
@@ -242,21 +249,20 @@ def draw_capsules(
             y0, y1 = max(int(min(vs) - pad), 0), min(int(max(vs) + pad) + 2, k.height)
             if x0 >= x1 or y0 >= y1:
                 continue
-        rd = view.rd[y0:y1, x0:x1]
-        t, hit = hit_capsule(rd, view.rdrd[y0:y1, x0:x1], o, a[i], b[i], r)
-        zr = buf.z[y0:y1, x0:x1]
-        m = hit & (t < zr)
-        if not m.any():
+        idx, t = hit_capsule(view.rd[y0:y1, x0:x1], view.rdrd[y0:y1, x0:x1], o, a[i], b[i], r)
+        iy, ix = idx // (x1 - x0) + y0, idx % (x1 - x0) + x0
+        closer = t < buf.z[iy, ix]
+        if not closer.any():
             continue
-        tm = t[m]
-        pt = o + tm[:, None] * rd[m]
+        iy, ix, t = iy[closer], ix[closer], t[closer]
+        pt = o + t[:, None] * view.rd[iy, ix]
         ba = b[i] - a[i]
         baba = float(ba @ ba)
         s = np.clip(((pt - a[i]) @ ba) / baba, 0, 1)[:, None] if baba > 1e-12 else 0.0
-        zr[m] = tm
-        buf.normal[y0:y1, x0:x1][m] = (pt - (a[i] + s * ba)) / r
-        buf.albedo[y0:y1, x0:x1][m] = colours[i]
-        buf.ids[y0:y1, x0:x1][m] = ident
+        buf.z[iy, ix] = t
+        buf.normal[iy, ix] = (pt - (a[i] + s * ba)) / r
+        buf.albedo[iy, ix] = colours[i]
+        buf.ids[iy, ix] = ident
 
 
 def shade_points(scene: Scene, p: np.ndarray, n: np.ndarray, albedo: np.ndarray) -> np.ndarray:
