@@ -78,6 +78,15 @@ def test_cli_synth_bad_flags_exit_with_a_message(tmp_path: Path, caplog: pytest.
     assert "--sequences must be >= 1, got 0" in caplog.text and "--fps must be > 0" in caplog.text
 
 
+def test_bench_prints_a_table_naming_the_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    from training.synth import bench
+
+    assert bench.main(["--sequences", "1", "--frames", "3", "--width", "32", "--height", "24"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ") and "cores" in out and "frames/s" in out
+    assert "| write dataset, 2 workers" in out and "| render only, 1 process" in out
+
+
 def _has_record_db3() -> bool:
     if importlib.util.find_spec("clients.sources.realsense") is None:
         return False

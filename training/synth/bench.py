@@ -31,7 +31,9 @@ def machine() -> str:
     except OSError:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.node()}: {model}, {cores} cores; Python {platform.python_version()}, numpy {np.__version__}"
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+    py = f"Python {platform.python_version()}, numpy {np.__version__}"
+    return f"{platform.node()}: {model}, {cores} cores (load average {load}); {py}"
 
 
 def bench_render(cfg: SynthConfig, n_frames: int) -> float:
