@@ -1,10 +1,15 @@
-"""Intel RealSense sources: a live camera (pyrealsense2 pipeline), playback of .bag / .db3 recordings without
-dropping frames, and `record_db3`, which writes frames to a .db3 recording through a software device.
+"""Intel RealSense recordings: playback of .bag / .db3 files without dropping frames (`RealSensePlayback`), and
+`record_db3`, which writes frames to a .db3 recording through a software device. The live camera is
+`RealSenseCamera` (clients.sources.realsense_live, re-exported here).
 
-Playback follows the recipe of ENVIRONMENT.md: load the device from the file, turn real-time off, pause, open
-and start the depth and colour sensors, resume. Frames reach a Python callback that copies them into a bounded
-queue and blocks while it is full, so a slow consumer slows the (non-real-time) playback instead of losing
-frames. Depth and colour are paired one-to-one by nearest timestamp (`NearestPairer`).
+Playback follows the recipe of ENVIRONMENT.md (load the device from the file, real-time off, pause, open and
+start the sensor, resume) with one change: each stream gets its own playback device. With both sensors of one
+device, the reader sometimes starts reading the first stream before the second is enabled and then skips the
+second stream's frames that are older than what it has read (measured: the colour frame of the D435 fixture
+bag was lost in 7 of 40 playbacks; 0 of 100 with a device per stream). Frames reach a Python callback that
+copies them into a bounded queue and blocks while it is full, so a slow consumer slows the non-real-time
+playback down instead of losing frames. The two streams are merged by timestamp and paired one-to-one by
+nearest timestamp (`NearestPairer`).
 """
 
 from __future__ import annotations
@@ -19,83 +24,135 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import cv2
 import numpy as np
 
-from clients.sources.base import (
-    DeviceNotFoundError,
-    FrameSource,
-    MissingDependencyError,
-    Pacer,
-    SourceError,
-    TimestampGuard,
-    UnreadableSourceError,
-)
+from clients.sources.base import FrameSource, Pacer, TimestampGuard, UnreadableSourceError
 from clients.sources.frame import Frame, Intrinsics
 from clients.sources.pairing import NearestPairer, Stamped
+from clients.sources.realsense_live import RealSenseCamera
+from clients.sources.rs_common import (
+    FILTERS,
+    check_filters,
+    clean_scale,
+    color_to_rgb,
+    import_pyrealsense2,
+    make_filters,
+    to_intrinsics,
+)
+
+__all__ = ["FILTERS", "RECORDING_SUFFIXES", "RealSenseCamera", "RealSensePlayback", "default_intrinsics", "record_db3"]
 
 logger = logging.getLogger(__name__)
 
-FILTERS = ("decimation", "spatial", "temporal", "hole_filling")
 RECORDING_SUFFIXES = (".bag", ".db3")
 UNALIGNED_MARK = "(not aligned to colour)"
-_END = object()
 
 
-def import_pyrealsense2() -> ModuleType:
-    """Import pyrealsense2 or raise `MissingDependencyError` naming what to install."""
+def _find_streams(rs: ModuleType, device: Any, path: Path) -> tuple[Any, Any, Any, Any]:
+    """(depth sensor, depth z16 profile, colour sensor, colour profile) of a playback device."""
+    depth: tuple[Any, Any] | None = None
+    color: tuple[Any, Any] | None = None
+    found = []
+    for sensor in device.query_sensors():
+        for p in sensor.get_stream_profiles():
+            found.append(f"{p.stream_type()} {p.format()}")
+            if depth is None and p.stream_type() == rs.stream.depth and p.format() == rs.format.z16:
+                depth = (sensor, p.as_video_stream_profile())
+            elif color is None and p.stream_type() == rs.stream.color:
+                color = (sensor, p.as_video_stream_profile())
+    if depth is None or color is None:
+        raise UnreadableSourceError(
+            f"{path}: expected a depth (z16) stream and a colour stream, found {found or 'no streams'}"
+        )
+    return depth[0], depth[1], color[0], color[1]
+
+
+def _load_device(rs: ModuleType, path: Path) -> tuple[Any, Any]:
+    """(context, playback device) of a recording; the context must outlive the device."""
+    if not path.is_file():
+        raise UnreadableSourceError(f"RealSense recording {path} does not exist")
+    if path.suffix.lower() not in RECORDING_SUFFIXES:
+        raise UnreadableSourceError(f"expected a RealSense recording ending in .bag or .db3, got {path}")
+    ctx = rs.context()
     try:
-        import pyrealsense2 as rs
-    except ImportError as e:
-        if "libusb" in str(e):
-            raise MissingDependencyError(f"pyrealsense2 needs libusb: apt-get install -y libusb-1.0-0 ({e})") from e
-        raise MissingDependencyError(f"RealSense sources need pyrealsense2: pip install pyrealsense2 ({e})") from e
-    return rs
+        return ctx, ctx.load_device(str(path))
+    except RuntimeError as e:
+        raise UnreadableSourceError(f"cannot play back {path}: {e}") from e
 
 
-def check_filters(names: Sequence[str]) -> list[str]:
-    """Normalise post-processing filter names ('hole-filling' -> 'hole_filling') and reject unknown ones."""
-    out = [n.strip().lower().replace("-", "_") for n in names]
-    unknown = [n for n in out if n not in FILTERS]
-    if unknown:
-        raise ValueError(f"unknown RealSense filter(s) {unknown!r}; expected names from {list(FILTERS)!r}")
-    return out
+class _StreamReader:
+    """Plays one stream (depth or colour) of a recording into a bounded queue of `Stamped` arrays."""
 
+    def __init__(self, rs: ModuleType, path: Path, kind: str, filters: Sequence[str], queue_size: int) -> None:
+        self.rs, self.kind = rs, kind
+        self.ctx, self.device = _load_device(rs, path)
+        depth_sensor, depth_profile, color_sensor, color_profile = _find_streams(rs, self.device, path)
+        self.sensor, self.profile = (depth_sensor, depth_profile) if kind == "depth" else (color_sensor, color_profile)
+        self.filters = make_filters(rs, filters) if kind == "depth" else []
+        self.items: queue.Queue[Stamped[np.ndarray] | Exception] = queue.Queue(maxsize=queue_size)
+        self.cancel = threading.Event()
+        self.stopped = threading.Event()
+        self.started = False
+        self.ended = False
+        self.playback = self.device.as_playback()
+        self.playback.set_real_time(False)
+        self.playback.set_status_changed_callback(self._on_status)
 
-def make_filters(rs: ModuleType, names: Sequence[str]) -> list[Any]:
-    """pyrealsense2 processing blocks in the given order."""
-    factories = {
-        "decimation": rs.decimation_filter,
-        "spatial": rs.spatial_filter,
-        "temporal": rs.temporal_filter,
-        "hole_filling": rs.hole_filling_filter,
-    }
-    return [factories[n]() for n in check_filters(names)]
+    def _on_status(self, status: Any) -> None:
+        if status == self.rs.playback_status.stopped and self.started:
+            self.stopped.set()
 
+    def _put(self, item: Stamped[np.ndarray] | Exception) -> None:
+        while not self.cancel.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
-def to_intrinsics(rs_intr: Any) -> Intrinsics:
-    return Intrinsics(int(rs_intr.width), int(rs_intr.height), rs_intr.fx, rs_intr.fy, rs_intr.ppx, rs_intr.ppy)
+    def _on_frame(self, f: Any) -> None:  # runs on librealsense's thread: never raise there
+        try:
+            if self.cancel.is_set():
+                return
+            if self.kind == "depth":
+                for block in self.filters:
+                    f = block.process(f)
+                data = np.array(np.asanyarray(f.get_data()), dtype=np.uint16, copy=True)
+            else:
+                data = color_to_rgb(self.rs, np.asanyarray(f.get_data()), f.get_profile().format())
+            self._put(Stamped(f.get_timestamp() / 1000.0, f.get_frame_number(), data))
+        except Exception as e:  # handed to the consumer, which raises it
+            self._put(e)
 
+    def start(self) -> None:
+        self.playback.pause()
+        self.sensor.open(self.profile)
+        self.started = True
+        self.sensor.start(self._on_frame)
+        self.playback.resume()
 
-def clean_scale(scale: float) -> float:
-    """librealsense stores depth units as float32: 0.0010000000474974513 -> 0.001."""
-    return float(f"{scale:.7g}")
+    def next(self) -> Stamped[np.ndarray] | None:
+        """The next frame, or None at the end of the recording. Raises what the callback caught."""
+        while True:
+            # Once "stopped" is reported, every frame callback has returned: the queue holds all that is left.
+            done = self.stopped.is_set()
+            try:
+                item = self.items.get(timeout=0.05)
+            except queue.Empty:
+                if done:
+                    self.ended = True
+                    return None
+                continue
+            if isinstance(item, Exception):
+                raise item
+            return item
 
-
-def color_to_rgb(rs: ModuleType, data: np.ndarray, fmt: Any) -> np.ndarray:
-    """A colour frame's pixels (rgb8, bgr8, rgba8, bgra8, yuyv or uyvy) as a new uint8 (H, W, 3) RGB array."""
-    if fmt == rs.format.rgb8:
-        return np.array(data, dtype=np.uint8, copy=True)
-    conversions = {
-        rs.format.bgr8: cv2.COLOR_BGR2RGB,
-        rs.format.rgba8: cv2.COLOR_RGBA2RGB,
-        rs.format.bgra8: cv2.COLOR_BGRA2RGB,
-        rs.format.yuyv: cv2.COLOR_YUV2RGB_YUYV,
-        rs.format.uyvy: cv2.COLOR_YUV2RGB_UYVY,
-    }
-    if fmt not in conversions:
-        raise UnreadableSourceError(f"unsupported colour format {fmt}; expected rgb8, bgr8, rgba8, bgra8, yuyv or uyvy")
-    return np.ascontiguousarray(cv2.cvtColor(np.asarray(data), conversions[fmt]))
+    def close(self) -> None:
+        self.cancel.set()
+        if self.started:
+            self.started = False
+            self.sensor.stop()
+            self.sensor.close()
 
 
 class RealSensePlayback(FrameSource):
@@ -104,6 +161,7 @@ class RealSensePlayback(FrameSource):
     realtime: pace frames by their timestamps (True) or deliver them as fast as they are read (False).
     filters: post-processing applied to depth, by name, in order (decimation changes the depth size).
     pair_tolerance_s: depth and colour farther apart than this are not paired (default: one frame period).
+    queue_size: frames buffered per stream ahead of the consumer.
     """
 
     def __init__(
@@ -113,7 +171,7 @@ class RealSensePlayback(FrameSource):
         realtime: bool = False,
         filters: Sequence[str] = (),
         pair_tolerance_s: float | None = None,
-        queue_size: int = 32,
+        queue_size: int = 16,
     ) -> None:
         super().__init__()
         self.path = Path(path)
@@ -131,133 +189,68 @@ class RealSensePlayback(FrameSource):
     def name(self) -> str:
         return self.path.name
 
-    def _load(self, rs: ModuleType) -> tuple[Any, Any, Any, Any, Any]:
-        """(playback device, depth sensor, depth profile, colour sensor, colour profile) of the file."""
-        if not self.path.is_file():
-            raise UnreadableSourceError(f"RealSense recording {self.path} does not exist")
-        if self.path.suffix.lower() not in RECORDING_SUFFIXES:
-            raise UnreadableSourceError(f"expected a RealSense recording ending in .bag or .db3, got {self.path}")
-        try:
-            device = rs.context().load_device(str(self.path))
-        except RuntimeError as e:
-            raise UnreadableSourceError(f"cannot play back {self.path}: {e}") from e
-        depth: tuple[Any, Any] | None = None
-        color: tuple[Any, Any] | None = None
-        found = []
-        for sensor in device.query_sensors():
-            for p in sensor.get_stream_profiles():
-                found.append(f"{p.stream_type()} {p.format()}")
-                if depth is None and p.stream_type() == rs.stream.depth and p.format() == rs.format.z16:
-                    depth = (sensor, p.as_video_stream_profile())
-                elif color is None and p.stream_type() == rs.stream.color:
-                    color = (sensor, p.as_video_stream_profile())
-        if depth is None or color is None:
-            raise UnreadableSourceError(
-                f"{self.path}: expected a depth (z16) stream and a colour stream, found {found or 'no streams'}"
-            )
-        return device, depth[0], depth[1], color[0], color[1]
-
     def _open(self) -> None:
         rs = import_pyrealsense2()
-        device, depth_sensor, depth_profile, color_sensor, color_profile = self._load(rs)
+        ctx, device = _load_device(rs, self.path)
+        depth_sensor, depth_profile, _, color_profile = _find_streams(rs, device, self.path)
         self._depth_scale = clean_scale(depth_sensor.as_depth_sensor().get_depth_scale())
         self._intrinsics = to_intrinsics(color_profile.get_intrinsics())
         self._fps = float(color_profile.fps())
         self._num_frames = None
         depth_intr = to_intrinsics(depth_profile.get_intrinsics())
-        ext = depth_profile.get_extrinsics_to(color_profile)
-        identity = np.allclose(ext.rotation, np.eye(3).ravel()) and np.allclose(ext.translation, 0)
+        try:
+            ext = depth_profile.get_extrinsics_to(color_profile)
+            identity = np.allclose(ext.rotation, np.eye(3).ravel()) and np.allclose(ext.translation, 0)
+        except RuntimeError:  # no extrinsics recorded: equal intrinsics decide
+            identity = True
         marked = UNALIGNED_MARK in depth_sensor.get_info(rs.camera_info.name)
         self._depth_aligned = depth_intr == self._intrinsics and identity and not marked and not self.filters
         slowest = min(depth_profile.fps(), color_profile.fps())
         self._tolerance = self.pair_tolerance_s or (1.0 / slowest if slowest > 0 else 0.1)
-        del device
+        del device, ctx
 
     def _frames(self) -> Iterator[Frame]:
         rs = import_pyrealsense2()
-        device, depth_sensor, depth_profile, color_sensor, color_profile = self._load(rs)
-        playback = device.as_playback()
-        playback.set_real_time(False)
-        filters = make_filters(rs, self.filters)
-        items: queue.Queue[Any] = queue.Queue(maxsize=self.queue_size)
-        stop = threading.Event()
-
-        def put(item: Any) -> None:
-            while not stop.is_set():
-                try:
-                    items.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def on_frame(f: Any) -> None:  # runs on librealsense's thread: never raise there
-            try:
-                if stop.is_set():
-                    return
-                stream = f.get_profile().stream_type()
-                if stream == rs.stream.depth:
-                    for block in filters:
-                        f = block.process(f)
-                    data = np.array(np.asanyarray(f.get_data()), dtype=np.uint16, copy=True)
-                    put(("depth", Stamped(f.get_timestamp() / 1000.0, f.get_frame_number(), data)))
-                elif stream == rs.stream.color:
-                    rgb = color_to_rgb(rs, np.asanyarray(f.get_data()), f.get_profile().format())
-                    put(("color", Stamped(f.get_timestamp() / 1000.0, f.get_frame_number(), rgb)))
-            except Exception as e:  # handed to the consumer, which raises it
-                put(("error", e))
-
+        readers = {k: _StreamReader(rs, self.path, k, self.filters, self.queue_size) for k in ("depth", "color")}
         pairer: NearestPairer[np.ndarray] = NearestPairer(self._tolerance)
         guard = TimestampGuard(self.name)
         pacer = Pacer(self.realtime)
-        sensors = [(depth_sensor, depth_profile), (color_sensor, color_profile)]
-        started: list[Any] = []
+        heads: dict[str, Stamped[np.ndarray] | None] = {"depth": None, "color": None}
         index = 0
         try:
-            playback.pause()
-            for sensor, profile in sensors:
-                sensor.open(profile)
-                sensor.start(on_frame)
-                started.append(sensor)
-            playback.resume()
-            finished = False
-            while not finished:
-                try:
-                    kind, item = items.get(timeout=0.05)
-                except queue.Empty:
-                    # The playback flushes every sensor's pending frames before it reports "stopped".
-                    if playback.current_status() == rs.playback_status.stopped and items.empty():
-                        finished = True
-                    pairs = pairer.pop_pairs(final=finished)
-                else:
-                    if kind == "error":
-                        raise UnreadableSourceError(f"{self.path}: could not decode a frame: {item}") from item
-                    (pairer.push_depth if kind == "depth" else pairer.push_color)(item)
-                    pairs = pairer.pop_pairs()
-                for depth, color in pairs:
-                    t = guard.rebase(color.timestamp)
-                    if t is None:
-                        continue
-                    pacer.wait(t)
-                    yield Frame(
-                        rgb=color.data,
-                        depth=depth.data,
-                        depth_scale=self._depth_scale,
-                        timestamp=t,
-                        index=index,
-                        intrinsics=self._intrinsics,
-                        depth_aligned=self._depth_aligned,
-                    )
+            for reader in readers.values():
+                reader.start()
+            while True:
+                for kind, reader in readers.items():
+                    if heads[kind] is None and not reader.ended:
+                        try:
+                            heads[kind] = reader.next()
+                        except Exception as e:
+                            raise UnreadableSourceError(f"{self.path}: cannot decode a {kind} frame: {e}") from e
+                waiting = [k for k, h in heads.items() if h is not None]
+                if not waiting:
+                    break
+                kind = min(waiting, key=lambda k: heads[k].timestamp)  # type: ignore[union-attr]
+                item, heads[kind] = heads[kind], None
+                assert item is not None
+                (pairer.push_depth if kind == "depth" else pairer.push_color)(item)
+                for depth, color in pairer.pop_pairs(final=False):
+                    frame = self._frame(depth, color, guard, index)
+                    if frame is not None:
+                        pacer.wait(frame.timestamp)
+                        yield frame
+                        index += 1
+            for depth, color in pairer.pop_pairs(final=True):
+                frame = self._frame(depth, color, guard, index)
+                if frame is not None:
+                    pacer.wait(frame.timestamp)
+                    yield frame
                     index += 1
         finally:
-            stop.set()
-            for sensor in started:
-                sensor.stop()
-                sensor.close()
-            self.unpaired_depth, self.unpaired_color, self.dropped = (
-                pairer.unpaired_depth,
-                pairer.unpaired_color,
-                guard.dropped,
-            )
+            for reader in readers.values():
+                reader.close()
+            self.unpaired_depth, self.unpaired_color = pairer.unpaired_depth, pairer.unpaired_color
+            self.dropped = guard.dropped
             if self.unpaired_depth or self.unpaired_color:
                 logger.info(
                     "%s: %s frames paired; %s depth and %s colour frames had no partner within %.3f s",
@@ -268,107 +261,21 @@ class RealSensePlayback(FrameSource):
                     self._tolerance,
                 )
 
-
-class RealSenseCamera(FrameSource):
-    """A live RealSense camera through a pyrealsense2 pipeline (depth z16 + colour rgb8).
-
-    serial: pick the camera by serial number (default: the first one found).
-    align: map depth onto the colour image with rs.align (then depth has the colour size).
-    filters: post-processing applied to depth before alignment, by name, in order.
-    """
-
-    def __init__(
-        self,
-        serial: str | None = None,
-        *,
-        width: int = 640,
-        height: int = 480,
-        fps: int = 30,
-        align: bool = True,
-        filters: Sequence[str] = (),
-        timeout_s: float = 5.0,
-    ) -> None:
-        super().__init__()
-        self.serial = serial
-        self.width, self.height, self.rate = width, height, fps
-        self.align = align
-        self.filters = check_filters(filters)
-        self.timeout_s = timeout_s
-        self._label = f"RealSense {serial}" if serial else "RealSense"
-        self._pipeline: Any = None
-        self._blocks: list[Any] = []
-
-    @property
-    def name(self) -> str:
-        return self._label
-
-    def _open(self) -> None:
-        rs = import_pyrealsense2()
-        ctx = rs.context()
-        devices = list(ctx.query_devices())
-        if not devices:
-            raise DeviceNotFoundError(
-                "no RealSense camera found (rs.context().query_devices() is empty): connect it to a USB 3 port, "
-                "install librealsense's udev rules (99-realsense-libusb.rules) and close other programs using it"
-            )
-        serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
-        if self.serial is not None and self.serial not in serials:
-            raise DeviceNotFoundError(f"no RealSense camera with serial {self.serial!r}; connected: {serials!r}")
-        device = devices[serials.index(self.serial) if self.serial else 0]
-        serial = device.get_info(rs.camera_info.serial_number)
-        self._label = f"{device.get_info(rs.camera_info.name)} {serial}"
-        config = rs.config()
-        config.enable_device(serial)
-        config.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.rate)
-        config.enable_stream(rs.stream.color, self.width, self.height, rs.format.rgb8, self.rate)
-        pipeline = rs.pipeline(ctx)
-        try:
-            profile = pipeline.start(config)
-        except RuntimeError as e:
-            raise SourceError(
-                f"{self._label}: cannot stream depth and colour at {self.width}x{self.height} {self.rate} fps: {e}"
-            ) from e
-        self._pipeline = pipeline
-        self._depth_scale = clean_scale(profile.get_device().first_depth_sensor().get_depth_scale())
-        self._intrinsics = to_intrinsics(profile.get_stream(rs.stream.color).as_video_stream_profile().get_intrinsics())
-        self._fps = float(self.rate)
-        self._num_frames = None
-        self._blocks = make_filters(rs, self.filters)
-        if self.align:
-            self._blocks.append(rs.align(rs.stream.color))
-        logger.info("%s: streaming %sx%s at %s fps", self._label, self.width, self.height, self.rate)
-
-    def _close(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.stop()
-            self._pipeline = None
-
-    def _frames(self) -> Iterator[Frame]:
-        guard = TimestampGuard(self.name)
-        index = 0
-        while self._pipeline is not None:
-            try:
-                frames = self._pipeline.wait_for_frames(int(self.timeout_s * 1000))
-            except RuntimeError as e:
-                raise SourceError(f"{self.name}: no frames within {self.timeout_s} s ({e})") from e
-            for block in self._blocks:
-                frames = block.process(frames).as_frameset()
-            depth, color = frames.get_depth_frame(), frames.get_color_frame()
-            if not depth or not color:
-                continue
-            t = guard.rebase(frames.get_timestamp() / 1000.0)
-            if t is None:
-                continue
-            yield Frame(
-                rgb=np.array(np.asanyarray(color.get_data()), copy=True),
-                depth=np.array(np.asanyarray(depth.get_data()), copy=True),
-                depth_scale=self._depth_scale,
-                timestamp=t,
-                index=index,
-                intrinsics=self._intrinsics,
-                depth_aligned=self.align,
-            )
-            index += 1
+    def _frame(
+        self, depth: Stamped[np.ndarray], color: Stamped[np.ndarray], guard: TimestampGuard, index: int
+    ) -> Frame | None:
+        t = guard.rebase(color.timestamp)
+        if t is None:
+            return None
+        return Frame(
+            rgb=color.data,
+            depth=depth.data,
+            depth_scale=self._depth_scale,
+            timestamp=t,
+            index=index,
+            intrinsics=self._intrinsics,
+            depth_aligned=self._depth_aligned,
+        )
 
 
 def default_intrinsics(width: int, height: int) -> Intrinsics:

@@ -10,7 +10,8 @@ import pytest
 
 from clients.sources import DeviceNotFoundError, Frame, Intrinsics, RealSenseCamera, RealSensePlayback, record_db3
 from clients.sources.base import UnreadableSourceError
-from clients.sources.realsense import check_filters, default_intrinsics
+from clients.sources.realsense import default_intrinsics
+from clients.sources.rs_common import check_filters
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed (pip install pyrealsense2)")
 
