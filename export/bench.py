@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from export.backends import InferenceBackend, PyTorchBackend, tensorrt_unavailable_reason
-from export.bundle import Bundle, load_bundle
+from export.bundle import Bundle, load_bundle, model_identity
 from export.errors import BackendUnavailableError
 from model.errors import R3DError
 from model.r3d import R3D, R3DConfig
@@ -77,17 +77,20 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def candidates(bundle: Bundle, model: R3D | None = None, *, cuda: bool | None = None) -> list[Candidate]:
+def candidates(bundle: Bundle | None, model: R3D | None = None, *, cuda: bool | None = None) -> list[Candidate]:
     """Every backend configuration that may run here; pytorch eager fp32 first on each device type (the baselines).
 
-    model: an in-memory model for the PyTorch rows (else the bundle's checkpoint is loaded).
+    model: an in-memory model for the PyTorch rows (else the bundle's checkpoint is loaded); without a bundle only
+    the PyTorch rows exist.
     """
     import onnxruntime as ort
 
     from export.ort_backend import OnnxRuntimeBackend
 
     cuda = torch.cuda.is_available() if cuda is None else cuda
-    ids = (bundle.model_id, bundle.frame_encoder_id)
+    if bundle is None and model is None:
+        raise ValueError("expected a bundle, a model or both, got neither")
+    ids = (bundle.model_id, bundle.frame_encoder_id) if bundle else model_identity(model)  # type: ignore[arg-type]
 
     def torch_backend(device: str, fp16: bool) -> Callable[[], InferenceBackend]:
         def make() -> InferenceBackend:
@@ -95,28 +98,28 @@ def candidates(bundle: Bundle, model: R3D | None = None, *, cuda: bool | None = 
                 import copy
 
                 return PyTorchBackend(copy.deepcopy(model), device=device, fp16=fp16, ids=ids, source="in-memory")
+            assert bundle is not None
             return PyTorchBackend.from_bundle(bundle, device=device, fp16=fp16)
 
         return make
 
-    out = [
-        Candidate("pytorch cpu fp32", "cpu", torch_backend("cpu", False)),
-        Candidate("onnxruntime cpu fp32", "cpu", lambda: OnnxRuntimeBackend.from_bundle(bundle, device="cpu")),
-    ]
+    out = [Candidate("pytorch cpu fp32", "cpu", torch_backend("cpu", False))]
     if cuda:
         out += [
             Candidate("pytorch cuda fp32", "cuda", torch_backend("cuda", False)),
             Candidate("pytorch cuda fp16", "cuda", torch_backend("cuda", True)),
         ]
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            out.append(Candidate("onnxruntime cuda fp32", "cuda",
-                                 lambda: OnnxRuntimeBackend.from_bundle(bundle, device="cuda")))  # fmt: skip
-        if tensorrt_unavailable_reason() is None and bundle.engines():
-            from export.tensorrt_runtime import TensorRTBackend
+    if bundle is None:
+        return out
+    b = bundle
+    out.append(Candidate("onnxruntime cpu fp32", "cpu", lambda: OnnxRuntimeBackend.from_bundle(b, device="cpu")))
+    if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
+        out.append(Candidate("onnxruntime cuda fp32", "cuda", lambda: OnnxRuntimeBackend.from_bundle(b, device="cuda")))
+    if cuda and tensorrt_unavailable_reason() is None and b.engines():
+        from export.tensorrt_runtime import TensorRTBackend
 
-            for fp16 in (True, False):
-                out.append(Candidate(f"tensorrt cuda {'fp16' if fp16 else 'fp32'}", "cuda",
-                                     lambda fp16=fp16: TensorRTBackend.from_bundle(bundle, fp16=fp16)))  # type: ignore[misc]  # fmt: skip
+        out.append(Candidate("tensorrt cuda fp16", "cuda", lambda: TensorRTBackend.from_bundle(b, fp16=True)))
+        out.append(Candidate("tensorrt cuda fp32", "cuda", lambda: TensorRTBackend.from_bundle(b, fp16=False)))
     return out
 
 
@@ -138,7 +141,7 @@ def _stats(times: list[float]) -> dict[str, float]:
 
 
 def run_bench(
-    bundle_path: str | Path,
+    bundle_path: str | Path | None,
     *,
     model: R3D | None = None,
     encoder_batches: Sequence[int] = ENCODER_BATCHES,
@@ -154,8 +157,11 @@ def run_bench(
     only: keep candidates whose label starts with one of these (e.g. "onnxruntime", "pytorch cuda").
     budget_s: a cell stops after this many seconds once it has 3 runs.
     """
-    bundle = load_bundle(bundle_path)
-    cfg = bundle.config
+    bundle = load_bundle(bundle_path) if bundle_path is not None else None
+    if bundle is None and model is None:
+        raise ValueError("expected a bundle path, a model or both, got neither")
+    cfg = bundle.config if bundle else model.cfg  # type: ignore[union-attr]
+    model_id = bundle.model_id if bundle else model_identity(model)[0]  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
@@ -172,7 +178,7 @@ def run_bench(
                          repeats=repeats, warmup=warmup, budget_s=budget_s)  # fmt: skip
         del backend
     _add_ratios(rows)
-    return {"machine": machine_info(), "bundle": str(bundle.path), "model_id": bundle.model_id,
+    return {"machine": machine_info(), "bundle": str(bundle.path) if bundle else None, "model_id": model_id,
             "config": {"backbone": cfg.backbone, "hidden": cfg.hidden, "max_len": cfg.max_len,
                        "fusion": cfg.fusion, "selection": cfg.selection},
             "repeats": repeats, "warmup": warmup, "rows": rows, "skipped": skipped}  # fmt: skip
