@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-root", type=Path, default=None, help="root of the feature caches (default DATASET/features)"
     )
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--out", type=Path, default=None, help="output folder")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-level", default="INFO")
@@ -139,6 +140,7 @@ def _evaluate_one(path: Path, dataset_root: Path, args: argparse.Namespace, out:
         "cache_root": args.cache_root,
         "batch_size": args.batch_size,
         "progress": not args.no_progress,
+        "device": args.device,
     }
     result: dict[str, Any] = {"clean": evaluate_checkpoint(path, dataset_root, **common)}
     if args.robustness:
@@ -160,6 +162,7 @@ def _evaluate_one(path: Path, dataset_root: Path, args: argparse.Namespace, out:
             cache_root=args.cache_root,
             expected_sha256=model.cfg.backbone_weights_sha256 or None,
             progress=False,
+            device=args.device,
         )
         spec = protocol_spec(cfg, model.cfg, args.protocol)
         ranks, spectra = rank_analysis.analyse(model, data, spec, args.ratios)

@@ -47,6 +47,16 @@ def protocol_spec(cfg: TrainConfig, model_cfg: R3DConfig, protocol: str | None =
     )
 
 
+def resolve_device(device: str) -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; anything else as torch names it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; expected cpu or auto")
+    return dev
+
+
 def amp_context(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
     if dtype is None:
         return contextlib.nullcontext()
@@ -208,9 +218,12 @@ def evaluate_checkpoint(
     severity: int = 0,
     batch_size: int = 16,
     progress: bool = False,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """One checkpoint on one split of a dataset: the paper's MoC table or the streaming metrics."""
+    dev = resolve_device(device)
     model, cfg, _ = load_for_eval(path)
+    model.to(dev)
     dataset = Dataset(dataset_root)
     if dataset.classes != model.cfg.classes:
         raise ValueError(
@@ -228,15 +241,17 @@ def evaluate_checkpoint(
         degradation=degradation,
         severity=severity,
         progress=progress,
+        device=str(dev),
     )
     spec = protocol_spec(cfg, model.cfg, protocol)
+    kw: dict[str, Any] = {"batch_size": batch_size, "device": dev}
     result: dict[str, Any] = {"checkpoint": str(path), "split": split, "protocol": spec.protocol, "sequences": len(ids)}
     if spec.protocol == "paper":
         result["paper"] = evaluate_paper(
-            model, data, spec, ratios or list(PAPER_RATIOS), horizons or list(STANDARD_HORIZONS), batch_size=batch_size
+            model, data, spec, ratios or list(PAPER_RATIOS), horizons or list(STANDARD_HORIZONS), **kw
         )
     else:
-        result["streaming"] = evaluate_streaming(model, data, spec, batch_size=batch_size)
+        result["streaming"] = evaluate_streaming(model, data, spec, **kw)
     return result
 
 

@@ -112,13 +112,19 @@ def _label_indices(labels: Sequence[str | None], classes: list[str], seq_id: str
 class FeatureExtractor:
     """Backbone + preprocessing, applied to batches of raw frames."""
 
-    def __init__(self, backbone: PooledBackbone, digest: str, backbone_name: str, pre: Preprocessing) -> None:
-        self.backbone, self.digest, self.name, self.pre = backbone, digest, backbone_name, pre
+    def __init__(
+        self, backbone: PooledBackbone, digest: str, backbone_name: str, pre: Preprocessing, device: torch.device
+    ) -> None:
+        self.backbone, self.digest, self.name, self.pre, self.device = backbone, digest, backbone_name, pre, device
 
     @classmethod
-    def build(cls, backbone_name: str, pre: Preprocessing, weights: str | Path | None = None) -> FeatureExtractor:
+    def build(
+        cls, backbone_name: str, pre: Preprocessing, weights: str | Path | None = None, device: str = "auto"
+    ) -> FeatureExtractor:
+        """The frozen backbone on `device` ("auto": CUDA when available, else CPU)."""
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else device.replace("auto", "cpu"))
         backbone, digest = build_backbone(backbone_name, pre.image_size, weights)
-        return cls(backbone.eval(), digest, backbone_name, pre)
+        return cls(backbone.eval().to(dev), digest, backbone_name, pre, dev)
 
     def spec(self, degradation: str | None = None, severity: int = 0) -> CacheSpec:
         return CacheSpec(self.name, self.digest, self.pre, degradation, severity)
@@ -126,7 +132,8 @@ class FeatureExtractor:
     @torch.inference_mode()
     def rgb(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, 3) -> float16 (N, F)."""
-        return self.backbone(preprocess_rgb(images, self.pre.image_size)).numpy().astype(np.float16)
+        x = preprocess_rgb(images, self.pre.image_size).to(self.device)
+        return self.backbone(x).float().cpu().numpy().astype(np.float16)
 
     def depth(self, depths: np.ndarray, scale: float) -> np.ndarray:
         """uint16 (N, H, W) -> float16 (N, 1, h, w)."""
@@ -260,9 +267,10 @@ def ensure_features(
     severity: int = 0,
     batch_size: int = 32,
     progress: bool = True,
+    device: str = "auto",
 ) -> tuple[CacheSpec, dict[str, SequenceFeatures]]:
     """Build whatever is missing of a cache for these sequences (the backbone is only run when needed), then load."""
-    extractor = FeatureExtractor.build(backbone, pre)
+    extractor = FeatureExtractor.build(backbone, pre, device=device)
     if expected_sha256 and extractor.digest != expected_sha256:
         raise ValueError(
             f"the model was trained on {backbone} weights with SHA-256 {expected_sha256[:12]}..., but the installed "
@@ -304,6 +312,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME:SEVERITY",
         help=f"also build degraded caches; NAME in {sorted(DEGRADATIONS)}",
     )
+    p.add_argument("--device", default="auto", help="where the backbone runs: auto (CUDA if available), cpu, cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -324,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
     degradations = [parse_degradation(d) for d in args.degrade]
     dataset = Dataset(args.dataset)
     ids = dataset.split(args.split)
-    extractor = FeatureExtractor.build(args.backbone or model.backbone, pre, args.backbone_weights)
+    extractor = FeatureExtractor.build(args.backbone or model.backbone, pre, args.backbone_weights, args.device)
     for name, severity in [(None, 0), *degradations]:
         folder = build_cache(
             dataset,

@@ -174,7 +174,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
         raise ValueError(f"{dataset.root}: split {d.train_split!r} is empty; expected training sequences")
     fps = dataset.fps / d.frame_step if d.protocol == "paper" else cfg.model.fps
     model_cfg = cfg.model.to_r3d(dataset.classes, fps=fps)
-    cache_kw: dict[str, Any] = {"cache_root": d.cache_root, "batch_size": d.feature_batch_size, "progress": r.progress}
+    cache_kw: dict[str, Any] = {
+        "cache_root": d.cache_root,
+        "batch_size": d.feature_batch_size,
+        "progress": r.progress,
+        "device": str(dist.device),
+    }
     pre = model_cfg.preprocessing
     if dist.main:  # rank 0 builds whatever is missing; the others then only load
         cache, data = ensure_features(dataset, model_cfg.backbone, pre, train_ids + val_ids, **cache_kw)

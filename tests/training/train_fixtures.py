@@ -81,6 +81,7 @@ TINY_RECIPE: dict[str, Any] = {
     "optim.epochs": 2,
     "optim.warmup_epochs": 1,
     "run.progress": False,
+    "run.device": "cpu",  # bit-exact determinism and resume are promised on CPU
     "run.seed": 1,
 }
 
