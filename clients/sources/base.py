@@ -26,6 +26,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Self
 
 from clients.sources.frame import Frame, Intrinsics
 
@@ -67,7 +68,7 @@ class FrameSource(ABC):
         self._num_frames: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def open(self) -> FrameSource:
+    def open(self) -> Self:
         """Open the source (idempotent) and return it."""
         if not self._is_open:
             self._open()
@@ -84,7 +85,7 @@ class FrameSource(ABC):
     def is_open(self) -> bool:
         return self._is_open
 
-    def __enter__(self) -> FrameSource:
+    def __enter__(self) -> Self:
         return self.open()
 
     def __exit__(
