@@ -65,7 +65,8 @@ def test_cli_synth_tiny_end_to_end(tmp_path: Path) -> None:
     assert data_main(argv + ["--seed", "3", "--dark-rate", "0", "--recordings", str(recordings)]) == 0
     ds = Dataset(out)
     if recordings:
-        assert [p.name for p in (out / "recordings").iterdir()] == [f"{ds.split('test')[0]}.db3"]
+        sid = ds.split("test")[0]
+        assert sorted(p.name for p in (out / "recordings").iterdir()) == [f"{sid}.db3", f"{sid}.labels.csv"]
     assert len(ds.sequence_ids) == 2 and all(ds.meta(s).num_frames == 20 for s in ds.sequence_ids)
     assert all(ds.labels(s)[1][0] in ACTIONS for s in ds.sequence_ids)
     assert sorted(p.name for p in (out / "previews").iterdir()) == ["synth_00000.png", "synth_00001.png"]
@@ -85,8 +86,10 @@ def test_cli_synth_refuses_an_existing_dataset_unless_overwrite(
 
 def test_cli_synth_bad_flags_exit_with_a_message(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
-        assert data_main(["synth", "--out", str(tmp_path), "--sequences", "0", "--fps", "0"]) == 2
-    assert "--sequences must be >= 1, got 0" in caplog.text and "--fps must be > 0" in caplog.text
+        assert data_main(["synth", "--out", str(tmp_path), "--sequences", "-2", "--fps", "0"]) == 2
+        assert data_main(["synth", "--out", str(tmp_path), "--sequences", "0"]) == 2
+    assert "--sequences must be >= 0, got -2" in caplog.text and "--fps must be > 0" in caplog.text
+    assert "--sequences 0 writes no dataset; expected --recordings K > 0 with it" in caplog.text
 
 
 def test_bench_prints_a_table_naming_the_machine(capsys: pytest.CaptureFixture[str]) -> None:
@@ -113,3 +116,14 @@ def test_generate_recordings_play_back_the_test_sequences_bit_exact(tmp_path: Pa
         np.testing.assert_array_equal(got.depth, want.depth)
         np.testing.assert_array_equal(got.rgb, want.rgb)
         assert got.depth_scale == pytest.approx(0.001)
+
+
+def test_generate_recordings_only_writes_db3_and_labels_without_a_dataset(tmp_path: Path) -> None:
+    pytest.importorskip("pyrealsense2", reason="pyrealsense2 or its system library libusb-1.0 is not installed")
+    cfg = SynthConfig(n_sequences=0, frames=6, width=32, height=24, seed=4)
+    result = generate_dataset(tmp_path, cfg, recordings=2)
+    assert [p.name for p in result.recordings] == ["synth_00000.db3", "synth_00001.db3"]
+    assert not (tmp_path / "dataset.json").exists()
+    rows = (tmp_path / "recordings" / "synth_00001.labels.csv").read_text().splitlines()
+    assert rows[0] == "frame,timestamp,label" and len(rows) == 7
+    assert [r.split(",")[2] for r in rows[1:]] == SynthSequence(cfg, 1).labels

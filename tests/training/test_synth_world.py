@@ -21,8 +21,8 @@ def _body_frame(seq: SynthSequence) -> int:
 
 
 def test_config_bad_values_raise_one_error_naming_every_flag() -> None:
-    with pytest.raises(ValueError, match=r"--sequences must be >= 1, got 0.*--fps must be > 0, got -1"):
-        SynthConfig(n_sequences=0, fps=-1)
+    with pytest.raises(ValueError, match=r"--sequences must be >= 0, got -1.*--fps must be > 0, got -1"):
+        SynthConfig(n_sequences=-1, fps=-1)
 
 
 def test_sequence_same_seed_and_config_is_bit_identical() -> None:

@@ -27,7 +27,9 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--sequences", type=int, default=d.n_sequences, help="number of sequences")
+    p.add_argument(
+        "--sequences", type=int, default=d.n_sequences, help="number of sequences (0: no dataset, only --recordings)"
+    )
     p.add_argument("--frames", type=int, default=d.frames, help="frames per sequence")
     p.add_argument("--width", type=int, default=d.width, help="image width")
     p.add_argument("--height", type=int, default=d.height, help="image height")
@@ -35,7 +37,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="master seed (sequence i uses seed and i)")
     p.add_argument("--dark-rate", type=float, default=d.dark_rate, help="dark stretches per minute, on average")
     p.add_argument("--max-range", type=float, default=d.max_range, help="depth sensor range in metres")
-    p.add_argument("--recordings", type=int, default=0, help="write the first K test sequences as .db3 recordings")
+    p.add_argument(
+        "--recordings",
+        type=int,
+        default=0,
+        help="write the first K test sequences (with --sequences 0: sequences 0..K-1) as .db3 recordings",
+    )
     p.add_argument("--workers", type=int, default=2, help="processes rendering sequences in parallel")
     p.add_argument("--no-previews", action="store_true", help="skip the contact sheets in DIR/previews")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")

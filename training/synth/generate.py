@@ -1,12 +1,16 @@
 """Generate a synthetic dataset in the common format, in parallel over sequences, with previews and recordings.
 
 Layout written (besides the common format's files): DATASET/previews/<id>.png (contact sheets) and
-DATASET/recordings/<id>.db3 (RealSense recordings of the first K test sequences).
+DATASET/recordings/<id>.db3 (RealSense recordings of the first K test sequences) with the ground truth beside each
+in DATASET/recordings/<id>.labels.csv (frame,timestamp,label, as the dataset's labels.csv). With zero sequences
+only recordings are written (sequences 0..K-1), no dataset.
 """
 
 from __future__ import annotations
 
+import csv
 import inspect
+import io
 import logging
 import multiprocessing as mp
 import shutil
@@ -17,12 +21,12 @@ from typing import Any
 
 import cv2
 
-from clients.sources.dataset import DatasetWriter
+from clients.sources.dataset import DatasetWriter, write_bytes_atomic
 from clients.sources.frame import Frame
 from training.synth.actions import ACTIONS
 from training.synth.grammar import ACTIVITIES
 from training.synth.preview import preview_indices, write_contact_sheet
-from training.synth.world import SynthConfig, SynthSequence
+from training.synth.world import SynthConfig, SynthSequence, sequence_id
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +99,17 @@ def _prepare(root: Path, overwrite: bool) -> None:
     root.mkdir(parents=True, exist_ok=True)
 
 
+def _labels_csv(seq: SynthSequence) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["frame", "timestamp", "label"])
+    writer.writerows((i, f"{i / seq.cfg.fps:.6f}", label) for i, label in enumerate(seq.labels))
+    return buf.getvalue().encode()
+
+
 def record_sequences(root: Path, cfg: SynthConfig, ids: list[str]) -> list[Path]:
-    """Write each sequence as a RealSense .db3 recording under root/recordings (re-rendered, lossless)."""
+    """Write each sequence as a RealSense .db3 recording under root/recordings (re-rendered, lossless), and its
+    labels beside it as <id>.labels.csv."""
     try:
         from clients.sources.realsense import record_db3
     except ImportError as exc:  # the RealSense source module or pyrealsense2 is missing
@@ -106,10 +119,12 @@ def record_sequences(root: Path, cfg: SynthConfig, ids: list[str]) -> list[Path]
     for sid in ids:
         path = root / "recordings" / f"{sid}.db3"
         path.parent.mkdir(parents=True, exist_ok=True)
+        seq = SynthSequence(cfg, int(sid.split("_")[-1]))
         try:
-            n = record_db3(path, SynthSequence(cfg, int(sid.split("_")[-1])).frames(), **extra)
+            n = record_db3(path, seq.frames(), **extra)
         except RuntimeError as exc:  # pyrealsense2 or its system library missing, or librealsense failed
             raise ValueError(f"could not record {path}: {exc}") from exc
+        write_bytes_atomic(path.with_name(f"{sid}.labels.csv"), _labels_csv(seq))
         logger.info("recorded %s (%s frames)", path, n)
         paths.append(path)
     return paths
@@ -134,6 +149,13 @@ def generate_dataset(
     if recordings < 0:
         raise ValueError(f"--recordings must be >= 0, got {recordings}")
     root = Path(root)
+    if cfg.n_sequences == 0:
+        if recordings == 0:
+            raise ValueError("--sequences 0 writes no dataset; expected --recordings K > 0 with it")
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"expected --out to be a folder, got the file {root}")
+        ids = [sequence_id(i) for i in range(recordings)]
+        return GenerateResult(root, [], {}, record_sequences(root, cfg, ids), {})
     _prepare(root, overwrite)
     writer = _writer(root, cfg)
     jobs = [(str(root), cfg, i, previews) for i in range(cfg.n_sequences)]

@@ -28,7 +28,7 @@ DEPTH_SCALE = 0.001  # metres per depth unit (millimetres)
 class SynthConfig:
     """What to generate. Every field is a `r3d-data synth` flag."""
 
-    n_sequences: int = 100  # number of sequences
+    n_sequences: int = 100  # number of sequences (0: no dataset, only recordings)
     frames: int = 300  # frames per sequence (20 s at 15 fps)
     width: int = 320  # image width in pixels
     height: int = 240  # image height in pixels
@@ -42,8 +42,8 @@ class SynthConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.n_sequences < 1:
-            problems.append(f"--sequences must be >= 1, got {self.n_sequences}")
+        if self.n_sequences < 0:
+            problems.append(f"--sequences must be >= 0, got {self.n_sequences}")
         if self.frames < 1:
             problems.append(f"--frames must be >= 1, got {self.frames}")
         if not (16 <= self.width <= 4096 and 12 <= self.height <= 4096):
