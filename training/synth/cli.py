@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=progress,
     )
+    if not result.sequence_ids:
+        where = result.root / "recordings"
+        sys.stdout.write(f"wrote {len(result.recordings)} recordings of {cfg.frames} frames to {where}\n")
+        return 0
     counts = {s: len(v) for s, v in result.splits.items()}
     sys.stdout.write(
         f"wrote {len(result.sequence_ids)} sequences x {cfg.frames} frames ({cfg.width}x{cfg.height} @ {cfg.fps:g} fps)"
