@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from server.api.routes import frames, health, jobs, models, sessions, stream
+from server.api.routes import frames, health, jobs, models, sessions, stream, viewer
 from server.api.routes import metrics as metrics_route
 from server.deps import AuthGuard
 from server.errors import ServerError, error_out
@@ -57,7 +57,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
         parts = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:6]]
         body = ErrorOut(code=ErrorCode.BAD_REQUEST, message="invalid request: " + "; ".join(parts))
         app.state.metrics.error(ErrorCode.BAD_REQUEST.value)
-        return JSONResponse(body.model_dump(mode="json"), status_code=422)
+        return JSONResponse(body.model_dump(mode="json"), status_code=400)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("%s %s failed", request.method, request.url.path)
@@ -75,4 +75,5 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
     for module in (sessions, frames, jobs, models):
         app.include_router(module.router, dependencies=[AuthGuard])
     app.include_router(stream.router)  # authenticates inside: a WebSocket gets an error message, not a bare 403
+    app.include_router(viewer.router)  # the page is open; its preview images need the API key
     return app

@@ -142,9 +142,14 @@ def _recording(path: Path) -> SourceSequence:
     return SourceSequence(path.stem, frames, total, fps)
 
 
-def extract_archive(archive: Path, out: Path) -> None:
+def check_archive(archive: Path) -> None:
+    """Refuse an archive whose members would escape its extraction folder, before anything is extracted."""
+    if _suffix(archive) in ARCHIVE_SUFFIXES:
+        extract_archive(archive, archive.parent / ".check", dry_run=True)
+
+
+def extract_archive(archive: Path, out: Path, *, dry_run: bool = False) -> None:
     """Extract a zip or tar archive into ``out``, refusing members that would land outside it or are links."""
-    out.mkdir(parents=True, exist_ok=True)
     root = out.resolve()
 
     def check(name: str) -> None:
@@ -159,13 +164,17 @@ def extract_archive(archive: Path, out: Path) -> None:
                     check(info.filename)
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise PathNotAllowed(f"archive member {info.filename!r} is a symbolic link")
-                zf.extractall(out)
+                if not dry_run:
+                    out.mkdir(parents=True, exist_ok=True)
+                    zf.extractall(out)
             return
         with tarfile.open(archive) as tf:
             for member in tf.getmembers():
                 check(member.name)
                 if not (member.isfile() or member.isdir()):
                     raise PathNotAllowed(f"archive member {member.name!r} is a link or device, not a file")
-            tf.extractall(out, filter="data")
+            if not dry_run:
+                out.mkdir(parents=True, exist_ok=True)
+                tf.extractall(out, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
         raise UnsupportedFormat(f"{archive.name!r} is not a readable zip or tar archive: {exc}") from exc

@@ -19,10 +19,19 @@ from typing import BinaryIO
 
 from clients.sources.dataset import write_bytes_atomic, write_json_atomic
 from server.engine import Engine
-from server.errors import JobNotFound, JobNotReady, NotReady, ServerError, UnsupportedFormat
-from server.job_sources import SourceSequence, check_supported_name, open_sequences, resolve_data_path
+from server.errors import JobNotFound, JobNotReady, NotReady, ServerError
+from server.job_sources import SourceSequence, check_archive, check_supported_name, open_sequences, resolve_data_path
 from server.metrics import Metrics
-from server.protocol import JobCreate, JobPublic, JobResults, JobState, SequenceProgress, SequenceResult
+from server.protocol import (
+    ErrorCode,
+    JobCreate,
+    JobPublic,
+    JobResults,
+    JobState,
+    ProtocolError,
+    SequenceProgress,
+    SequenceResult,
+)
 from server.scoring import Cancelled, frames_csv, score_sequence, ticks_csv
 from server.settings import Settings
 from server.streaming.worker import InferenceWorker
@@ -120,12 +129,20 @@ class JobManager:
             while chunk := data.read(1 << 20):
                 size += len(chunk)
                 if size > self.settings.max_upload_bytes:
-                    self._finish(job, JobState.FAILED, f"upload larger than {self.settings.max_upload_bytes} bytes")
-                    raise UnsupportedFormat(
+                    self.jobs.pop(job.id, None)
+                    shutil.rmtree(job.work_dir, ignore_errors=True)
+                    raise ProtocolError(
+                        ErrorCode.MESSAGE_TOO_LARGE,
                         f"upload {filename!r} exceeds max_upload_bytes={self.settings.max_upload_bytes}; score it "
-                        "from the data root instead"
+                        "from the data root instead",
                     )
                 out.write(chunk)
+        try:
+            check_archive(target)
+        except ServerError:
+            self.jobs.pop(job.id, None)  # refused outright: no job record
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+            raise
         self._start(job, target, None)
         return job
 

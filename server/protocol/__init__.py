@@ -16,6 +16,7 @@ also be sent as JSON text. Client -> server: ``hello``, ``frame``, ``ping``, ``b
 from __future__ import annotations
 
 from server.protocol.codecs import (
+    check_depth_content,
     check_timestamp,
     decode_color,
     decode_depth,
@@ -139,6 +140,7 @@ __all__ = [
     "Welcome",
     "WindowInfo",
     "WireModel",
+    "check_depth_content",
     "check_timestamp",
     "decode_color",
     "decode_depth",

@@ -264,13 +264,19 @@ def decode_depth(msg: FrameIn, expected: tuple[int, int], depth_scale: float) ->
         if float(arr.min()) < 0:
             raise ProtocolError(ErrorCode.BAD_DEPTH, f"depth has negative metres (min {float(arr.min())!r})", seq=seq)
         arr = np.clip(np.rint(arr / depth_scale), 0, 65535).astype(np.uint16)
-    if not arr.any():
+    check_depth_content(arr, seq)
+    return arr.astype(np.uint16, copy=False)
+
+
+def check_depth_content(depth: np.ndarray, seq: int | None = None) -> None:
+    """A depth map with no reading at all is refused: the model would see a blank modality."""
+    if not depth.any():
+        h, w = depth.shape[:2]
         raise ProtocolError(
             ErrorCode.BAD_DEPTH,
             f"depth {h}x{w} is all zeros (no valid reading); expected a live depth map - is the depth stream running?",
             seq=seq,
         )
-    return arr.astype(np.uint16, copy=False)
 
 
 def _decompress(msg: FrameIn, expected_size: int) -> bytes:

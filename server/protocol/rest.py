@@ -94,6 +94,7 @@ class FrameResult(WireModel):
     action: int | None = Field(description="current action of the latest prediction at or before this frame")
     action_label: str | None
     probability: float | None
+    error: Annotated[str | None, Field(description="why the frame was rejected (bad timestamp, depth, size)")] = None
 
 
 class TickResult(WireModel):

@@ -80,6 +80,7 @@ async def ingest_frame(
         return FrameStatus.RESAMPLED_OUT
     metrics.frame(session.id, "accepted")
     dropped = session.enqueue(frame)
+    session.last_frame = msg
     for _ in range(dropped):
         metrics.frame_dropped(session.id, "queue_full")
     worker.notify(session)

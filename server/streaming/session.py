@@ -24,6 +24,7 @@ from server.errors import SessionStateError
 from server.protocol import (
     AnticipationOut,
     ErrorOut,
+    FrameIn,
     Notice,
     NoticeCode,
     SessionCreate,
@@ -97,6 +98,7 @@ class Session:
         self.closer: Callable[[str], Coroutine[Any, Any, None]] | None = None
         self._prediction_ready = asyncio.Condition()
         self.latest: AnticipationOut | None = None
+        self.last_frame: FrameIn | None = None  # the latest used frame as received: the viewer's preview
         self._last_drop_notice = 0.0
         self._listeners = list(listeners or [])
         self.fps_window: deque[float] = deque(maxlen=64)  # perf_counter of recent used frames

@@ -62,7 +62,8 @@ async def submit_job(request: Request, runtime: RuntimeDep, settings: SettingsDe
     try:
         create = JobCreate.model_validate_json(await request.body())
     except ValidationError as exc:
-        raise JobError(f"invalid job request: {exc.errors()[0]['msg']}", code=ErrorCode.BAD_REQUEST) from exc
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:6])
+        raise JobError(f"invalid job request: {problems}", code=ErrorCode.BAD_REQUEST) from exc
     job = await asyncio.to_thread(runtime.jobs.submit_path, create)
     return job.public()
 

@@ -1,0 +1,140 @@
+"""Session lifecycle: reconnect (also after a disconnect mid-message), REST-only clients, delete, snapshot and
+restore, latest-wins drops, and the modality-health signal."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import httpx
+import numpy as np
+
+from server.protocol import pack
+from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv_until, start
+
+BYE = pack({"type": "bye"})
+
+
+def _stream(ws: object, frames: range) -> list[object]:
+    for i in frames:
+        ws.send(frame_msg(i))  # type: ignore[attr-defined]
+    return [recv_until(ws, "prediction")[0] for _ in frames]  # type: ignore[arg-type]
+
+
+def test_reconnect_with_session_id_keeps_the_token_window(ws_url: str) -> None:
+    with open_ws(ws_url) as ws:
+        sid = start(ws, backpressure="block").session_id
+        _stream(ws, range(5))
+    with open_ws(ws_url) as ws:  # closed without bye: the session waits for us
+        welcome = start(ws, session_id=sid, backpressure="block")
+        notice, _ = recv_until(ws, "notice")
+        (after,) = _stream(ws, range(5, 6))
+        ws.send(BYE)
+    assert welcome.resumed and welcome.session_id == sid and welcome.window_frames == 5
+    assert notice.code == "session_resumed"
+    assert after.window.frames == 6 and after.counters.accepted == 6
+
+
+def test_disconnect_mid_message_then_reconnect_keeps_the_window(ws_url: str) -> None:
+    with open_ws(ws_url) as ws:
+        sid = start(ws, backpressure="block").session_id
+        _stream(ws, range(3))
+        payload = frame_msg(3)
+        mask = os.urandom(4)
+        header = struct.pack("!BBQ", 0x82, 0x80 | 127, len(payload)) + mask  # binary, masked, 64-bit length
+        half = bytes(b ^ mask[i % 4] for i, b in enumerate(payload[: len(payload) // 2]))
+        ws.socket.sendall(header + half)  # the connection dies half-way through a frame
+        ws.socket.close()
+    with open_ws(ws_url) as ws:
+        welcome = start(ws, session_id=sid, backpressure="block")
+        (after,) = _stream(ws, range(3, 4))
+        ws.send(BYE)
+    assert welcome.resumed and welcome.window_frames == 3
+    assert after.window.frames == 4 and after.frame_seq == 3
+
+
+def test_rest_client_posts_frames_and_long_polls_predictions(live_server: str) -> None:
+    with httpx.Client(base_url=live_server, headers=API_HEADERS, timeout=60) as http:
+        created = http.post("/v1/sessions", json={"width": 160, "height": 120, "depth_scale": 0.001, "tick_hz": 15})
+        sid = created.json()["id"]
+        acks = [http.post(f"/v1/sessions/{sid}/frames", content=frame_msg(i, ts=i / 30)).json() for i in range(4)]
+        first = http.get(f"/v1/sessions/{sid}/prediction", params={"after": 0, "timeout_s": 20})
+        second = http.get(f"/v1/sessions/{sid}/prediction", params={"after": 1, "timeout_s": 20})
+        none_yet = http.get(f"/v1/sessions/{sid}/prediction", params={"after": 2, "timeout_s": 0.2})
+        listed = http.get("/v1/sessions").json()
+        deleted = http.delete(f"/v1/sessions/{sid}")
+        gone = http.get(f"/v1/sessions/{sid}")
+    assert created.status_code == 201 and created.json()["state"] == "created"
+    assert [a["status"] for a in acks] == ["queued", "resampled_out", "queued", "resampled_out"]
+    assert first.status_code == 200 and first.json()["seq"] >= 1
+    assert second.json()["frame_seq"] == 2 and second.json()["window"]["frames"] == 2
+    assert none_yet.status_code == 204
+    assert sid in [s["id"] for s in listed["sessions"]]
+    assert deleted.status_code == 204
+    assert gone.status_code == 404 and gone.json()["code"] == "session_not_found"
+
+
+def test_delete_session_tells_and_closes_its_websocket(ws_url: str, live_server: str) -> None:
+    with open_ws(ws_url) as ws:
+        sid = start(ws).session_id
+        httpx.delete(f"{live_server}/v1/sessions/{sid}", headers=API_HEADERS)
+        bye, _ = recv_until(ws, "bye")
+    assert bye.reason == "session closed: deleted over REST"
+
+
+def test_snapshot_restore_continues_with_identical_predictions(ws_url: str, live_server: str) -> None:
+    with open_ws(ws_url) as ws:
+        sid = start(ws, backpressure="block").session_id
+        _stream(ws, range(6))
+        snap = httpx.get(f"{live_server}/v1/sessions/{sid}/snapshot", headers=API_HEADERS)
+        (reference,) = _stream(ws, range(6, 7))
+        ws.send(BYE)
+    restored = httpx.post(f"{live_server}/v1/sessions/restore", content=snap.content, headers=API_HEADERS)
+    with open_ws(ws_url) as ws:
+        welcome = start(ws, session_id=sid, backpressure="block")
+        (after,) = _stream(ws, range(6, 7))
+        ws.send(BYE)
+    assert snap.headers["content-type"] == "application/msgpack" and len(snap.content) < 100_000
+    assert restored.status_code == 201 and restored.json()["id"] == sid and restored.json()["window_frames"] == 6
+    assert welcome.resumed and welcome.window_frames == 6
+    assert after.window == reference.window and after.current.label == reference.current.label
+    np.testing.assert_allclose(
+        list(after.current.probabilities.values()), list(reference.current.probabilities.values()), atol=1e-4
+    )
+
+
+def test_restore_of_garbage_is_refused(live_server: str) -> None:
+    r = httpx.post(f"{live_server}/v1/sessions/restore", content=b"nonsense", headers=API_HEADERS)
+    assert r.status_code == 409 and "expected a session snapshot" in r.json()["message"]
+
+
+def test_burst_over_a_full_queue_drops_oldest_counts_and_reports(ws_url: str) -> None:
+    with open_ws(ws_url) as ws:
+        start(ws, backpressure="latest_wins", tick_hz=15)
+        for i in range(40):
+            ws.send(frame_msg(i))
+        notice, _ = recv_until(ws, "notice")
+        ws.send(frame_msg(100, ts=100 / 15))
+        while (last := recv_until(ws, "prediction")[0]).frame_seq != 100:
+            pass
+        ws.send(BYE)
+    assert notice.code == "frames_dropped" and notice.details["dropped"] >= 1 and "latest wins" in notice.message
+    assert last.counters.dropped >= 1
+    assert last.counters.accepted == 41 and last.counters.rejected == 0
+    assert last.seq == 41 - last.counters.dropped  # every frame that was not dropped got its prediction
+
+
+def test_dead_depth_collapses_depth_rank_in_the_health_signal(ws_url: str) -> None:
+    def health(dead: bool) -> object:
+        with open_ws(ws_url) as ws:
+            start(ws, backpressure="block", tick_hz=15)
+            for i in range(16):  # health is measured once a second of stream time
+                ws.send(frame_msg(i, dead_depth=dead))
+            preds = [recv_until(ws, "prediction")[0] for _ in range(16)]
+            ws.send(BYE)
+        return preds[-1].modality
+
+    live, dead = health(False), health(True)
+    assert live.erank_depth > 1.5 and live.erank_rgb > 1.5  # type: ignore[attr-defined]
+    assert dead.erank_depth < 1.01 and dead.erank_rgb > 1.5  # type: ignore[attr-defined]
+    assert dead.balance > 1.5 * live.balance  # type: ignore[attr-defined]
