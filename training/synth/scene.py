@@ -8,7 +8,7 @@ the colours and the camera pose vary with the seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -92,7 +92,6 @@ class Scene:
     shelf_place: np.ndarray  # (3,) where a cup goes on the shelf
     seat: np.ndarray  # (3,) pelvis position when seated
     table_heading: float  # heading that faces the table / the chair's front
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 def _colour(rng: np.random.Generator, lo: float, hi: float, sat: float) -> tuple[float, float, float]:

@@ -16,7 +16,7 @@ import numpy as np
 from clients.sources.frame import Frame, Intrinsics
 from training.synth import body as B
 from training.synth import render as R
-from training.synth.actions import ACTIONS, Timeline
+from training.synth.actions import Timeline
 from training.synth.grammar import plan_activities
 from training.synth.scene import CUP_COLOURS, CUP_HALF, CUP_RADIUS, Scene, sample_scene
 from training.synth.textures import BODY, OBJECT
@@ -191,7 +191,3 @@ class SynthSequence:
     def frames(self) -> Iterator[Frame]:
         for i in range(self.cfg.frames):
             yield self.frame(i)
-
-
-def class_names() -> list[str]:
-    return list(ACTIONS)
