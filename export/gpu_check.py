@@ -4,8 +4,8 @@ Written for a lent GPU machine with torch + CUDA, onnx and a CPU build of onnxru
   1. build a default-size model: the given checkpoint, or random weights (the fuser set up as training would);
      without the efficientnet-lite0 weights package the backbone is the same architecture randomly initialised,
      labelled "random-init" in the results (the architecture package efficientnet-lite-pytorch is still needed);
-  2. parity of the PyTorch backend on CUDA fp32 and fp16 against PyTorch on the CPU (random and camera-like inputs,
-     T = 1, 7, the window and max_len; batch 1 and 3);
+  2. parity of the PyTorch backend on CUDA fp32 (cuDNN's default TF32 convolutions, and strict fp32) and fp16
+     against PyTorch on the CPU (random and camera-like inputs, T = 1, 7, the window and max_len; batch 1 and 3);
   3. export the bundle (dynamo exporter, ONNX checker, ONNX Runtime parity) under this torch;
   4. the benchmark of every backend available (PyTorch CPU / CUDA fp32 / CUDA fp16, ONNX Runtime, TensorRT if any).
 Results: DIR/gpu_check.json and DIR/gpu_check.md. A stage that fails is recorded and the next ones still run; the
@@ -29,7 +29,9 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-CUDA_FP32_TOLERANCE = 1e-3  # cuDNN may run convolutions in TF32 by default (recorded in the results)
+# cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32): measured on an H100, the
+# FrameEncoder's tokens then differ from the CPU by about 2e-3; "fp32 no-tf32" checks strict fp32 at 1e-4
+CUDA_FP32_TOLERANCE = 5e-3
 
 
 def _random_backbone(image_size: tuple[int, int]) -> Any:
@@ -103,7 +105,7 @@ def cuda_parity(model: Any, quick: bool) -> dict[str, Any]:
     import torch
 
     from export.backends import PyTorchBackend
-    from export.parity import FP16_TOLERANCE, run_parity
+    from export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE, run_parity
 
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
@@ -114,10 +116,16 @@ def cuda_parity(model: Any, quick: bool) -> dict[str, Any]:
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
     }
-    for fp16, tol in ((False, CUDA_FP32_TOLERANCE), (True, FP16_TOLERANCE)):
-        candidate = PyTorchBackend(copy.deepcopy(model), device="cuda", fp16=fp16, ids=ids)
-        out["fp16" if fp16 else "fp32"] = run_parity(reference, candidate, model.cfg, ts=ts, tolerance=tol)
-        del candidate
+    runs = (("fp32", False, True, CUDA_FP32_TOLERANCE), ("fp32 no-tf32", False, False, DEFAULT_TOLERANCE),
+            ("fp16", True, True, FP16_TOLERANCE))  # fmt: skip
+    default_tf32 = torch.backends.cudnn.allow_tf32
+    for name, fp16, tf32, tol in runs:
+        torch.backends.cudnn.allow_tf32 = tf32 and default_tf32
+        try:
+            candidate = PyTorchBackend(copy.deepcopy(model), device="cuda", fp16=fp16, ids=ids)
+            out[name] = run_parity(reference, candidate, model.cfg, ts=ts, tolerance=tol)
+        finally:
+            torch.backends.cudnn.allow_tf32 = default_tf32
         torch.cuda.empty_cache()
     return out
 
@@ -167,8 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cuda = _stage(results, "cuda_parity", lambda: cuda_parity(model, args.quick)) or {}
         if "skipped" in cuda:
             results["stages"]["cuda_parity"]["note"] = "skipped: " + cuda["skipped"]
-        results["cuda_flags"] = {k: v for k, v in cuda.items() if k.endswith("tf32")}
-        results["parity"].update({f"pytorch cuda {k}": v for k, v in cuda.items() if k in ("fp16", "fp32")})
+        results["cuda_flags"] = {k: v for k, v in cuda.items() if k in ("cudnn_allow_tf32", "matmul_allow_tf32")}
+        results["parity"].update({f"pytorch cuda {k}": v for k, v in cuda.items() if k.startswith("fp")})
         work = Path(tempfile.mkdtemp(prefix="r3d-gpu-check-"))
         target = args.out / "bundle" if args.keep_bundle else work / "bundle"
 
