@@ -155,7 +155,9 @@ def _accuracy(seq: SequenceResult) -> float | None:
     return sum(f.label == f.action_label for f in labelled) / len(labelled) if labelled else None
 
 
-def run_score(args: ScoreArgs, out: IO[str] = sys.stdout) -> dict[str, Any]:
+def run_score(args: ScoreArgs, out: IO[str] | None = None) -> dict[str, Any]:
+    """Score SOURCE on the server (or locally with --bundle) and write the outputs; returns what was written."""
+    out = out or sys.stdout
     results = _score_locally(args) if args.bundle is not None else _score_on_server(args)
     folder = args.out or Path(f"r3d-score-{Path(args.source).name.split('.')[0] or 'results'}")
     written = write_outputs(results, folder)

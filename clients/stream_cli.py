@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from clients.sdk import Backpressure, Client, ClientError, ColorCodec, DepthCodec, SessionCreate, Stream
+from clients.sources.base import SourceError
 from clients.sources.frame import Frame
 from clients.timeline import TimelineEntry, entry_from_prediction, plot_timeline_png, render_line
 from server.protocol import AnticipationOut, IntrinsicsIn
@@ -50,6 +52,24 @@ class StreamArgs:
     depth_codec: str = "zstd"
     print_hz: float = 4.0  # terminal timeline lines per second (0: none)
     colour: bool | None = None  # ANSI colours (default: when stdout is a terminal)
+    labels: Path | None = None  # ground truth CSV: frame,...,label (0-based frame index) or start,end,label (seconds)
+
+
+def read_labels(path: Path) -> Callable[[int, float], str | None]:
+    """Ground truth for a recording from a CSV with columns `frame` and `label` (0-based frame index) or `start`,
+    `end` and `label` (seconds from the first frame, [start, end)); returns label(index, seconds_from_start)."""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = set(rows[0]) if rows else set()
+    if {"frame", "label"} <= columns:
+        by_frame = {int(r["frame"]): r["label"] or None for r in rows}
+        return lambda index, t: by_frame.get(index)
+    if {"start", "end", "label"} <= columns:
+        ranges = [(float(r["start"]), float(r["end"]), r["label"] or None) for r in rows]
+        return lambda index, t: next((lab for a, b, lab in ranges if a <= t < b), None)
+    raise ValueError(
+        f"{path}: expected label CSV columns frame,label or start,end,label, got {sorted(columns) or 'no rows'}"
+    )
 
 
 def _frames(source: str, max_frames: int | None) -> Iterator[Frame]:
@@ -109,9 +129,16 @@ class _Printer:
             self.out.flush()
 
 
-def _stream(stream: Stream, frames: Iterator[Frame], first: Frame, args: StreamArgs, printer: _Printer) -> int:
+def _stream(
+    stream: Stream,
+    frames: Iterator[Frame],
+    first: Frame,
+    args: StreamArgs,
+    printer: _Printer,
+    label_of: Callable[[int, float], str | None] | None,
+) -> int:
     """Send every frame (paced), hand predictions to the printer; returns the frames skipped to keep real time."""
-    skipped = 0
+    skipped = index = 0
     start_wall, start_ts = time.monotonic(), first.timestamp
     frame: Frame | None = first
     while frame is not None:
@@ -120,26 +147,30 @@ def _stream(stream: Stream, frames: Iterator[Frame], first: Frame, args: StreamA
             lag = time.monotonic() - due
             if lag > 0.25:  # more than a few frames behind: skip this one to stay live (latest wins)
                 skipped += 1
+                index += 1
                 frame = next(frames, None)
                 continue
             if lag < 0:
                 time.sleep(-lag)
         seq = stream.send_frame(frame)
-        printer.truth[seq] = frame.label
+        printer.truth[seq] = label_of(index, frame.timestamp - start_ts) if label_of else frame.label
         for pred in stream.pending():
             printer.add(pred)
+        index += 1
         frame = next(frames, None)
     for pred in [*stream.drain(timeout=30.0), *stream.pending()]:
         printer.add(pred)
     return skipped
 
 
-def run_stream(args: StreamArgs, out: IO[str] = sys.stdout) -> dict[str, Any]:
+def run_stream(args: StreamArgs, out: IO[str] | None = None) -> dict[str, Any]:
     """Stream SOURCE to the server; returns the run's summary (also written to --summary)."""
+    out = out or sys.stdout
     frames = _frames(args.source, args.max_frames)
     first = next(frames, None)
     if first is None:
         raise ValueError(f"source {args.source!r} yielded no frames; expected a recording or camera with frames")
+    label_of = read_labels(args.labels) if args.labels is not None else None
     token = args.token or os.environ.get("R3D_API_KEY")
     jsonl_tmp = args.jsonl.with_name(args.jsonl.name + ".partial") if args.jsonl else None
     if jsonl_tmp is not None:
@@ -163,7 +194,7 @@ def run_stream(args: StreamArgs, out: IO[str] = sys.stdout) -> dict[str, Any]:
                 f"{len(model.classes)} classes, window {model.window_s:g} s, horizon {model.horizon_s:g} s\n"
             )
             t0 = time.monotonic()
-            skipped = _stream(stream, frames, first, args, printer)
+            skipped = _stream(stream, frames, first, args, printer, label_of)
             elapsed = time.monotonic() - t0
             stats = stream.stats
     if jsonl_tmp is not None and args.jsonl is not None:
@@ -222,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jsonl", type=Path, help="write every prediction as a JSON line to this file")
     p.add_argument("--png", type=Path, help="write the timeline PNG to this file at the end")
     p.add_argument("--summary", type=Path, help="write the run summary (fps, drops, latency) as JSON")
+    p.add_argument("--labels", type=Path, help="ground-truth CSV (frame,label or start,end,label) for the timeline")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--tick-hz", type=float, help="predictions per second of stream time (default: the server's)")
     p.add_argument("--color-codec", choices=[c.value for c in ColorCodec], default="jpeg")
@@ -238,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = StreamArgs(**{k: v for k, v in vars(ns).items() if k != "verbose"})
     try:
         run_stream(args)
-    except (ClientError, ValueError, OSError) as exc:
+    except (ClientError, SourceError, ValueError, OSError) as exc:
         sys.stderr.write(f"r3d-stream: {exc}\n")
         return 1
     except KeyboardInterrupt:
