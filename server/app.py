@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from server.api.routes import frames, health, jobs, models, sessions, stream, viewer
@@ -16,7 +18,8 @@ from server.api.routes import metrics as metrics_route
 from server.deps import AuthGuard
 from server.errors import ServerError, error_out
 from server.metrics import Metrics
-from server.protocol import ErrorCode, ErrorOut, ProtocolError
+from server.protocol import SCHEMA_MODELS, ErrorCode, ErrorOut, ProtocolError
+from server.protocol.rest import REST_SCHEMA_MODELS
 from server.runtime import Runtime, server_version
 from server.settings import Settings
 
@@ -76,4 +79,19 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
         app.include_router(module.router, dependencies=[AuthGuard])
     app.include_router(stream.router)  # authenticates inside: a WebSocket gets an error message, not a bare 403
     app.include_router(viewer.router)  # the page is open; its preview images need the API key
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus every wire message (the WebSocket's and the msgpack bodies' are not in routes)."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (*SCHEMA_MODELS, *REST_SCHEMA_MODELS):
+                doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                for name, sub in doc.pop("$defs", {}).items():
+                    components.setdefault(name, sub)
+                components.setdefault(model.__name__, doc)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -79,8 +79,8 @@ async def ingest_frame(
         metrics.frame(session.id, "resampled_out")
         return FrameStatus.RESAMPLED_OUT
     metrics.frame(session.id, "accepted")
-    dropped = session.enqueue(frame)
     session.last_frame = msg
+    dropped = session.enqueue(frame)
     for _ in range(dropped):
         metrics.frame_dropped(session.id, "queue_full")
     worker.notify(session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -51,8 +52,13 @@ def test_model_info_names_classes_fps_window_horizon_backend_version(live_server
     assert info["server_version"] and info["protocol_version"] == 1 and len(info["frame_encoder_id"]) == 16
 
 
-def test_openapi_lists_every_route(live_server: str) -> None:
-    paths = httpx.get(f"{live_server}/openapi.json").json()["paths"]
+def test_openapi_lists_every_route_and_resolves_every_ref(live_server: str) -> None:
+    doc = httpx.get(f"{live_server}/openapi.json").json()
+    paths = doc["paths"]
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(doc)))
+    assert refs <= set(doc["components"]["schemas"]) and {"FrameIn", "Hello", "AnticipationOut"} <= refs | set(
+        doc["components"]["schemas"]
+    )
     for path in (
         "/v1/sessions",
         "/v1/sessions/{session_id}/frames",
