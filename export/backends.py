@@ -183,6 +183,12 @@ def _has(module: str) -> bool:
         return False
 
 
+def _ort_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def tensorrt_unavailable_reason() -> str | None:
     """Why TensorRT engines cannot run here, or None when they can."""
     if not _has("tensorrt"):
@@ -214,8 +220,8 @@ def load_backend(
     """A checkpoint file (.safetensors: pytorch) or a bundle folder (any backend) -> a ready backend.
 
     "auto": tensorrt when the bundle has engines of the requested precision and tensorrt + CUDA are present, else
-    onnxruntime (CUDA provider when present, else CPU) for fp32 bundles, pytorch for checkpoints and for fp16
-    without engines.
+    onnxruntime (CUDA provider when present, else CPU) for fp32 bundles, pytorch for checkpoints and for fp16 (or
+    device="cuda" with a CPU-only onnxruntime) without engines.
     """
     if backend not in (*BACKENDS, "auto"):
         raise ValueError(f"expected backend one of {[*BACKENDS, 'auto']}, got {backend!r}")
@@ -232,8 +238,8 @@ def load_backend(
         if backend == "auto":
             if tensorrt_unavailable_reason() is None and _bundle_has_engines(bundle, fp16):
                 backend = "tensorrt"
-            elif fp16 or not _has("onnxruntime"):
-                backend = "pytorch"
+            elif fp16 or not _has("onnxruntime") or (device or "").startswith("cuda") and not _ort_has_cuda():
+                backend = "pytorch"  # fp16, or CUDA asked for, without engines: PyTorch runs them, ORT would not
             else:
                 backend = "onnxruntime"
         backend_obj = _from_bundle(bundle, backend, device=device, fp16=fp16)
