@@ -13,6 +13,7 @@ from clients.sources.base import MissingDependencyError, UnreadableSourceError
 from clients.sources.frame import Intrinsics
 
 FILTERS = ("decimation", "spatial", "temporal", "hole_filling")
+UNALIGNED_MARK = "(not aligned to colour)"  # in the depth sensor name of record_db3 files with unaligned depth
 
 
 def import_pyrealsense2() -> ModuleType:

@@ -11,7 +11,8 @@ import pytest
 from clients.sources import DeviceNotFoundError, Frame, Intrinsics, RealSenseCamera, RealSensePlayback, record_db3
 from clients.sources.base import UnreadableSourceError
 from clients.sources.realsense import default_intrinsics
-from clients.sources.rs_common import check_filters
+from clients.sources.registration import register_depth, scale_intrinsics
+from clients.sources.rs_common import check_filters, to_intrinsics
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed (pip install pyrealsense2)")
 
@@ -196,3 +197,66 @@ def test_unknown_filter_name_is_rejected() -> None:
     assert check_filters(["Hole-Filling", "spatial"]) == ["hole_filling", "spatial"]
     with pytest.raises(ValueError, match="unknown RealSense filter"):
         RealSenseCamera(filters=["median"])
+
+
+def test_register_depth_equals_rs_align_on_the_d435_bag(d435_bag: Path) -> None:
+    pipe, cfg = rs.pipeline(), rs.config()
+    cfg.enable_device_from_file(str(d435_bag), repeat_playback=False)
+    profile = pipe.start(cfg)
+    try:
+        profile.get_device().as_playback().set_real_time(False)
+        ok, frames = pipe.try_wait_for_frames(3000)
+        if not ok or not frames.get_depth_frame() or not frames.get_color_frame():
+            pytest.skip("rs.pipeline delivered no depth+colour frameset from the bag (it drops frames)")
+        depth_frame = frames.get_depth_frame()
+        raw = np.array(np.asanyarray(depth_frame.get_data()), copy=True)
+        reference = np.array(np.asanyarray(rs.align(rs.stream.color).process(frames).get_depth_frame().get_data()))
+        dprof = depth_frame.get_profile().as_video_stream_profile()
+        cprof = frames.get_color_frame().get_profile().as_video_stream_profile()
+        ext = dprof.get_extrinsics_to(cprof)
+    finally:
+        pipe.stop()
+    ours = register_depth(
+        raw,
+        to_intrinsics(dprof.get_intrinsics()),
+        to_intrinsics(cprof.get_intrinsics()),
+        np.array(ext.rotation).reshape(3, 3).T,
+        np.array(ext.translation),
+        0.001,
+    )
+    assert ours.shape == reference.shape == (480, 640)
+    np.testing.assert_array_equal(ours, reference)
+
+
+def test_playback_align_registers_d435_depth_onto_colour(d435_bag: Path) -> None:
+    raw = next(iter(RealSensePlayback(d435_bag)))
+    aligned = next(iter(RealSensePlayback(d435_bag, align=True)))
+    assert aligned.depth_aligned and aligned.depth.shape == (480, 640)
+    np.testing.assert_array_equal(aligned.rgb, raw.rgb)
+    assert (aligned.depth > 0).mean() > 0.9
+    raw_median = float(np.median(raw.depth[raw.depth > 0]))
+    assert abs(float(np.median(aligned.depth[aligned.depth > 0])) - raw_median) < 0.1 * raw_median  # other FOV
+    assert not np.array_equal(aligned.depth, raw.depth)  # the 14 mm baseline and other focal length moved pixels
+
+
+def test_playback_align_of_decimated_aligned_depth_restores_colour_size(tmp_path: Path) -> None:
+    frames = [Frame(f.rgb, np.full((48, 64), 1500, np.uint16), 0.001, f.timestamp, f.index) for f in make_frames(2)]
+    record_db3(tmp_path / "d.db3", frames)
+    out = list(RealSensePlayback(tmp_path / "d.db3", filters=["decimation"], align=True))
+    assert [f.depth.shape for f in out] == [(48, 64)] * 2 and all(f.depth_aligned for f in out)
+    assert (out[0].depth == 1500).mean() > 0.95
+
+
+def test_playback_align_refuses_unaligned_record_without_calibration(tmp_path: Path) -> None:
+    rgb = np.zeros((48, 64, 3), np.uint8)
+    frames = [Frame(rgb, np.ones((24, 32), np.uint16), 0.001, i / 15, i, depth_aligned=False) for i in range(2)]
+    record_db3(tmp_path / "u.db3", frames)
+    with pytest.raises(UnreadableSourceError, match="cannot align depth to colour"):
+        RealSensePlayback(tmp_path / "u.db3", align=True).open()
+
+
+def test_scale_intrinsics_keeps_pixel_centres() -> None:
+    intr = Intrinsics(640, 480, 600.0, 600.0, 319.5, 239.5)
+    half = scale_intrinsics(intr, (240, 320))
+    assert half == Intrinsics(320, 240, 300.0, 300.0, 159.5, 119.5)
+    assert scale_intrinsics(intr, (480, 640)) is intr
