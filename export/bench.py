@@ -56,7 +56,7 @@ def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),  # also the ONNX Runtime intra-op threads when --threads is given
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": {
@@ -77,7 +77,9 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def candidates(bundle: Bundle | None, model: R3D | None = None, *, cuda: bool | None = None) -> list[Candidate]:
+def candidates(
+    bundle: Bundle | None, model: R3D | None = None, *, cuda: bool | None = None, threads: int | None = None
+) -> list[Candidate]:
     """Every backend configuration that may run here; pytorch eager fp32 first on each device type (the baselines).
 
     model: an in-memory model for the PyTorch rows (else the bundle's checkpoint is loaded); without a bundle only
@@ -112,7 +114,8 @@ def candidates(bundle: Bundle | None, model: R3D | None = None, *, cuda: bool | 
     if bundle is None:
         return out
     b = bundle
-    out.append(Candidate("onnxruntime cpu fp32", "cpu", lambda: OnnxRuntimeBackend.from_bundle(b, device="cpu")))
+    ort_cpu = lambda: OnnxRuntimeBackend.from_bundle(b, device="cpu", threads=threads)  # noqa: E731
+    out.append(Candidate("onnxruntime cpu fp32", "cpu", ort_cpu))
     if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
         out.append(Candidate("onnxruntime cuda fp32", "cuda", lambda: OnnxRuntimeBackend.from_bundle(b, device="cuda")))
     if cuda and tensorrt_unavailable_reason() is None and b.engines():
@@ -150,13 +153,17 @@ def run_bench(
     warmup: int = 3,
     budget_s: float = 15.0,
     only: Sequence[str] | None = None,
+    threads: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Measure every candidate backend; returns {"machine", "bundle", "rows", "skipped"} (see module docstring).
 
     only: keep candidates whose label starts with one of these (e.g. "onnxruntime", "pytorch cuda").
     budget_s: a cell stops after this many seconds once it has 3 runs.
+    threads: CPU threads for PyTorch (torch.set_num_threads) and ONNX Runtime (intra-op); default: theirs.
     """
+    if threads:
+        torch.set_num_threads(threads)
     bundle = load_bundle(bundle_path) if bundle_path is not None else None
     if bundle is None and model is None:
         raise ValueError("expected a bundle path, a model or both, got neither")
@@ -165,7 +172,7 @@ def run_bench(
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
-    for cand in candidates(bundle, model):
+    for cand in candidates(bundle, model, threads=threads):
         if only and not any(cand.label.startswith(o) for o in only):
             continue
         try:
@@ -181,7 +188,7 @@ def run_bench(
     return {"machine": machine_info(), "bundle": str(bundle.path) if bundle else None, "model_id": model_id,
             "config": {"backbone": cfg.backbone, "hidden": cfg.hidden, "max_len": cfg.max_len,
                        "fusion": cfg.fusion, "selection": cfg.selection},
-            "repeats": repeats, "warmup": warmup, "rows": rows, "skipped": skipped}  # fmt: skip
+            "repeats": repeats, "warmup": warmup, "threads": threads, "rows": rows, "skipped": skipped}  # fmt: skip
 
 
 def _measure(

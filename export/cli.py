@@ -83,6 +83,7 @@ def command_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--repeats", type=int, default=20)
         p.add_argument("--warmup", type=int, default=3)
         p.add_argument("--budget", type=float, default=15.0, help="seconds per cell once it has 3 runs")
+        p.add_argument("--threads", type=int, help="CPU threads for PyTorch and ONNX Runtime (default: theirs)")
     return p
 
 
@@ -157,7 +158,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from export.bundle import write_bytes_atomic, write_json_atomic
 
     result = bench(args.bundle, encoder_batches=args.encoder_batches, lengths=args.lengths, repeats=args.repeats,
-                   warmup=args.warmup, budget_s=args.budget, only=args.only)  # fmt: skip
+                   warmup=args.warmup, budget_s=args.budget, only=args.only, threads=args.threads)  # fmt: skip
     table = format_table(result)
     write_json_atomic(args.json, result)
     write_bytes_atomic(args.json.with_suffix(".md"), table.encode())
