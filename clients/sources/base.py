@@ -14,9 +14,10 @@ A source is a context manager and an iterable of `Frame`::
         for frame in src:
             ...
 
-Opening reads the metadata (`depth_scale`, `intrinsics`, `fps`, `num_frames`); iterating a recording starts
-over from its first frame each time, iterating a live camera continues the stream. Timestamps are seconds
-from the first frame of the iteration, strictly increasing.
+Opening reads the metadata (`depth_scale`, `intrinsics`, `fps`, `num_frames`) or starts the camera; iterating
+a recording starts over from its first frame each time, iterating a live camera continues its stream. Camera
+and recording timestamps are seconds from the first frame of the iteration, strictly increasing (a frame
+whose time does not increase is dropped, counted and logged); a dataset keeps its stored timestamps.
 """
 
 from __future__ import annotations

@@ -50,18 +50,17 @@ def register_depth(
     (x0, y0), (x1, y1) = corners
     with np.errstate(invalid="ignore"):
         ok = (x1 >= 0) & (y1 >= 0) & (x0 < w) & (y0 < h) & (x1 - x0 < MAX_SPAN) & (y1 - y0 < MAX_SPAN)
-    raw = depth[v, u][ok]
+    raw = depth[v, u][ok].astype(np.uint32)  # the dtype of `out`: np.minimum.at is slow when it must cast
     x0, y0 = np.maximum(x0[ok], 0).astype(np.int64), np.maximum(y0[ok], 0).astype(np.int64)
     x1, y1 = np.minimum(x1[ok], w - 1).astype(np.int64), np.minimum(y1[ok], h - 1).astype(np.int64)
     empty = np.iinfo(np.uint32).max  # a sentinel no uint16 depth reaches
     out = np.full(h * w, empty, np.uint32)
-    span_y = int((y1 - y0).max(initial=0)) + 1
-    span_x = int((x1 - x0).max(initial=0)) + 1
-    for dy in range(span_y):
-        for dx in range(span_x):
-            sel = (x0 + dx <= x1) & (y0 + dy <= y1)
-            if sel.any():
-                np.minimum.at(out, (y0[sel] + dy) * w + x0[sel] + dx, raw[sel])
+    span_x, span_y = x1 - x0, y1 - y0
+    base = y0 * w + x0
+    for dy in range(int(span_y.max(initial=0)) + 1):
+        for dx in range(int(span_x.max(initial=0)) + 1):
+            sel = (span_x >= dx) & (span_y >= dy)
+            np.minimum.at(out, base[sel] + (dy * w + dx), raw[sel])
     out[out == empty] = 0
     return out.astype(np.uint16).reshape(h, w)
 
