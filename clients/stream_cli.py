@@ -19,7 +19,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -72,7 +72,7 @@ def read_labels(path: Path) -> Callable[[int, float], str | None]:
     )
 
 
-def _frames(source: str, max_frames: int | None) -> Iterator[Frame]:
+def _frames(source: str, max_frames: int | None) -> Generator[Frame, None, None]:
     from clients.sources.open import open_source
 
     opened: Any = open_source(source)
@@ -165,12 +165,20 @@ def _stream(
 
 def run_stream(args: StreamArgs, out: IO[str] | None = None) -> dict[str, Any]:
     """Stream SOURCE to the server; returns the run's summary (also written to --summary)."""
-    out = out or sys.stdout
+    label_of = read_labels(args.labels) if args.labels is not None else None
     frames = _frames(args.source, args.max_frames)
+    try:  # close the source here, on this thread, whatever happens (camera SDKs dislike a close from the GC)
+        return _run(args, out or sys.stdout, frames, label_of)
+    finally:
+        frames.close()
+
+
+def _run(
+    args: StreamArgs, out: IO[str], frames: Iterator[Frame], label_of: Callable[[int, float], str | None] | None
+) -> dict[str, Any]:
     first = next(frames, None)
     if first is None:
         raise ValueError(f"source {args.source!r} yielded no frames; expected a recording or camera with frames")
-    label_of = read_labels(args.labels) if args.labels is not None else None
     token = args.token or os.environ.get("R3D_API_KEY")
     jsonl_tmp = args.jsonl.with_name(args.jsonl.name + ".partial") if args.jsonl else None
     if jsonl_tmp is not None:
@@ -196,6 +204,8 @@ def run_stream(args: StreamArgs, out: IO[str] | None = None) -> dict[str, Any]:
             t0 = time.monotonic()
             skipped = _stream(stream, frames, first, args, printer, label_of)
             elapsed = time.monotonic() - t0
+            if stream.session_id is not None:  # final counters: the last prediction may precede the last frames
+                stream.stats.server = client.session(stream.session_id).counters
             stats = stream.stats
     if jsonl_tmp is not None and args.jsonl is not None:
         os.replace(jsonl_tmp, args.jsonl)
