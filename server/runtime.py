@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
+import cv2
 import torch
 
 from server.engine import Engine, load_engine_backend
@@ -49,6 +50,16 @@ async def load_engine(path: Path, backend: str, settings: Settings) -> Engine:
     return Engine(loaded, server_version(), path)
 
 
+def configure_threads(settings: Settings, engine: Engine) -> None:
+    """Avoid oversubscription: torch runs the model only on the pytorch backend; otherwise it just preprocesses
+    frames, one per decode thread, so each of its ops stays on one core (the runtime's own pool does inference)."""
+    if settings.inference_threads:
+        torch.set_num_threads(settings.inference_threads)
+    elif engine.info.backend != "pytorch":
+        torch.set_num_threads(1)
+    cv2.setNumThreads(1)  # decode threads run in parallel already
+
+
 class Runtime:
     def __init__(self, settings: Settings, engine: Engine, metrics: Metrics, jobs_dir: Path) -> None:
         self.settings = settings
@@ -77,9 +88,8 @@ class Runtime:
     async def start(cls, settings: Settings, metrics: Metrics) -> Runtime:
         if settings.model_path is None:
             raise ModelError("no model to serve: pass MODEL to r3d-serve or set R3D_MODEL_PATH")
-        if settings.inference_threads:
-            torch.set_num_threads(settings.inference_threads)
         engine = await load_engine(settings.model_path, settings.backend, settings)
+        configure_threads(settings, engine)
         jobs_dir = settings.jobs_dir or Path(tempfile.mkdtemp(prefix="r3d-jobs-"))
         runtime = cls(settings, engine, metrics, jobs_dir)
         runtime.worker.start()
