@@ -1,0 +1,289 @@
+"""The comparisons this project publishes: R3D against the baselines on the synthetic benchmark, both protocols.
+
+    python -m training.report --dataset data/synth --out reports/synthetic
+
+Runs, each in OUT/runs/<protocol>-<variant>-s<seed>/ and resumable one by one (a finished run is skipped, an
+interrupted one continues from its last completed epoch, so an interrupted report continues where it stopped):
+  comparisons   {streaming, paper} x {rtf, rgb, depth, concat, attention, cen} x seeds
+  ablations     paper protocol, R3D with exchange ratio 0.2 and 0.3, variance selection, temporal encoder off
+Every run is evaluated on the test split (never the checkpoint-selection split): MoC for the paper protocol,
+next-action accuracy / MoC over the horizon / time-to-next-action error for the streaming one. Streaming runs are
+also evaluated under every RGB and depth degradation at severity 2 (training/robustness.py). R3D's first seed gets
+the effective-rank analysis and Figure-2-style spectra. All runs share one feature cache (computed once).
+Writes OUT/results.json, OUT/REPORT.md and OUT/rank_spectra.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
+from model import load_checkpoint
+from training.config import load_config
+from training.eval_cli import aggregate, finite_json
+from training.evaluate import evaluate_checkpoint, evaluation_split, headline, protocol_spec
+from training.features import ensure_features
+from training.rank_analysis import analyse, plot_spectra, rank_table
+from training.robustness import DEGRADATIONS, degradation_table
+from training.train import train
+
+logger = logging.getLogger(__name__)
+
+RECIPES = {"streaming": "training/configs/service.yaml", "paper": "training/configs/paper.yaml"}
+VARIANTS: dict[str, dict[str, Any]] = {  # name -> model overrides; the baselines are configurations of the same code (model/r3d.py FUSIONS)
+    "rtf": {"model.fusion": "rtf"},
+    "rgb": {"model.fusion": "rgb"},
+    "depth": {"model.fusion": "depth"},
+    "concat": {"model.fusion": "concat"},
+    "attention": {"model.fusion": "attention"},
+    "cen": {"model.fusion": "cen"},
+}
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "rtf-ratio0.2": {"model.exchange_ratio": 0.2},
+    "rtf-ratio0.3": {"model.exchange_ratio": 0.3},
+    "rtf-variance": {"model.selection": "variance"},
+    "rtf-no-encoder": {"model.temporal_encoder": False},
+}
+LABELS = {
+    "rtf": "R3D (RTF)",
+    "rgb": "RGB only (FUTR)",
+    "depth": "depth only",
+    "concat": "concatenation",
+    "attention": "attention, no exchange (AFFT-style)",
+    "cen": "hard exchange, no blending (CEN-style)",
+    "rtf-ratio0.2": "R3D, exchange ratio 0.2",
+    "rtf-ratio0.3": "R3D, exchange ratio 0.3",
+    "rtf-variance": "R3D, variance selection",
+    "rtf-no-encoder": "R3D, temporal encoder off",
+}
+SEVERITY = 2
+
+
+@dataclass(frozen=True)
+class Run:
+    protocol: str
+    variant: str
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.protocol}-{self.variant}-s{self.seed}"
+
+
+def plan(seeds: list[int]) -> list[Run]:
+    runs = [Run(p, v, s, o) for p in ("streaming", "paper") for v, o in VARIANTS.items() for s in seeds]
+    runs += [Run("paper", v, s, {"model.fusion": "rtf", **o}) for v, o in ABLATIONS.items() for s in seeds]
+    return runs
+
+
+def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or resume) and evaluate one run; its eval.json marks it finished."""
+    out = args.out / "runs" / run.name
+    done = out / "eval.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text()))
+    epochs = args.streaming_epochs if run.protocol == "streaming" else args.paper_epochs
+    overrides = {
+        "data.dataset": str(args.dataset),
+        "model.depth_size": list(args.depth_size),  # one feature cache for every run
+        "optim.epochs": epochs,
+        "optim.warmup_epochs": max(1.0, epochs / 10),
+        "run.seed": run.seed,
+        "run.out": str(out),
+        "run.progress": False,
+        **run.overrides,
+    }
+    cfg = load_config(RECIPES[run.protocol], overrides)
+    started = time.perf_counter()
+    result = train(cfg, resume=(out / "train_state.safetensors").exists() or any(out.glob("train_state*")))
+    train_s = time.perf_counter() - started
+    best = result.best
+    evaluation = evaluate_checkpoint(best, args.dataset, split="test")
+    record: dict[str, Any] = {
+        "run": run.name,
+        "protocol": run.protocol,
+        "variant": run.variant,
+        "seed": run.seed,
+        "epochs": result.epochs,
+        "train_seconds": train_s,
+        "history": [{k: v for k, v in h.items() if isinstance(v, int | float)} for h in result.history],
+        "flattened": curve_flattened(result.history),
+        "headline": headline(evaluation),
+        "evaluation": evaluation,
+    }
+    if run.protocol == "streaming" and run.variant in VARIANTS:
+        record["robustness"] = {
+            name: headline(evaluate_checkpoint(best, args.dataset, split="test", degradation=name, severity=SEVERITY))
+            for name in DEGRADATIONS
+        }
+    write_json_atomic(done, finite_json(record))
+    return record
+
+
+def curve_flattened(history: list[dict[str, Any]], window: int = 3, tolerance: float = 0.05) -> bool | None:
+    """True when the mean training loss of the last `window` epochs is within `tolerance` of the window before."""
+    losses = [h["train_loss"] for h in history if isinstance(h.get("train_loss"), float)]
+    if len(losses) < 2 * window:
+        return None
+    last, before = np.mean(losses[-window:]), np.mean(losses[-2 * window : -window])
+    return bool(abs(before - last) <= tolerance * abs(before))
+
+
+def rank_section(records: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """Effective-rank analysis of R3D's first seed under the paper protocol, per observation ratio."""
+    first = next((r for r in records if r["protocol"] == "paper" and r["variant"] == "rtf"), None)
+    if first is None:
+        return {}
+    path = args.out / "runs" / first["run"] / "best.safetensors"
+    model, meta = load_checkpoint(path, with_backbone=False)
+    dataset = Dataset(args.dataset)
+    ids = evaluation_split(dataset, "test")
+    _, data = ensure_features(dataset, model.cfg.backbone, model.cfg.preprocessing, ids, progress=False)
+    cfg = load_config(RECIPES["paper"], {"data.dataset": str(args.dataset)})
+    results, spectra = analyse(model, data, protocol_spec(cfg, model.cfg, "paper"), [0.2, 0.3, 0.5, 0.7])
+    plot_spectra(args.out / "rank_spectra.png", spectra, title=f"R3D tokens before/after RTF ({first['run']})")
+    return {"run": first["run"], "per_ratio": results}
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean / std over seeds of every headline metric, per protocol and variant."""
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in records:
+        groups.setdefault(r["protocol"], {}).setdefault(r["variant"], []).append(r)
+    return {
+        protocol: {
+            variant: {
+                "seeds": [r["seed"] for r in rs],
+                "headline": aggregate([r["headline"] for r in rs]),
+                **(
+                    {"robustness": aggregate([r["robustness"] for r in rs])}
+                    if all("robustness" in r for r in rs)
+                    else {}
+                ),
+                "train_seconds": float(np.sum([r["train_seconds"] for r in rs])),
+                "flattened": [r["flattened"] for r in rs],
+            }
+            for variant, rs in by_variant.items()
+        }
+        for protocol, by_variant in groups.items()
+    }
+
+
+HIGHER_IS_BETTER = {"moc_standard": True, "next_action_acc": True, "moc_horizon": True, "time_to_next_mae_s": False}
+
+
+def _cell(stat: dict[str, float] | None, scale: float = 1.0) -> str:
+    if not stat or not math.isfinite(stat["mean"]):
+        return "n/a"
+    return f"{stat['mean'] * scale:.2f} ± {stat['std'] * scale:.2f}"
+
+
+def verdicts(summary: dict[str, Any]) -> list[str]:
+    """Plain statements: R3D against the best baseline on every headline metric, in points (or seconds)."""
+    lines = []
+    for protocol, variants in summary.items():
+        if "rtf" not in variants:
+            continue
+        for metric, higher in HIGHER_IS_BETTER.items():
+            ours = variants["rtf"]["headline"].get(metric)
+            rivals = {v: s["headline"][metric] for v, s in variants.items() if v in VARIANTS and v != "rtf"
+                      and metric in s["headline"]}  # fmt: skip
+            if not ours or not rivals:
+                continue
+            pick = max if higher else min
+            best_v = pick(rivals, key=lambda v: rivals[v]["mean"])
+            scale, unit = (1.0, " s") if metric == "time_to_next_mae_s" else (100.0, " points")
+            delta = (ours["mean"] - rivals[best_v]["mean"]) * scale * (1 if higher else -1)
+            word = "wins" if delta > 0 else "loses"
+            lines.append(
+                f"- {protocol}, {metric}: R3D {word} against the best baseline ({LABELS[best_v]}) by "
+                f"{abs(delta):.2f}{unit} ({_cell(ours, scale)} vs {_cell(rivals[best_v], scale)}; seeds' std shown)."
+            )
+    return lines
+
+
+def markdown(summary: dict[str, Any], rank: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = ["# R3D on the synthetic RGB-D benchmark", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += ["", "## Where R3D wins and where it does not", ""] + verdicts(summary)
+    for protocol, variants in summary.items():
+        metrics = [m for m in HIGHER_IS_BETTER if any(m in s["headline"] for s in variants.values())]
+        lines += ["", f"## {protocol} protocol (test split, mean ± std over seeds, percentages)", ""]
+        lines += ["| model | seeds | " + " | ".join(metrics) + " | curves flat |", "|---" * (len(metrics) + 3) + "|"]
+        for v, s in variants.items():
+            cells = [_cell(s["headline"].get(m), 1.0 if m == "time_to_next_mae_s" else 100.0) for m in metrics]
+            flat = sum(bool(f) for f in s["flattened"])
+            lines.append(
+                f"| {LABELS[v]} | {len(s['seeds'])} | " + " | ".join(cells) + f" | {flat}/{len(s['flattened'])} |"
+            )
+        robust = {v: s["robustness"] for v, s in variants.items() if "robustness" in s}
+        if robust:
+            lines += ["", f"### Robustness ({protocol}, severity {SEVERITY}, next-action accuracy %)", ""]
+            lines += [degradation_table(), ""]
+            names = list(DEGRADATIONS)
+            lines += ["| model | clean | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+            for v, rob in robust.items():
+                clean = _cell(variants[v]["headline"].get("next_action_acc"), 100.0)
+                cells = [_cell(rob.get(n, {}).get("next_action_acc"), 100.0) for n in names]
+                lines.append(f"| {LABELS[v]} | {clean} | " + " | ".join(cells) + " |")
+    if rank:
+        lines += ["", f"## Effective rank ({rank['run']}, paper protocol, test split)", ""]
+        lines += [rank_table(rank["per_ratio"]), "", "Spectra: rank_spectra.png"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--dataset", type=Path, default=Path("data/synth"), help="the synthetic benchmark (r3d-data synth)")
+    p.add_argument("--out", type=Path, default=Path("reports/synthetic"), help="report folder (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 10, 13452], help="seeds (default: %(default)s)")
+    p.add_argument(
+        "--streaming-epochs", type=int, default=12, help="epochs of each streaming run (default: %(default)s)"
+    )
+    p.add_argument(
+        "--paper-epochs", type=int, default=12, help="epochs of each paper-protocol run (default: %(default)s)"
+    )
+    p.add_argument("--depth-size", type=int, nargs=2, default=[60, 80], metavar=("H", "W"), help="depth map size")
+    p.add_argument("--only", nargs="*", default=None, help="run only these run names (e.g. streaming-rtf-s1)")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runs = [r for r in plan(args.seeds) if args.only is None or r.name in args.only]
+    started = time.perf_counter()
+    records = [run_one(r, args) for r in tqdm(runs, desc="report runs", unit="run")]
+    summary = summarise(records)
+    rank = rank_section(records, args)
+    dataset = Dataset(args.dataset)
+    meta = {
+        "dataset": f"{dataset.root} ({len(dataset.sequence_ids)} sequences: "
+        + ", ".join(f"{s} {len(dataset.split(s))}" for s in ("train", "val", "test"))
+        + f"; {dataset.fps:g} fps)",
+        "epochs": f"streaming {args.streaming_epochs}, paper {args.paper_epochs}",
+        "seeds": args.seeds,
+        "runs": len(records),
+        "training wall time (all runs, h)": round(sum(r["train_seconds"] for r in records) / 3600, 2),
+        "this invocation's wall time (min)": round((time.perf_counter() - started) / 60, 1),
+        "command": "python -m training.report " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "results.json", finite_json({"meta": meta, "summary": summary, "rank": rank}))
+    write_bytes_atomic(args.out / "REPORT.md", markdown(summary, rank, meta).encode())
+    logger.info("wrote %s", args.out / "REPORT.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
