@@ -22,9 +22,7 @@ fi
 WANT="$(cksum < pyproject.toml)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     echo "[demo] installing into $VENV (first run: a few minutes)"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet torch==2.13.0
-    "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+    PATH="$PWD/$VENV/bin:$PATH" ./scripts/install.sh
     echo "$WANT" > "$STAMP"
 fi
 exec "$VENV/bin/python" scripts/demo.py "$@"
