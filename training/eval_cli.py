@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
 from model import R3DError
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     p.add_argument("--out", type=Path, default=None, help="output folder")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy shared machine)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("expected one or more checkpoints and then a dataset folder, got %s", [str(p) for p in args.paths])
         return 2
     *checkpoints, dataset_root = args.paths
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
     try:
         dataset = Dataset(dataset_root)
         out = args.out or checkpoints[0].parent / f"eval-{dataset.name}-{args.split}"

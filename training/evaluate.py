@@ -186,6 +186,8 @@ def validate(
 def evaluation_split(dataset: Dataset, split: str = "test") -> list[str]:
     """The evaluation split's sequences; refuses an empty split or one that overlaps the selection split."""
     ids = dataset.split(split)
+    if split == "val":
+        logger.warning("evaluating on 'val', the checkpoint-selection split: these figures are optimistic")
     if not ids:
         raise ValueError(f"{dataset.root}: split {split!r} is empty; expected sequences to evaluate on")
     if split != "val" and dataset.splits:

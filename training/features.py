@@ -313,6 +313,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"also build degraded caches; NAME in {sorted(DEGRADATIONS)}",
     )
     p.add_argument("--device", default="auto", help="where the backbone runs: auto (CUDA if available), cpu, cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is best on a busy shared machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -330,6 +331,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads: expected an integer >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     degradations = [parse_degradation(d) for d in args.degrade]
     dataset = Dataset(args.dataset)
     ids = dataset.split(args.split)

@@ -225,21 +225,21 @@ class WindowDataset(torch.utils.data.Dataset[dict[str, np.ndarray]]):
 def collate(items: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Right-pad to the longest window: features (B, T, F), depth (B, T, 1, h, w), valid (B, T), targets."""
     b, t = len(items), max(len(x["segmentation"]) for x in items)
-    f = items[0]["features"].shape[-1]
-    dshape = items[0]["depth"].shape[1:]
-    features = torch.zeros(b, t, f)
-    depth = torch.zeros(b, t, *dshape)
+    f = items[0]["features"]
+    d = items[0]["depth"]
+    features = np.zeros((b, t, *f.shape[1:]), dtype=f.dtype)  # padded in the cache's float16, converted once below
+    depth = np.zeros((b, t, *d.shape[1:]), dtype=d.dtype)
     valid = torch.zeros(b, t, dtype=torch.bool)
     seg = torch.full((b, t), IGNORE, dtype=torch.long)
     for i, x in enumerate(items):
         n = len(x["segmentation"])
-        features[i, :n] = torch.from_numpy(x["features"].astype(np.float32))
-        depth[i, :n] = torch.from_numpy(x["depth"].astype(np.float32))
+        features[i, :n] = x["features"]
+        depth[i, :n] = x["depth"]
         valid[i, :n] = True
         seg[i, :n] = torch.from_numpy(x["segmentation"])
     return {
-        "features": features,
-        "depth": depth,
+        "features": torch.from_numpy(features).float(),
+        "depth": torch.from_numpy(depth).float(),
         "valid": valid,
         "segmentation": seg,
         "actions": torch.from_numpy(np.stack([x["actions"] for x in items])),

@@ -158,9 +158,17 @@ def _finite_or_not_float(v: Any) -> bool:
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train (or resume) a model as configured; returns the run folder and history."""
     cfg.validate()
+    threads = torch.get_num_threads()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
+    try:
+        return _train(cfg, resume)
+    finally:
+        torch.set_num_threads(threads)  # run.threads applies to this run only
+
+
+def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
     d, o, r = cfg.data, cfg.optim, cfg.run
-    if r.threads:
-        torch.set_num_threads(r.threads)
     dist = _setup(cfg)
     amp_dtype = _amp(cfg, dist.device)
     out = Path(r.out)

@@ -41,8 +41,6 @@ def test_torchrun_two_gloo_processes_keep_identical_replicas(tiny_dataset: Path,
         "1",
         "--optim.warmup_epochs",
         "0",
-        "--run.threads",
-        "1",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parents[2])

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from clients.sources.dataset import Dataset, DatasetWriter, write_json_atomic
 from model import effective_rank
 from model.decoding import decode_frames
-from tests.training.train_fixtures import shared_tiny_dataset, tiny_config
+from tests.training.train_fixtures import one_thread, shared_tiny_dataset, tiny_config
 from training import eval_cli, rank_analysis
 from training.evaluate import (
     evaluate_checkpoint,
@@ -28,6 +29,12 @@ from training.train import train
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_tiny_dataset(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

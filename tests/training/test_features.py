@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import torch
 
 from clients.sources.dataset import Dataset
 from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
-from tests.training.train_fixtures import CLASSES, FRAMES, shared_tiny_dataset, tiny_config
+from tests.training.train_fixtures import CLASSES, FRAMES, one_thread, shared_tiny_dataset, tiny_config
 from training import features
 from training.features import FeatureExtractor, build_cache, cache_dir, load_cache
 
@@ -18,6 +20,12 @@ from training.features import FeatureExtractor, build_cache, cache_dir, load_cac
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared_tiny_dataset(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    with one_thread():
+        yield
 
 
 PRE = Preprocessing(image_size=(60, 80), depth_size=(30, 40))
@@ -55,14 +63,18 @@ def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(
     tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
 ) -> None:
     ds = Dataset(tiny_dataset)
-    folder = build_cache(ds, extractor, seq_ids=["seq00", "seq01"], cache_root=tmp_path, progress=False)
-    kept, removed = folder / "seq00.npz", folder / "seq01.npz"
+    shared = cache_dir(tiny_dataset, extractor.spec())
+    folder = cache_dir(tiny_dataset, extractor.spec(), tmp_path)
+    folder.mkdir(parents=True)
+    for name in ("cache.json", "seq00.npz"):  # as if a run had been killed after its first sequence
+        shutil.copy2(shared / name, folder / name)
+    kept, missing = folder / "seq00.npz", folder / "seq01.npz"
     stamp = kept.stat().st_mtime_ns
-    removed.unlink()
     build_cache(ds, extractor, seq_ids=["seq00", "seq01"], cache_root=tmp_path, progress=False)
     assert kept.stat().st_mtime_ns == stamp
-    assert removed.is_file()
-    assert not list(folder.glob(".*.tmp"))
+    assert missing.is_file() and not list(folder.glob(".*.tmp"))
+    with np.load(missing) as new, np.load(shared / "seq01.npz") as old:
+        np.testing.assert_array_equal(new["rgb"], old["rgb"])
 
 
 def test_cache_built_for_other_settings_is_refused(

@@ -135,7 +135,7 @@ def test_cli_trains_from_a_recipe_with_overrides_then_resumes(tiny_dataset: Path
         "model:\n  hidden: 32\n  ffn: 64\n  max_len: 64\n  fps: 10\n  window_s: 2\n  horizon_s: 1\n"
         "  depth_size: [30, 40]\n  image_size: [60, 80]\n"
         "optim:\n  epochs: 2\n  warmup_epochs: 1\n  batch_size: 8\n"
-        "run:\n  progress: false\n"
+        "run:\n  progress: false\n  threads: 1\n"
     )
     out = tmp_path / "cli"
     args = ["--config", str(recipe), "--set", f"data.dataset={tiny_dataset}", "--run.out", str(out)]

@@ -7,11 +7,14 @@ test session (about 240 frames).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from clients.sources.dataset import DatasetWriter
 from clients.sources.frame import Frame
@@ -48,6 +51,18 @@ def make_tiny_dataset(root: Path, n_sequences: int = 8) -> Path:
     return root
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch thread: as fast for these tiny workloads, and far faster than two spinning OpenMP threads when a
+    shared 2-core machine is busy with other work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def shared_tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny dataset with its clean feature cache, built once per test session (tests must not modify it);
     each test module wraps it in its own `tiny_dataset` fixture."""
@@ -58,9 +73,9 @@ def shared_tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         from training.features import FeatureExtractor, build_cache
 
         cfg = tiny_config(root, root.parent / "unused")
-        build_cache(
-            Dataset(root), FeatureExtractor.build("efficientnet_lite0", cfg.model.preprocessing()), progress=False
-        )
+        extractor = FeatureExtractor.build("efficientnet_lite0", cfg.model.preprocessing(), device="cpu")
+        with one_thread():
+            build_cache(Dataset(root), extractor, progress=False)
     return root
 
 
@@ -82,6 +97,7 @@ TINY_RECIPE: dict[str, Any] = {
     "optim.warmup_epochs": 1,
     "run.progress": False,
     "run.device": "cpu",  # bit-exact determinism and resume are promised on CPU
+    "run.threads": 1,  # a tiny model: one thread is as fast, and far faster on a busy shared machine
     "run.seed": 1,
 }
 
