@@ -15,13 +15,24 @@ import numpy as np
 import torch
 
 from export.backends import AnticipatorResult, InferenceBackend, load_backend
+from export.bundle import load_bundle
+from export.ort_backend import OnnxRuntimeBackend
 from model import Preprocessing, R3DConfig, decode_timed, preprocess_depth, preprocess_rgb
 from server.protocol import CurrentAction, FutureAction, ModelInfo
 
 
-def load_engine_backend(path: Path, backend: str, device: str | None, fp16: bool) -> InferenceBackend:
-    """export.backends.load_backend with the server's settings ("auto" picks the best runtime for the bundle)."""
-    return load_backend(path, backend, device=device, fp16=fp16)
+def load_engine_backend(
+    path: Path, backend: str, device: str | None, fp16: bool, threads: int | None = None
+) -> InferenceBackend:
+    """export.backends.load_backend with the server's settings ("auto" picks the best runtime for the bundle).
+
+    ONNX Runtime on the CPU gets ``threads`` intra-op threads: by default it sizes its pools (one per graph) to every
+    core of the host, ignoring CPU affinity and the decode threads, and oversubscribes a shared or pinned machine.
+    """
+    loaded = load_backend(path, backend, device=device, fp16=fp16)
+    if threads and isinstance(loaded, OnnxRuntimeBackend) and loaded.device == "cpu":
+        loaded = OnnxRuntimeBackend.from_bundle(load_bundle(path), device=device, threads=threads)
+    return loaded
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -44,7 +45,8 @@ class Drainable(Protocol):
 
 async def load_engine(path: Path, backend: str, settings: Settings) -> Engine:
     try:
-        loaded = await asyncio.to_thread(load_engine_backend, path, backend, settings.device, settings.fp16)
+        threads = settings.inference_threads or len(os.sched_getaffinity(0))
+        loaded = await asyncio.to_thread(load_engine_backend, path, backend, settings.device, settings.fp16, threads)
     except Exception as exc:  # the model library's errors say what is wrong with the file
         raise ModelError(f"cannot load model {str(path)!r} on backend {backend!r}: {exc}") from exc
     return Engine(loaded, server_version(), path)
@@ -53,9 +55,9 @@ async def load_engine(path: Path, backend: str, settings: Settings) -> Engine:
 def configure_threads(settings: Settings, engine: Engine) -> None:
     """Avoid oversubscription: torch runs the model only on the pytorch backend; otherwise it just preprocesses
     frames, one per decode thread, so each of its ops stays on one core (the runtime's own pool does inference)."""
-    if settings.inference_threads:
-        torch.set_num_threads(settings.inference_threads)
-    elif engine.info.backend != "pytorch":
+    if engine.info.backend == "pytorch":
+        torch.set_num_threads(settings.inference_threads or len(os.sched_getaffinity(0)))
+    else:
         torch.set_num_threads(1)
     cv2.setNumThreads(1)  # decode threads run in parallel already
 

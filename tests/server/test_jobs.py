@@ -147,3 +147,24 @@ def test_job_results_before_success_and_unknown_job(live_server: str, data_root:
     assert early.status_code == 409 and early.json()["code"] == "job_not_ready"
     assert "is failed" in early.json()["message"]
     assert unknown.status_code == 404 and unknown.json()["code"] == "job_not_found"
+
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
+
+
+@pytest.mark.parametrize("name", ["realsense_d435/single_depth_color_640x480.bag", "azure_kinect/recording.mkv"])
+def test_job_scores_a_real_camera_recording(live_server: str, data_root: Path, name: str) -> None:
+    source = FIXTURES / name
+    if not source.is_file():
+        pytest.skip(f"camera fixture {source} is missing (it lives in ../shared beside the repository)")
+    shutil.copy(source, data_root / source.name)
+    with httpx.Client(base_url=live_server, headers=API_HEADERS, timeout=60) as http:
+        job = http.post("/v1/jobs", json={"path": source.name}).json()
+        done = wait_job(http, job["id"])
+        results = http.get(f"/v1/jobs/{job['id']}/results").json() if done["state"] == "succeeded" else None
+    assert done["state"] == "succeeded", done["error"]
+    seq = results["sequences"][0]
+    assert seq["id"] == source.stem and seq["frames"] and seq["ticks"]
+    assert seq["counters"]["accepted"] + seq["counters"]["resampled_out"] + seq["counters"]["rejected"] == len(
+        seq["frames"]
+    )
