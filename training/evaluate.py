@@ -24,7 +24,7 @@ from training.config import STANDARD_HORIZONS, TrainConfig, config_from_dict
 from training.features import SequenceFeatures, ensure_features
 from training.losses import r3d_loss
 from training.metrics import MoC, StreamingMetrics
-from training.sampler import ProtocolSpec, Window, WindowDataset, collate, evaluation_windows
+from training.sampler import ProtocolSpec, Window, WindowDataset, collate, evaluation_windows, frames_of
 
 logger = logging.getLogger(__name__)
 PAPER_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -111,7 +111,7 @@ def evaluate_paper(
                 pred = decode_frames(out.action_logits[i], out.duration_logits[i], model.cfg.none_index, w.horizon)
                 gt = data[w.seq].labels[w.future]
                 for beta, acc in accs.items():
-                    n = min(int((alpha + beta) * w.length) - w.position, len(gt), len(pred))
+                    n = min(frames_of(alpha + beta, w.length) - w.position, len(gt), len(pred))
                     acc.update(pred[:n], gt[:n])
         table[f"{alpha:g}"] = {f"{beta:g}": acc.value for beta, acc in accs.items()}
     values = [v for row in table.values() for v in row.values() if not math.isnan(v)]

@@ -90,11 +90,16 @@ def timeline(seq: SequenceFeatures, spec: ProtocolSpec) -> np.ndarray:
     return resample_indices(seq.timestamps, spec.fps)
 
 
+def frames_of(fraction: float, n: int) -> int:
+    """floor(fraction * n), robust to float round-off (0.29 * 100 is 28.999...)."""
+    return int(fraction * n + 1e-9)
+
+
 def paper_window(seq: SequenceFeatures, spec: ProtocolSpec, ratio: float) -> Window | None:
     idx = timeline(seq, spec)
     n = len(idx)
-    n_obs = max(1, int(ratio * n))
-    horizon = max(1, int(spec.future_fraction * n))
+    n_obs = max(1, frames_of(ratio, n))
+    horizon = max(1, frames_of(spec.future_fraction, n))
     if n_obs >= n:
         return None
     observed = idx[max(0, n_obs - spec.max_len) : n_obs]  # longer than the positional table: keep the latest frames

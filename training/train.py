@@ -210,6 +210,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         meta = restore_train_state(state_path, model, optimizer)
         epoch, step = meta["epoch"], meta["global_step"]
         best, history = float(meta["info"]["best"]), list(meta["info"]["history"])
+        if scaler.is_enabled() and meta["info"].get("scaler"):
+            scaler.load_state_dict(meta["info"]["scaler"])
         logger.info("resuming %s after epoch %d (step %d)", out, epoch, step)
     provenance = {
         "git": git_revision(),
@@ -309,7 +311,7 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
                 best = selection if math.isfinite(selection) else best
                 save_checkpoint(out / "best.safetensors", model, provenance=ckpt_info, metrics=metrics)
             save_checkpoint(out / "last.safetensors", model, provenance=ckpt_info, metrics=metrics)
-            info = {"best": best, "history": history, "config": cfg.to_dict()}
+            info = {"best": best, "history": history, "config": cfg.to_dict(), "scaler": scaler.state_dict()}
             save_train_state(state_path, model, optimizer, epoch=epoch, global_step=step, info=info)
             write_csv(out / "log.csv", history)
             plot_curves(out / "curves.png", history)

@@ -58,6 +58,11 @@ def test_paper_window_subsamples_and_cuts_the_future_at_the_end() -> None:
     assert w.future.tolist() == [26, 28] and w.horizon == 7
 
 
+def test_paper_window_floors_without_float_round_off() -> None:
+    w = paper_window(sequence([0] * 100), spec(), 0.29)  # 0.29 * 100 = 28.999999999999996 in floating point
+    assert w is not None and len(w.observed) == 29
+
+
 def test_paper_window_longer_than_the_positional_table_keeps_the_latest_frames() -> None:
     w = paper_window(sequence([0] * 100), spec(max_len=16), 0.5)
     assert w is not None
