@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv, recv_until, start
@@ -50,3 +52,11 @@ def test_stream_ping_is_answered_with_pong(ws_url: str) -> None:
         ws.send('{"type": "ping", "id": 7}')
         pong = recv(ws)
     assert pong.type == "pong" and pong.id == 7
+
+
+def test_stream_json_hello_gets_json_answers(ws_url: str) -> None:
+    with open_ws(ws_url) as ws:
+        ws.send('{"type": "hello", "width": 160, "height": 120, "depth_scale": 0.001, "encoding": "json"}')
+        raw = ws.recv(timeout=30)
+        ws.send('{"type": "bye"}')
+    assert isinstance(raw, str) and json.loads(raw)["type"] == "welcome"
