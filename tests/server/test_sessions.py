@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import struct
+import time
 
 import httpx
 import numpy as np
 
 from server.protocol import pack
-from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv_until, start
+from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv, recv_until, start
 
 BYE = pack({"type": "bye"})
 
@@ -138,3 +139,20 @@ def test_dead_depth_collapses_depth_rank_in_the_health_signal(ws_url: str) -> No
     assert live.erank_depth > 1.5 and live.erank_rgb > 1.5  # type: ignore[attr-defined]
     assert dead.erank_depth < 1.01 and dead.erank_rgb > 1.5  # type: ignore[attr-defined]
     assert dead.balance > 1.5 * live.balance  # type: ignore[attr-defined]
+
+
+def test_detached_session_expires_after_the_reconnect_grace(server_factory: object) -> None:
+    with server_factory(reconnect_grace_s=0.3) as url:  # type: ignore[operator]
+        ws_url = "ws" + url[4:] + "/v1/stream"
+        with open_ws(ws_url) as ws:
+            sid = start(ws).session_id
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            listed = httpx.get(f"{url}/v1/sessions", headers=API_HEADERS).json()["sessions"]
+            if sid not in [s["id"] for s in listed]:
+                break
+            time.sleep(0.2)
+        with open_ws(ws_url) as ws:
+            ws.send(hello(session_id=sid))
+            error = recv(ws)
+    assert error.code == "session_not_found" and f"{sid!r}" in error.message
