@@ -61,7 +61,7 @@ def recv(ws: ClientConnection, timeout: float = 30.0) -> Any:
 
 def recv_until(ws: ClientConnection, kind: str, timeout: float = 30.0) -> tuple[Any, list[Any]]:
     """The next message of type ``kind``, and the others received before it."""
-    others = []
+    others: list[Any] = []
     while True:
         msg = recv(ws, timeout)
         if msg.type == kind:

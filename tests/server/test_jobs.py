@@ -161,8 +161,8 @@ def test_job_scores_a_real_camera_recording(live_server: str, data_root: Path, n
     with httpx.Client(base_url=live_server, headers=API_HEADERS, timeout=60) as http:
         job = http.post("/v1/jobs", json={"path": source.name}).json()
         done = wait_job(http, job["id"])
-        results = http.get(f"/v1/jobs/{job['id']}/results").json() if done["state"] == "succeeded" else None
-    assert done["state"] == "succeeded", done["error"]
+        assert done["state"] == "succeeded", done["error"]
+        results = http.get(f"/v1/jobs/{job['id']}/results").json()
     seq = results["sequences"][0]
     assert seq["id"] == source.stem and seq["frames"] and seq["ticks"]
     assert seq["counters"]["accepted"] + seq["counters"]["resampled_out"] + seq["counters"]["rejected"] == len(

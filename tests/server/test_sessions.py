@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import struct
 import time
+from typing import Any
 
 import httpx
 import numpy as np
+from websockets.sync.client import ClientConnection
 
 from server.protocol import pack
 from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv, recv_until, start
@@ -16,10 +18,10 @@ from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv, r
 BYE = pack({"type": "bye"})
 
 
-def _stream(ws: object, frames: range) -> list[object]:
+def _stream(ws: ClientConnection, frames: range) -> list[Any]:
     for i in frames:
-        ws.send(frame_msg(i))  # type: ignore[attr-defined]
-    return [recv_until(ws, "prediction")[0] for _ in frames]  # type: ignore[arg-type]
+        ws.send(frame_msg(i))
+    return [recv_until(ws, "prediction")[0] for _ in frames]
 
 
 def test_reconnect_with_session_id_keeps_the_token_window(ws_url: str) -> None:
@@ -126,7 +128,7 @@ def test_burst_over_a_full_queue_drops_oldest_counts_and_reports(ws_url: str) ->
 
 
 def test_dead_depth_collapses_depth_rank_in_the_health_signal(ws_url: str) -> None:
-    def health(dead: bool) -> object:
+    def health(dead: bool) -> Any:
         with open_ws(ws_url) as ws:
             start(ws, backpressure="block", tick_hz=15)
             for i in range(16):  # health is measured once a second of stream time
@@ -136,9 +138,9 @@ def test_dead_depth_collapses_depth_rank_in_the_health_signal(ws_url: str) -> No
         return preds[-1].modality
 
     live, dead = health(False), health(True)
-    assert live.erank_depth > 1.5 and live.erank_rgb > 1.5  # type: ignore[attr-defined]
-    assert dead.erank_depth < 1.01 and dead.erank_rgb > 1.5  # type: ignore[attr-defined]
-    assert dead.balance > 1.5 * live.balance  # type: ignore[attr-defined]
+    assert live.erank_depth > 1.5 and live.erank_rgb > 1.5
+    assert dead.erank_depth < 1.01 and dead.erank_rgb > 1.5
+    assert dead.balance > 1.5 * live.balance
 
 
 def test_detached_session_expires_after_the_reconnect_grace(server_factory: object) -> None:
