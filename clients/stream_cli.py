@@ -94,7 +94,7 @@ def _session_for(frame: Frame, args: StreamArgs) -> SessionCreate:
         depth_height=frame.depth.shape[0],
         depth_scale=frame.depth_scale,
         depth_aligned=frame.depth_aligned,
-        intrinsics=IntrinsicsIn(**intr.to_dict()) if intr is not None else None,  # type: ignore[arg-type]
+        intrinsics=IntrinsicsIn(**intr.to_dict()) if intr is not None else None,
         tick_hz=args.tick_hz,
         backpressure=Backpressure.BLOCK if args.fast else Backpressure.LATEST_WINS,
     )

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from export.errors import BundleError
+from model.backbones import sha256_file
 from model.r3d import R3D, R3DConfig
 
 logger = logging.getLogger(__name__)
@@ -49,14 +50,6 @@ FRAME_ENCODER_OUTPUTS = ("tokens",)
 ANTICIPATOR_INPUTS = ("tokens", "valid")
 ANTICIPATOR_OUTPUTS = ("action_logits", "duration_logits", "segment_logits", "fused")
 _BACKBONE_PREFIX = "frame_encoder.backbone."
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

@@ -41,7 +41,8 @@ from training.train import train
 logger = logging.getLogger(__name__)
 
 RECIPES = {"streaming": "training/configs/service.yaml", "paper": "training/configs/paper.yaml"}
-VARIANTS: dict[str, dict[str, Any]] = {  # name -> model overrides; the baselines are configurations of the same code (model/r3d.py FUSIONS)
+# name -> model overrides: the baselines are configurations of the same code (model/r3d.py FUSIONS)
+VARIANTS: dict[str, dict[str, Any]] = {
     "rtf": {"model.fusion": "rtf"},
     "rgb": {"model.fusion": "rgb"},
     "depth": {"model.fusion": "depth"},

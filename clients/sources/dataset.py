@@ -6,7 +6,8 @@ Layout (documented for users in docs/dataset_format.md)::
     DATASET/
       dataset.json              {"format": "r3d-dataset", "version": 1, "name", "classes": [...],
                                  "background_class": str | null, "fps", "source", "provenance": {...}}
-      splits.json               {"seed": int, "fractions": [train, val, test], "train": [...], "val": [...], "test": [...]}
+      splits.json               {"seed": int, "fractions": [train, val, test], "train": [...], "val": [...],
+                                 "test": [...]}
       sequences/<id>/
         meta.json               {"id", "num_frames", "fps", "depth_scale", "intrinsics": {...} | null,
                                  "depth_aligned", "activity": str | null, "provenance": {...}}
@@ -208,7 +209,9 @@ class DatasetWriter:
         self.sequence_ids.append(seq_id)
         return meta
 
-    def write_splits(self, seed: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)) -> dict[str, list[str]]:
+    def write_splits(
+        self, seed: int, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    ) -> dict[str, list[str]]:
         """Split the written sequences by a seeded shuffle and write splits.json."""
         return write_splits(self.root, self.sequence_ids, seed, fractions)
 
@@ -249,7 +252,8 @@ class Dataset:
         self.background_class: str | None = self.info.get("background_class")
         self.fps = float(self.info["fps"])
         seq_root = self.root / "sequences"
-        self.sequence_ids: list[str] = sorted(p.name for p in seq_root.iterdir() if p.is_dir()) if seq_root.is_dir() else []
+        found = seq_root.iterdir() if seq_root.is_dir() else iter(())
+        self.sequence_ids: list[str] = sorted(p.name for p in found if p.is_dir())
         splits_path = self.root / "splits.json"
         self.splits: dict[str, list[str]] = {}
         if splits_path.is_file():
@@ -289,9 +293,25 @@ class Dataset:
         return times, labels
 
     def frame(self, seq_id: str, index: int, meta: SequenceMeta | None = None) -> Frame:
-        meta = meta or self.meta(seq_id)
-        seq_dir = self.root / "sequences" / seq_id
+        """One decoded frame of a sequence."""
         times, labels = self.labels(seq_id)
+        return self._frame(seq_id, meta or self.meta(seq_id), index, times, labels)
+
+    def frames(self, seq_id: str) -> Iterator[Frame]:
+        """Every frame of a sequence in order, decoded."""
+        meta = self.meta(seq_id)
+        times, labels = self.labels(seq_id)
+        if len(times) != meta.num_frames:
+            raise DatasetFormatError(
+                f"sequence {seq_id!r}: meta.json says {meta.num_frames} frames, labels.csv has {len(times)}"
+            )
+        for i in range(meta.num_frames):
+            yield self._frame(seq_id, meta, i, times, labels)
+
+    def _frame(
+        self, seq_id: str, meta: SequenceMeta, index: int, times: list[float], labels: list[str | None]
+    ) -> Frame:
+        seq_dir = self.root / "sequences" / seq_id
         return Frame(
             rgb=read_rgb(seq_dir / "rgb" / f"{index:06d}.jpg"),
             depth=read_depth(seq_dir / "depth" / f"{index:06d}.png"),
@@ -302,24 +322,3 @@ class Dataset:
             depth_aligned=meta.depth_aligned,
             label=labels[index],
         )
-
-    def frames(self, seq_id: str) -> Iterator[Frame]:
-        """Every frame of a sequence in order, decoded."""
-        meta = self.meta(seq_id)
-        seq_dir = self.root / "sequences" / seq_id
-        times, labels = self.labels(seq_id)
-        if len(times) != meta.num_frames:
-            raise DatasetFormatError(
-                f"sequence {seq_id!r}: meta.json says {meta.num_frames} frames, labels.csv has {len(times)}"
-            )
-        for i in range(meta.num_frames):
-            yield Frame(
-                rgb=read_rgb(seq_dir / "rgb" / f"{i:06d}.jpg"),
-                depth=read_depth(seq_dir / "depth" / f"{i:06d}.png"),
-                depth_scale=meta.depth_scale,
-                timestamp=times[i],
-                index=i,
-                intrinsics=meta.intrinsics,
-                depth_aligned=meta.depth_aligned,
-                label=labels[i],
-            )
