@@ -83,9 +83,9 @@ class Run:
         return f"{self.protocol}-{self.variant}-s{self.seed}"
 
 
-def plan(seeds: list[int]) -> list[Run]:
+def plan(seeds: list[int], ablation_seeds: list[int]) -> list[Run]:
     runs = [Run(p, v, s, o) for p in ("streaming", "paper") for v, o in VARIANTS.items() for s in seeds]
-    runs += [Run("paper", v, s, {"model.fusion": "rtf", **o}) for v, o in ABLATIONS.items() for s in seeds]
+    runs += [Run("paper", v, s, {"model.fusion": "rtf", **o}) for v, o in ABLATIONS.items() for s in ablation_seeds]
     return runs
 
 
@@ -104,6 +104,8 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "run.seed": run.seed,
         "run.out": str(out),
         "run.progress": False,
+        "run.threads": args.threads,
+        "data.windows_per_sequence": args.windows_per_sequence,  # streaming windows per sequence and epoch
         **run.overrides,
     }
     cfg = load_config(RECIPES[run.protocol], overrides)
@@ -258,13 +260,22 @@ def main(argv: list[str] | None = None) -> int:
         "--paper-epochs", type=int, default=12, help="epochs of each paper-protocol run (default: %(default)s)"
     )
     p.add_argument("--depth-size", type=int, nargs=2, default=[60, 80], metavar=("H", "W"), help="depth map size")
+    p.add_argument("--windows-per-sequence", type=int, default=8, help="streaming training windows per sequence/epoch")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (1 is fastest on a busy machine)")
     p.add_argument("--only", nargs="*", default=None, help="run only these run names (e.g. streaming-rtf-s1)")
+    p.add_argument("--shard", default="0/1", help="I/N: this process trains every N-th run from I (run N at once)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runs = [r for r in plan(args.seeds) if args.only is None or r.name in args.only]
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    runs = [r for r in plan(args.seeds, args.ablation_seeds) if args.only is None or r.name in args.only]
     started = time.perf_counter()
-    records = [run_one(r, args) for r in tqdm(runs, desc="report runs", unit="run")]
+    for run in tqdm(runs[shard::shards], desc=f"report runs (shard {args.shard})", unit="run"):
+        run_one(run, args)
+    # the report covers every finished run; another shard may still be working on the rest
+    finished = [args.out / "runs" / r.name / "eval.json" for r in runs]
+    records = [json.loads(f.read_text()) for f in finished if f.is_file()]
+    missing = [r.name for r, f in zip(runs, finished, strict=True) if not f.is_file()]
     summary = summarise(records)
     rank = rank_section(records, args)
     dataset = Dataset(args.dataset)
@@ -273,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{s} {len(dataset.split(s))}" for s in ("train", "val", "test"))
         + f"; {dataset.fps:g} fps)",
         "epochs": f"streaming {args.streaming_epochs}, paper {args.paper_epochs}",
-        "seeds": args.seeds,
-        "runs": len(records),
+        "seeds": f"{args.seeds} (ablations: {args.ablation_seeds})",
+        "runs": f"{len(records)} finished" + (f", {len(missing)} missing: {', '.join(missing)}" if missing else ""),
+        "streaming windows per sequence and epoch": args.windows_per_sequence,
         "training wall time (all runs, h)": round(sum(r["train_seconds"] for r in records) / 3600, 2),
         "this invocation's wall time (min)": round((time.perf_counter() - started) / 60, 1),
         "command": "python -m training.report " + " ".join(sys.argv[1:] if argv is None else argv),
