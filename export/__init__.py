@@ -9,12 +9,12 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "AnticipatorResult": "export.backends",
+    "AnticipatorResult": "export.interface",
     "BackendUnavailableError": "export.errors",
     "Bundle": "export.bundle",
     "BundleError": "export.errors",
     "ExportError": "export.errors",
-    "InferenceBackend": "export.backends",
+    "InferenceBackend": "export.interface",
     "ParityError": "export.errors",
     "available_backends": "export.backends",
     "export_bundle": "export.onnx_export",

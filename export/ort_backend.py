@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.backends import AnticipatorResult, InferenceBackend
 from export.bundle import ANTICIPATOR_ONNX, ANTICIPATOR_OUTPUTS, FRAME_ENCODER_ONNX, Bundle
 from export.errors import BackendUnavailableError
+from export.interface import AnticipatorResult, InferenceBackend
 from model.r3d import R3DConfig
 
 logger = logging.getLogger(__name__)

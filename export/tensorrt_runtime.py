@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.backends import AnticipatorResult, InferenceBackend
 from export.bundle import ANTICIPATOR_ONNX, ANTICIPATOR_OUTPUTS, ENGINES_DIR, FRAME_ENCODER_ONNX, Bundle
 from export.errors import BackendUnavailableError, BundleError, ExportError
+from export.interface import AnticipatorResult, InferenceBackend
 from model.r3d import R3DConfig
 
 logger = logging.getLogger(__name__)

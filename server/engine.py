@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.backends import AnticipatorResult, InferenceBackend, load_backend
+from export.backends import load_backend
 from export.bundle import load_bundle
+from export.interface import AnticipatorResult, InferenceBackend
 from export.ort_backend import OnnxRuntimeBackend
 from model import Preprocessing, R3DConfig, decode_timed, preprocess_depth, preprocess_rgb
 from server.protocol import CurrentAction, FutureAction, ModelInfo

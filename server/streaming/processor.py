@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from export.backends import AnticipatorResult
+from export.interface import AnticipatorResult
 from model import effective_rank
 from server.engine import Engine, ModelSpec
 from server.protocol import CurrentAction, FutureAction, ModalityHealth, StreamCounters, WindowInfo, check_timestamp
