@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("reports/synthetic"), help="report folder (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 10, 13452], help="seeds (default: %(default)s)")
     p.add_argument(
+        "--ablation-seeds", type=int, nargs="+", default=[1], help="seeds of the ablations (default: %(default)s)"
+    )
+    p.add_argument(
         "--streaming-epochs", type=int, default=12, help="epochs of each streaming run (default: %(default)s)"
     )
     p.add_argument(
