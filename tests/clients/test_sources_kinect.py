@@ -11,10 +11,11 @@ import pytest
 
 from clients.sources import KinectCamera, KinectRecording, MissingDependencyError, UnreadableSourceError
 from clients.sources.kinect import k4a_intrinsics
+from tests.real_fixtures import REAL_FIXTURES
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install av)")
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real" / "azure_kinect"
+REAL = REAL_FIXTURES / "azure_kinect"
 MKV = REAL / "recording.mkv"
 
 

@@ -23,8 +23,9 @@ from clients.sources import (
     VideoDepthSource,
     open_source,
 )
+from tests.real_fixtures import REAL_FIXTURES
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
+REAL = REAL_FIXTURES
 
 
 def _depth_pngs(folder: Path, n: int) -> None:

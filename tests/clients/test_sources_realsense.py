@@ -13,10 +13,11 @@ from clients.sources.base import UnreadableSourceError
 from clients.sources.realsense import default_intrinsics
 from clients.sources.registration import register_depth, scale_intrinsics
 from clients.sources.rs_common import check_filters, to_intrinsics
+from tests.real_fixtures import REAL_FIXTURES
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed (pip install pyrealsense2)")
 
-REAL = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
+REAL = REAL_FIXTURES
 D435_BAG = REAL / "realsense_d435" / "single_depth_color_640x480.bag"
 
 

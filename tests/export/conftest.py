@@ -13,8 +13,9 @@ from export.cli import main
 from export.ort_backend import OnnxRuntimeBackend
 from model import R3D, Preprocessing, R3DConfig, save_checkpoint
 from model.rtf import smallest_gamma_mask
+from tests.real_fixtures import REAL_FIXTURES
 
-KINECT = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real" / "azure_kinect" / "recording.mkv"
+KINECT = REAL_FIXTURES / "azure_kinect" / "recording.mkv"
 
 
 def tiny_config(**overrides: object) -> R3DConfig:

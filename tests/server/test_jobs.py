@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from server.protocol import ColorCodec, DepthCodec, FrameIn, pack
+from tests.real_fixtures import REAL_FIXTURES
 from tests.server.helpers import API_HEADERS, open_ws, recv_until, start, write_recording
 
 N_FRAMES = 36
@@ -149,7 +150,7 @@ def test_job_results_before_success_and_unknown_job(live_server: str, data_root:
     assert unknown.status_code == 404 and unknown.json()["code"] == "job_not_found"
 
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "real"
+FIXTURES = REAL_FIXTURES
 
 
 @pytest.mark.parametrize("name", ["realsense_d435/single_depth_color_640x480.bag", "azure_kinect/recording.mkv"])

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from clients.sources.dataset import Dataset
+from tests.real_fixtures import REAL_FIXTURES
 from training.importers import cli
 from training.importers.recordings import estimate_fps, import_recordings, read_label_csv
 from training.importers.report import ImportReport
 
-REAL = Path("/work/shared/fixtures/real")
+REAL = REAL_FIXTURES
 BAG = REAL / "realsense_d435" / "single_depth_color_640x480.bag"
 MKV = REAL / "azure_kinect" / "recording.mkv"
 
