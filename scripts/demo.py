@@ -2,7 +2,7 @@
 stream the recording through the RealSense playback client, print live anticipations, write the timeline PNG and
 the results, stop the server and say where everything is.
 
-    python scripts/demo.py [--model models/default] [--out outputs/demo-<time>] [--fast]
+    python scripts/demo.py [--model models/default/model.safetensors] [--out outputs/demo-<time>] [--fast]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the console scripts of the environment running this script
-DEFAULT_MODEL = ROOT / "models" / "default"
+DEFAULT_MODEL = ROOT / "models" / "default" / "model.safetensors"
 
 logger = logging.getLogger("demo")
 
