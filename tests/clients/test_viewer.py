@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from clients.sdk import Backpressure, Client, SessionCreate, Stream
+from clients.sources import Frame
 from server.api.routes.viewer import depth_colormap
-from tests.clients.conftest import API_KEY, CLASSES, FPS, H, W, pattern_frame
+from tests.clients.conftest import API_KEY, CLASSES, FPS, H, W
+from training.synth import SynthConfig, SynthSequence
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -23,12 +25,18 @@ STREAM = SessionCreate(camera="viewer-test", width=W, height=H, depth_scale=0.00
                        backpressure=Backpressure.BLOCK)  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def recording() -> list[Frame]:
+    """40 frames of a synthetic-world sequence (a person acting in a room) at the stream's resolution."""
+    return list(SynthSequence(SynthConfig(n_sequences=1, frames=40, width=W, height=H, fps=FPS, seed=3), 0).frames())
+
+
 @pytest.fixture()
-def streaming(live_url: str) -> Iterator[tuple[Client, Stream]]:
-    """An attached session that has streamed 30 frames of the synthetic pattern (kept open during the test)."""
+def streaming(live_url: str, recording: list[Frame]) -> Iterator[tuple[Client, Stream]]:
+    """An attached session that has streamed 30 frames of a synthetic recording (kept open during the test)."""
     with Client(live_url, token=API_KEY) as client, client.stream(STREAM) as stream:
-        for i in range(30):
-            stream.send_frame(pattern_frame(i))
+        for frame in recording[:30]:
+            stream.send_frame(frame)
         stream.drain(timeout=30.0)
         yield client, stream
 
@@ -73,7 +81,7 @@ def _wait(driver: object, condition: str, timeout: float = 20.0) -> object:
 
 
 def test_viewer_shows_the_streamed_sessions_prediction_frames_and_health(
-    live_url: str, streaming: tuple[Client, Stream], browser: object, tmp_path: Path
+    live_url: str, streaming: tuple[Client, Stream], recording: list[Frame], browser: object, tmp_path: Path
 ) -> None:
     client, stream = streaming
     driver = browser
@@ -90,8 +98,8 @@ def test_viewer_shows_the_streamed_sessions_prediction_frames_and_health(
     assert "fused" in health and "depth" in health
     # the timeline moves with new predictions
     before = latest.seq
-    for i in range(30, 40):
-        stream.send_frame(pattern_frame(i))
+    for frame in recording[30:40]:
+        stream.send_frame(frame)
     stream.drain(timeout=30.0)
     _wait(driver, f"document.getElementById('status').textContent.includes('prediction #{before + 10}')")
     painted = driver.execute_script(  # type: ignore[attr-defined]
