@@ -122,7 +122,6 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "epochs": result.epochs,
         "train_seconds": train_s,
         "history": [{k: v for k, v in h.items() if isinstance(v, int | float)} for h in result.history],
-        "flattened": curve_flattened(result.history),
         "headline": headline(evaluation),
         "evaluation": evaluation,
     }
@@ -135,9 +134,12 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     return record
 
 
-def curve_flattened(history: list[dict[str, Any]], window: int = 3, tolerance: float = 0.05) -> bool | None:
-    """True when the mean training loss of the last `window` epochs is within `tolerance` of the window before."""
-    losses = [h["train_loss"] for h in history if isinstance(h.get("train_loss"), float)]
+def curve_flattened(
+    history: list[dict[str, Any]], key: str = "val_loss", window: int = 3, tolerance: float = 0.05
+) -> bool | None:
+    """True when the mean of `key` over the last `window` epochs is within `tolerance` (relative) of the window before;
+    None when the history is too short. The validation loss is the curve that says whether more epochs would help."""
+    losses = [h[key] for h in history if isinstance(h.get(key), float)]
     if len(losses) < 2 * window:
         return None
     last, before = np.mean(losses[-window:]), np.mean(losses[-2 * window : -window])
@@ -176,7 +178,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
                     else {}
                 ),
                 "train_seconds": float(np.sum([r["train_seconds"] for r in rs])),
-                "flattened": [r["flattened"] for r in rs],
+                "val_loss_flat": [curve_flattened(r["history"]) for r in rs],
+                "train_loss_flat": [curve_flattened(r["history"], "train_loss") for r in rs],
             }
             for variant, rs in by_variant.items()
         }
@@ -210,9 +213,11 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
             scale, unit = (1.0, " s") if metric == "time_to_next_mae_s" else (100.0, " points")
             delta = (ours["mean"] - rivals[best_v]["mean"]) * scale * (1 if higher else -1)
             word = "wins" if delta > 0 else "loses"
+            noise = max(ours["std"], rivals[best_v]["std"]) * scale
+            within = " — within one seed standard deviation, so not a clear difference" if abs(delta) <= noise else ""
             lines.append(
                 f"- {protocol}, {metric}: R3D {word} against the best baseline ({LABELS[best_v]}) by "
-                f"{abs(delta):.2f}{unit} ({_cell(ours, scale)} vs {_cell(rivals[best_v], scale)}; seeds' std shown)."
+                f"{abs(delta):.2f}{unit} ({_cell(ours, scale)} vs {_cell(rivals[best_v], scale)}){within}."
             )
     return lines
 
@@ -224,13 +229,12 @@ def markdown(summary: dict[str, Any], rank: dict[str, Any], meta: dict[str, Any]
     for protocol, variants in summary.items():
         metrics = [m for m in HIGHER_IS_BETTER if any(m in s["headline"] for s in variants.values())]
         lines += ["", f"## {protocol} protocol (test split, mean ± std over seeds, percentages)", ""]
-        lines += ["| model | seeds | " + " | ".join(metrics) + " | curves flat |", "|---" * (len(metrics) + 3) + "|"]
+        head = "| model | seeds | " + " | ".join(metrics) + " | val loss flat | train loss flat |"
+        lines += [head, "|---" * (len(metrics) + 4) + "|"]
         for v, s in variants.items():
             cells = [_cell(s["headline"].get(m), 1.0 if m == "time_to_next_mae_s" else 100.0) for m in metrics]
-            flat = sum(bool(f) for f in s["flattened"])
-            lines.append(
-                f"| {LABELS[v]} | {len(s['seeds'])} | " + " | ".join(cells) + f" | {flat}/{len(s['flattened'])} |"
-            )
+            flat = [f"{sum(bool(f) for f in s[k])}/{len(s[k])}" for k in ("val_loss_flat", "train_loss_flat")]
+            lines.append(f"| {LABELS[v]} | {len(s['seeds'])} | " + " | ".join(cells + flat) + " |")
         robust = {v: s["robustness"] for v, s in variants.items() if "robustness" in s}
         if robust:
             lines += ["", f"### Robustness ({protocol}, severity {SEVERITY}, next-action accuracy %)", ""]

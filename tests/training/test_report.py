@@ -27,11 +27,24 @@ def test_verdicts_compare_r3d_with_the_best_baseline_in_points() -> None:
     lines = verdicts(summary)
     assert any("next_action_acc: R3D wins" in x and "RGB only (FUTR)" in x and "by 5.00 points" in x for x in lines)
     assert any("time_to_next_mae_s: R3D loses" in x and "by 0.20 s" in x for x in lines)
+    assert not any("not a clear difference" in x for x in lines)
+
+
+def test_verdicts_call_a_gap_inside_the_seed_spread_unclear() -> None:
+    summary = {
+        "paper": {
+            "rtf": {"headline": {"moc_standard": _stat(0.30, 0.05)}},
+            "concat": {"headline": {"moc_standard": _stat(0.28, 0.01)}},
+        }
+    }
+    (line,) = verdicts(summary)
+    assert "R3D wins" in line and "by 2.00 points" in line and "not a clear difference" in line
 
 
 def test_curve_flattened_compares_the_last_epochs() -> None:
-    flat = [{"train_loss": v} for v in (5.0, 3.0, 2.0, 1.02, 1.01, 1.0, 1.0, 1.0, 0.99)]
-    falling = [{"train_loss": v} for v in (9.0, 8.0, 7.0, 6.0, 5.0, 4.0)]
+    flat = [
+        {"val_loss": v, "train_loss": 9.0 - i} for i, v in enumerate((5.0, 3.0, 2.0, 1.02, 1.01, 1.0, 1.0, 1.0, 0.99))
+    ]
     assert curve_flattened(flat) is True
-    assert curve_flattened(falling) is False
+    assert curve_flattened(flat, "train_loss") is False  # still falling: overfitting, not undertraining
     assert curve_flattened(flat[:3]) is None
