@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
 from model.errors import CheckpointError
 from model.r3d import R3D, R3DConfig
@@ -57,16 +57,12 @@ def save_checkpoint(
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and decoded metadata (format, version, config, provenance, metrics) of a checkpoint file."""
     path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"cannot read checkpoint {path}: no such file")
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
-    try:
-        tensors = load(data)
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             raw = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors checkpoint (corrupt or truncated): {exc}") from exc
     if raw.get("format") != FORMAT:

@@ -36,7 +36,7 @@ from training.evaluate import evaluate_checkpoint, evaluation_split, headline, p
 from training.features import ensure_features
 from training.rank_analysis import analyse, plot_spectra, rank_table
 from training.robustness import DEGRADATIONS, degradation_table
-from training.train import train
+from training.train import STATE_FILE, train
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     }
     cfg = load_config(RECIPES[run.protocol], overrides)
     started = time.perf_counter()
-    result = train(cfg, resume=(out / "train_state.safetensors").exists() or any(out.glob("train_state*")))
+    result = train(cfg, resume=(out / STATE_FILE).exists())
     train_s = time.perf_counter() - started
     best = result.best
     evaluation = evaluate_checkpoint(best, args.dataset, split="test")
