@@ -23,7 +23,7 @@
     latest: null, // the last AnticipationOut
     receivedAt: 0,
     horizon: 8,
-    lastImages: 0,
+    lastImages: -Infinity,  // the first prediction always fetches the previews
     classes: [],
   };
 
