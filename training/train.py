@@ -332,5 +332,6 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         summary["last"] = history[-1] if history else {}
         write_json_atomic(out / "summary.json", summary)
     if dist.world > 1:
+        torch_dist.barrier()  # no rank tears the group down while another is still writing or communicating
         torch_dist.destroy_process_group()
     return TrainResult(out, epoch, best, history)
