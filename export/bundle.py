@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 
 from export.errors import BundleError
 from model.backbones import sha256_file
+from model.checkpoint import write_bytes_atomic
 from model.r3d import R3D, R3DConfig
 
 logger = logging.getLogger(__name__)
@@ -50,22 +49,6 @@ FRAME_ENCODER_OUTPUTS = ("tokens",)
 ANTICIPATOR_INPUTS = ("tokens", "valid")
 ANTICIPATOR_OUTPUTS = ("action_logits", "duration_logits", "segment_logits", "fused")
 _BACKBONE_PREFIX = "frame_encoder.backbone."
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; bundles are read by other users (the server's container)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:

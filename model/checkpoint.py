@@ -23,16 +23,20 @@ VERSION = 1
 _BACKBONE_PREFIX = "frame_encoder.backbone."
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models are read by other users (a server's container)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
 
 
 def save_checkpoint(
@@ -50,7 +54,7 @@ def save_checkpoint(
         "metrics": json.dumps(metrics or {}),
     }
     path = Path(path)
-    _write_atomic(path, save(tensors, metadata=metadata))
+    write_bytes_atomic(path, save(tensors, metadata=metadata))
     return path
 
 
