@@ -134,7 +134,7 @@ def plot_sequence(seq: SequenceResult, path: Path, title: str) -> Path | None:
 
 def write_outputs(results: JobResults, out: Path) -> dict[str, Any]:
     """results.json, frames.csv, ticks.csv and the timeline PNG(s) in `out`; returns what was written."""
-    from clients.sources.dataset import write_bytes_atomic
+    from rgbd.files import write_bytes_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "results.json", results.model_dump_json(indent=1).encode())

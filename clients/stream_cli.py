@@ -3,7 +3,7 @@
     r3d-stream recording.db3 --server http://localhost:8000 --jsonl predictions.jsonl --png timeline.png
     r3d-stream recording.db3 --fast          # as fast as the server takes frames (backpressure: block)
 
-SOURCE is anything `clients.sources.open.open_source` opens (RealSense live or .bag/.db3, Azure Kinect live or .mkv,
+SOURCE is anything `rgbd.open.open_source` opens (RealSense live or .bag/.db3, Azure Kinect live or .mkv,
 a dataset folder, video + depth files). Recordings are paced by their timestamps (--realtime, the default; frames the
 client cannot send in time are skipped and counted) or sent as fast as possible (--fast). Each prediction is one line
 of the terminal timeline and one JSON line in --jsonl; the end prints frames, fps, drops and latency.
@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from clients.sdk import Backpressure, Client, ClientError, ColorCodec, DepthCodec, SessionCreate, Stream
-from clients.sources.base import SourceError
-from clients.sources.frame import Frame
 from clients.timeline import TimelineEntry, entry_from_prediction, plot_timeline_png, render_line
+from rgbd.base import SourceError
+from rgbd.frame import Frame
 from server.protocol import AnticipationOut, IntrinsicsIn
 
 __all__ = ["StreamArgs", "main", "run_stream"]
@@ -73,7 +73,7 @@ def read_labels(path: Path) -> Callable[[int, float], str | None]:
 
 
 def _frames(source: str, max_frames: int | None) -> Generator[Frame, None, None]:
-    from clients.sources.open import open_source
+    from rgbd.open import open_source
 
     opened: Any = open_source(source)
     with opened if hasattr(opened, "__enter__") else contextlib.nullcontext(opened) as frames:
@@ -225,7 +225,7 @@ def _run(
     if args.png is not None and printer.entries:
         summary["png"] = str(plot_timeline_png(printer.entries, args.png, title=f"{Path(args.source).name}"))
     if args.summary is not None:
-        from clients.sources.dataset import write_json_atomic
+        from rgbd.files import write_json_atomic
 
         write_json_atomic(args.summary, summary)
     _report(summary, out)

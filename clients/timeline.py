@@ -157,7 +157,7 @@ def plot_timeline_png(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from clients.sources.dataset import write_bytes_atomic
+    from rgbd.files import write_bytes_atomic
 
     rows = sorted(entries, key=lambda e: e.t)
     if not rows:

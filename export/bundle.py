@@ -26,8 +26,8 @@ import torch
 
 from export.errors import BundleError
 from model.backbones import sha256_file
-from model.checkpoint import write_bytes_atomic
 from model.r3d import R3D, R3DConfig
+from rgbd.files import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ FRAME_ENCODER_OUTPUTS = ("tokens",)
 ANTICIPATOR_INPUTS = ("tokens", "valid")
 ANTICIPATOR_OUTPUTS = ("action_logits", "duration_logits", "segment_logits", "fused")
 _BACKBONE_PREFIX = "frame_encoder.backbone."
-
-
-def write_json_atomic(path: str | Path, obj: Any) -> Path:
-    return write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
 def _digest_tensors(h: Any, tensors: dict[str, torch.Tensor]) -> None:
@@ -112,7 +108,7 @@ def write_manifest(folder: Path, *, model_id: str, frame_encoder_id: str, extra:
         **extra,
         "files": files,
     }
-    write_json_atomic(folder / MANIFEST, manifest)
+    write_json_atomic(folder / MANIFEST, manifest, sort_keys=True)
     return manifest
 
 

@@ -155,7 +155,7 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from export.bench import format_table
     from export.bench import run_bench as bench
-    from export.bundle import write_bytes_atomic, write_json_atomic
+    from rgbd.files import write_bytes_atomic, write_json_atomic
 
     result = bench(args.bundle, encoder_batches=args.encoder_batches, lengths=args.lengths, repeats=args.repeats,
                    warmup=args.warmup, budget_s=args.budget, only=args.only, threads=args.threads)  # fmt: skip

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from export.bench import machine_info, run_bench
-    from export.bundle import write_bytes_atomic, write_json_atomic
+    from rgbd.files import write_bytes_atomic, write_json_atomic
 
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"machine": machine_info(), "stages": {}, "parity": {}, "backbone": "not built"}

@@ -39,8 +39,6 @@ from export.bundle import (
     config_document,
     load_bundle,
     model_identity,
-    write_bytes_atomic,
-    write_json_atomic,
     write_manifest,
 )
 from export.errors import ExportError
@@ -48,6 +46,7 @@ from export.ort_backend import OnnxRuntimeBackend
 from export.parity import DEFAULT_TOLERANCE, Frames, raise_on_failure, run_parity
 from model.checkpoint import load_checkpoint, save_checkpoint
 from model.r3d import R3D
+from rgbd.files import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def export_bundle(
                             metrics=(meta or {}).get("metrics"))  # fmt: skip
         else:
             write_bytes_atomic(work / CHECKPOINT, checkpoint)
-        write_json_atomic(work / CONFIG, config_document(model.cfg, meta))
+        write_json_atomic(work / CONFIG, config_document(model.cfg, meta), sort_keys=True)
         export_frame_encoder(model, work / FRAME_ENCODER_ONNX)
         export_anticipator(model, work / ANTICIPATOR_ONNX)
         logger.info("exported both graphs in %.1f s", time.perf_counter() - started)
@@ -149,7 +148,7 @@ def export_bundle(
                                        device="cpu", source="export")  # fmt: skip
         report = run_parity(reference, candidate, model.cfg, ts=ts, batches=batches, frames=frames,
                             frames_label=frames_label, tolerance=tolerance)  # fmt: skip
-        write_json_atomic(work / PARITY, {"onnxruntime": report})
+        write_json_atomic(work / PARITY, {"onnxruntime": report}, sort_keys=True)
         raise_on_failure(report)
         write_manifest(work, model_id=model_id, frame_encoder_id=fe_id,
                        extra={"exporter": _versions(), "opset": OPSET, "created_unix": round(time.time())})  # fmt: skip

@@ -29,8 +29,6 @@ from export.bundle import (
     PARITY,
     Bundle,
     load_bundle,
-    write_bytes_atomic,
-    write_json_atomic,
     write_manifest,
 )
 from export.errors import BackendUnavailableError, ExportError
@@ -38,6 +36,7 @@ from export.ort_backend import OnnxRuntimeBackend
 from export.parity import DEFAULT_TOLERANCE, FP16_TOLERANCE, raise_on_failure, run_parity
 from export.tensorrt_runtime import GRAPHS, TensorRTBackend, engine_name, gpu_stamp
 from model.r3d import R3DConfig
+from rgbd.files import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -163,12 +162,12 @@ def build_engines(
                                 tolerance=fp16_tolerance if precision == "fp16" else tolerance)  # fmt: skip
             parity[f"tensorrt_{precision}"] = report
             raise_on_failure(report)
-        write_json_atomic(work / "engines.json", stamp)
+        write_json_atomic(work / "engines.json", stamp, sort_keys=True)
         target = folder / ENGINES_DIR
         if target.exists():
             shutil.rmtree(target)
         work.rename(target)
-        write_json_atomic(folder / PARITY, parity)
+        write_json_atomic(folder / PARITY, parity, sort_keys=True)
         extra = {k: v for k, v in bundle.manifest.items()
                  if k not in ("format", "version", "model_id", "frame_encoder_id", "files")}  # fmt: skip
         write_manifest(folder, model_id=bundle.model_id, frame_encoder_id=bundle.frame_encoder_id, extra=extra)

@@ -6,8 +6,6 @@ hash are, and loading checks the installed weights against that hash.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +15,11 @@ from safetensors.torch import save
 
 from model.errors import CheckpointError
 from model.r3d import R3D, R3DConfig
+from rgbd.files import write_bytes_atomic
 
 FORMAT = "r3d-checkpoint"
 VERSION = 1
 _BACKBONE_PREFIX = "frame_encoder.backbone."
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; models are read by other users (a server's container)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_checkpoint(

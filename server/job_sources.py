@@ -1,6 +1,6 @@
 """What a batch job can score, and how it is read: a dataset in the common format (every sequence, or some), one
 sequence folder of it, a zip / tar archive of either, or a camera recording (RealSense .bag / .db3, Azure Kinect .mkv,
-read by clients.sources.open). Paths from clients are confined to the data root; archives are extracted with every
+read by rgbd.open). Paths from clients are confined to the data root; archives are extracted with every
 member checked (no absolute paths, no '..', no links).
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
-from clients.sources import Dataset, Frame, SequenceMeta
-from clients.sources.dataset import read_depth, read_rgb
+from rgbd import Dataset, Frame, SequenceMeta
+from rgbd.dataset import read_depth, read_rgb
 from server.errors import PathNotAllowed, UnsupportedFormat
 
 logger = logging.getLogger(__name__)
@@ -126,9 +126,9 @@ def _sequence_folder(folder: Path) -> SourceSequence:
 
 def _recording(path: Path) -> SourceSequence:
     try:
-        from clients.sources.open import open_source
+        from rgbd.open import open_source
     except ImportError as exc:  # pragma: no cover - present in every full install
-        raise UnsupportedFormat(f"reading {path.suffix} recordings needs clients.sources.open: {exc}") from exc
+        raise UnsupportedFormat(f"reading {path.suffix} recordings needs rgbd.open: {exc}") from exc
 
     def frames() -> Iterator[Frame]:
         with open_source(path) as src:

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from clients.sources.dataset import write_bytes_atomic, write_json_atomic
+from rgbd.files import write_bytes_atomic, write_json_atomic
 from server.engine import Engine
 from server.errors import JobNotFound, JobNotReady, NotReady, ServerError
 from server.job_sources import SourceSequence, check_archive, check_supported_name, open_sequences, resolve_data_path

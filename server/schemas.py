@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from clients.sources.dataset import write_bytes_atomic
+from rgbd.files import write_bytes_atomic
 from server.protocol import json_schemas
 
 

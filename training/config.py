@@ -35,7 +35,7 @@ STANDARD_HORIZONS = (0.1, 0.2, 0.3, 0.5)
 class DataConfig:
     """Which dataset, which sampling protocol, and how samples are drawn."""
 
-    dataset: str = ""  # folder of a dataset in the common format (clients.sources.dataset)
+    dataset: str = ""  # folder of a dataset in the common format (rgbd.dataset)
     cache_root: str | None = None  # root of the feature caches; default DATASET/features
     protocol: str = "streaming"  # "paper": prefix alpha, next 0.5 of the length; "streaming": W s window, H s horizon
     train_split: str = "train"

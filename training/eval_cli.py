@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
 from model import R3DError
+from rgbd.dataset import Dataset
+from rgbd.files import write_bytes_atomic, write_json_atomic
 from training import rank_analysis
 from training.config import PROTOCOLS, STANDARD_HORIZONS
 from training.evaluate import (

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from clients.sources.dataset import Dataset
 from model import R3D, AnticipatorOutput, R3DConfig, load_checkpoint
 from model.decoding import decode_frames
+from rgbd.dataset import Dataset
 from training.config import STANDARD_HORIZONS, TrainConfig, config_from_dict
 from training.features import SequenceFeatures, ensure_features
 from training.losses import r3d_loss

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
 from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
 from model.backbones import PooledBackbone
+from rgbd.dataset import Dataset
+from rgbd.files import write_bytes_atomic, write_json_atomic
 from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clients.sources.dataset import SPLITS, Dataset, write_bytes_atomic
+from rgbd.dataset import SPLITS, Dataset
+from rgbd.files import write_bytes_atomic
 
 UNLABELLED = "(unlabelled)"
 NO_SPLIT = "(none)"

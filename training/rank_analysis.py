@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clients.sources.dataset import write_bytes_atomic
 from model import R3D, effective_rank, rank_gain
+from rgbd.files import write_bytes_atomic
 from training.features import SequenceFeatures
 from training.sampler import ProtocolSpec, Window, WindowDataset, collate, paper_window, streaming_window, timeline
 

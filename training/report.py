@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
 from model import load_checkpoint
+from rgbd.dataset import Dataset
+from rgbd.files import write_bytes_atomic, write_json_atomic
 from training.config import load_config
 from training.eval_cli import aggregate, finite_json
 from training.evaluate import evaluate_checkpoint, evaluation_split, headline, protocol_spec

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from clients.sources.dataset import write_bytes_atomic
+from rgbd.files import write_bytes_atomic
 
 
 def git_revision() -> dict[str, Any]:

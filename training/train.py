@@ -33,8 +33,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from clients.sources.dataset import Dataset, write_bytes_atomic, write_json_atomic
 from model import R3D, AnticipatorOutput, ConfigError, save_checkpoint
+from rgbd.dataset import Dataset
+from rgbd.files import write_bytes_atomic, write_json_atomic
 from training.config import TrainConfig, config_from_dict, dump_yaml
 from training.evaluate import amp_context, protocol_spec, validate
 from training.features import ensure_features

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 from torch import nn
 
-from clients.sources.dataset import write_bytes_atomic
+from rgbd.files import write_bytes_atomic
 
 STATE_FORMAT = "r3d-train-state"
 STATE_VERSION = 1

@@ -18,7 +18,7 @@ import numpy as np
 
 from clients.sdk.errors import ConnectionLost, ServerError, StreamClosed
 from clients.sdk.transport import TransportClosed, WSConnection, WSConnector
-from clients.sources.frame import Frame
+from rgbd.frame import Frame
 from server.protocol import (
     AnticipationOut,
     Bye,

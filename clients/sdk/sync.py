@@ -21,7 +21,7 @@ import numpy as np
 
 from clients.sdk.client import AsyncClient
 from clients.sdk.stream import AsyncStream, StreamStats
-from clients.sources.frame import Frame
+from rgbd.frame import Frame
 from server.protocol import (
     AnticipationOut,
     HealthOut,

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources.frame import Frame
+from rgbd.frame import Frame
 
 API_KEY = "client-test-key-0123456789"
 CLASSES = ["walk", "sit", "drink"]
@@ -47,7 +47,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(a 45-frame 160x120 RealSense .db3 recording, its labels CSV frame,label)."""
-    from clients.sources.realsense import record_db3
+    from rgbd.realsense import record_db3
 
     root = tmp_path_factory.mktemp("recording")
     frames = [pattern_frame(i) for i in range(45)]

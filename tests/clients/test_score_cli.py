@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from clients.score_cli import main
-from clients.sources.dataset import DatasetWriter
+from rgbd.dataset import DatasetWriter
 from tests.clients.conftest import API_KEY, CLASSES, FPS, pattern_frame
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from clients.sdk import Backpressure, Client, SessionCreate, Stream
-from clients.sources import Frame
+from rgbd import Frame
 from server.api.routes.viewer import depth_colormap
 from tests.clients.conftest import API_KEY, CLASSES, FPS, H, W
 from training.synth import SynthConfig, SynthSequence

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from export.backends import load_backend
-from export.bundle import load_bundle, sha256_file, write_json_atomic
+from export.bundle import load_bundle, sha256_file
 from export.cli import main
 from export.errors import BundleError
+from rgbd.files import write_json_atomic
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 from websockets.sync.client import ClientConnection, connect
 
-from clients.sources import DatasetWriter, Frame
+from rgbd import DatasetWriter, Frame
 from server.protocol import Hello, encode_frame, pack, parse_server_message
 
 H, W = 120, 160

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources.dataset import Dataset, DatasetWriter, write_json_atomic
 from model import effective_rank
 from model.decoding import decode_frames
+from rgbd.dataset import Dataset, DatasetWriter
+from rgbd.files import write_json_atomic
 from tests.training.train_fixtures import one_thread, shared_tiny_dataset, tiny_config
 from training import eval_cli, rank_analysis
 from training.evaluate import (

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from clients.sources.dataset import Dataset
 from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
+from rgbd.dataset import Dataset
 from tests.training.train_fixtures import CLASSES, FRAMES, one_thread, shared_tiny_dataset, tiny_config
 from training import features
 from training.features import FeatureExtractor, build_cache, cache_dir, load_cache

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources.dataset import Dataset
+from rgbd.dataset import Dataset
 from tests.training.fixtures.original_layouts import make_darai_recording
 from training.importers import cli
 from training.importers.darai import cut_at_gaps, import_darai

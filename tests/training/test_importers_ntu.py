@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources.dataset import Dataset
+from rgbd.dataset import Dataset
 from tests.training.fixtures.original_layouts import make_ntu_clip, ntu_clip_name, ntu_rgb_value
 from training.importers import cli
 from training.importers.ntu import import_ntu, pair_indices

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources.dataset import Dataset
+from rgbd.dataset import Dataset
 from tests.real_fixtures import REAL_FIXTURES
 from training.importers import cli
 from training.importers.recordings import estimate_fps, import_recordings, read_label_csv

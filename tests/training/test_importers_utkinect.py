@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources.dataset import Dataset
+from rgbd.dataset import Dataset
 from tests.training.fixtures.original_layouts import make_utkinect, utkinect_depth_value
 from training.importers import cli
 from training.importers.utkinect import BACKGROUND, CLASSES, import_utkinect

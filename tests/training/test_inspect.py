@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.sources.dataset import DatasetWriter, write_json_atomic
-from clients.sources.frame import Frame
+from rgbd.dataset import DatasetWriter
+from rgbd.files import write_json_atomic
+from rgbd.frame import Frame
 from training import inspect
 from training.inspect import segments_of
 

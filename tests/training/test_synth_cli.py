@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.sources.dataset import Dataset
-from clients.sources.realsense import RealSensePlayback
+from rgbd.dataset import Dataset
+from rgbd.realsense import RealSensePlayback
 from training.data_cli import main as data_main
 from training.synth import ACTIONS, ACTIVITIES, SynthConfig, SynthSequence, generate_dataset
 from training.synth.preview import preview_indices

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from clients.sources.dataset import DatasetWriter
-from clients.sources.frame import Frame
+from rgbd.dataset import DatasetWriter
+from rgbd.frame import Frame
 from training.config import TrainConfig, load_config
 
 CLASSES = ["walk", "sit", "drink"]
@@ -69,7 +69,7 @@ def shared_tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.getbasetemp() / "r3d_tiny_dataset"
     if not (root / "splits.json").is_file():
         make_tiny_dataset(root)
-        from clients.sources.dataset import Dataset
+        from rgbd.dataset import Dataset
         from training.features import FeatureExtractor, build_cache
 
         cfg = tiny_config(root, root.parent / "unused")

@@ -134,7 +134,7 @@ def run_darai(args: argparse.Namespace) -> int:
 
 
 def run_recording(args: argparse.Namespace) -> int:
-    from training.importers import recordings  # needs clients.sources.open (pyrealsense2, av) only here
+    from training.importers import recordings  # needs rgbd.open (pyrealsense2, av) only here
 
     with logging_redirect_tqdm():
         report = recordings.import_recordings(
@@ -230,7 +230,7 @@ def register(subparsers: Any) -> None:
 
 RECORDING_HELP = """Import labelled camera recordings: RealSense .bag (ROS1) / .db3 (ROS2) and Azure Kinect .mkv.
 
-Each recording becomes one sequence named after its file; frames are read with clients.sources.open.open_source.
+Each recording becomes one sequence named after its file; frames are read with rgbd.open.open_source.
 Labels come from a CSV per recording (--labels, or <recording>.csv beside it), in one of two forms:
 
     start,end,label        seconds from the recording's first frame, start inclusive, end exclusive

@@ -13,8 +13,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from clients.sources.dataset import DatasetWriter, SequenceMeta, write_json_atomic
-from clients.sources.frame import Frame
+from rgbd.dataset import DatasetWriter, SequenceMeta
+from rgbd.files import write_json_atomic
+from rgbd.frame import Frame
 from training.importers import report as rp
 from training.importers.report import ImportReport
 
@@ -128,7 +129,7 @@ def write_sequence(
 
 
 def split_ids(ids: Sequence[str], rng: random.Random, fractions: Fractions) -> dict[str, list[str]]:
-    """Seeded shuffle then cut, with the same rounding rule as clients.sources.dataset.write_splits."""
+    """Seeded shuffle then cut, with the same rounding rule as rgbd.dataset.write_splits."""
     ids = sorted(ids)
     rng.shuffle(ids)
     n = len(ids)

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from clients.sources.dataset import DatasetWriter
-from clients.sources.frame import Frame
+from rgbd.dataset import DatasetWriter
+from rgbd.frame import Frame
 from training.importers import common
 from training.importers import report as rp
 from training.importers.ntu_classes import NTU60_ACTIONS

@@ -1,6 +1,6 @@
 """Labelled camera recordings (RealSense .bag/.db3, Azure Kinect .mkv) into the common dataset format.
 
-Frames come from `clients.sources.open.open_source(path)`; labels from a CSV per recording, either
+Frames come from `rgbd.open.open_source(path)`; labels from a CSV per recording, either
 `start,end,label` (seconds from the first frame, [start, end)) or `frame,label` (0-based frame index).
 """
 
@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from clients.sources.dataset import DatasetWriter, write_json_atomic
-from clients.sources.frame import Frame, Intrinsics
+from rgbd.dataset import DatasetWriter
+from rgbd.files import write_json_atomic
+from rgbd.frame import Frame, Intrinsics
 from training.importers import common
 from training.importers import report as rp
 from training.importers.report import ImportReport
@@ -108,7 +109,7 @@ def resize_frame(frame: Frame, width: int | None) -> Frame:
 
 def _open_frames(path: Path, info: dict[str, float | None]) -> Iterator[Frame]:
     """Frames of a recording; info["fps"] gets the rate its container declares (None when it declares none)."""
-    from clients.sources.open import open_source  # pyrealsense2 / av are imported only when recordings are read
+    from rgbd.open import open_source  # pyrealsense2 / av are imported only when recordings are read
 
     with open_source(path) as source:
         info["fps"] = source.fps

@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from clients.sources.dataset import DatasetWriter
-from clients.sources.frame import Frame
+from rgbd.dataset import DatasetWriter
+from rgbd.frame import Frame
 from training.importers import common
 from training.importers import report as rp
 from training.importers.report import ImportReport

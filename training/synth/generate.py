@@ -21,8 +21,9 @@ from typing import Any
 
 import cv2
 
-from clients.sources.dataset import DatasetWriter, write_bytes_atomic
-from clients.sources.frame import Frame
+from rgbd.dataset import DatasetWriter
+from rgbd.files import write_bytes_atomic
+from rgbd.frame import Frame
 from training.synth.actions import ACTIONS
 from training.synth.grammar import ACTIVITIES
 from training.synth.preview import preview_indices, write_contact_sheet
@@ -111,9 +112,9 @@ def record_sequences(root: Path, cfg: SynthConfig, ids: list[str]) -> list[Path]
     """Write each sequence as a RealSense .db3 recording under root/recordings (re-rendered, lossless), and its
     labels beside it as <id>.labels.csv."""
     try:
-        from clients.sources.realsense import record_db3
+        from rgbd.realsense import record_db3
     except ImportError as exc:  # the RealSense source module or pyrealsense2 is missing
-        raise ValueError(f"--recordings needs clients.sources.realsense.record_db3 and pyrealsense2: {exc}") from exc
+        raise ValueError(f"--recordings needs rgbd.realsense.record_db3 and pyrealsense2: {exc}") from exc
     extra = {"fps": max(int(round(cfg.fps)), 1)} if "fps" in inspect.signature(record_db3).parameters else {}
     paths = []
     for sid in ids:

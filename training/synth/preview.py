@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clients.sources.dataset import write_bytes_atomic
-from clients.sources.frame import Frame
+from rgbd.files import write_bytes_atomic
+from rgbd.frame import Frame
 
 TILE_W = 240  # width of one tile in the sheet
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clients.sources.frame import Intrinsics
+from rgbd.frame import Intrinsics
 from training.synth.body import THIGH, BodyShape
 
 RGB = tuple[float, float, float]

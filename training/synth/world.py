@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from clients.sources.frame import Frame, Intrinsics
+from rgbd.frame import Frame, Intrinsics
 from training.synth import body as B
 from training.synth import render as R
 from training.synth.actions import Timeline

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from clients.sources.base import DeviceNotFoundError, FrameSource, SourceError, TimestampGuard
-from clients.sources.frame import Frame
-from clients.sources.rs_common import check_filters, clean_scale, import_pyrealsense2, make_filters, to_intrinsics
+from rgbd.base import DeviceNotFoundError, FrameSource, SourceError, TimestampGuard
+from rgbd.frame import Frame
+from rgbd.rs_common import check_filters, clean_scale, import_pyrealsense2, make_filters, to_intrinsics
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Intel RealSense recordings: playback of .bag / .db3 files without dropping frames (`RealSensePlayback`), and
 `record_db3`, which writes frames to a .db3 recording through a software device. The live camera is
-`RealSenseCamera` (clients.sources.realsense_live, re-exported here).
+`RealSenseCamera` (rgbd.realsense_live, re-exported here).
 
 Playback follows the recipe of ENVIRONMENT.md (load the device from the file, real-time off, pause, open and
 start the sensor, resume) with one change: each stream gets its own playback device. With both sensors of one
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from clients.sources.base import FrameSource, Pacer, TimestampGuard, UnreadableSourceError
-from clients.sources.frame import Frame, Intrinsics
-from clients.sources.pairing import NearestPairer, Stamped
-from clients.sources.realsense_live import RealSenseCamera
-from clients.sources.realsense_record import default_intrinsics, record_db3
-from clients.sources.registration import register_depth, scale_intrinsics
-from clients.sources.rs_common import (
+from rgbd.base import FrameSource, Pacer, TimestampGuard, UnreadableSourceError
+from rgbd.frame import Frame, Intrinsics
+from rgbd.pairing import NearestPairer, Stamped
+from rgbd.realsense_live import RealSenseCamera
+from rgbd.realsense_record import default_intrinsics, record_db3
+from rgbd.registration import register_depth, scale_intrinsics
+from rgbd.rs_common import (
     FILTERS,
     UNALIGNED_MARK,
     check_filters,

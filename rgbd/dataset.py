@@ -23,9 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +32,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from clients.sources.frame import Frame, Intrinsics
+from rgbd.files import write_bytes_atomic, write_json_atomic
+from rgbd.frame import Frame, Intrinsics
 
 FORMAT_NAME = "r3d-dataset"
 FORMAT_VERSION = 1
@@ -43,23 +42,6 @@ SPLITS = ("train", "val", "test")
 
 class DatasetFormatError(ValueError):
     """A dataset folder is missing a file, has an unknown version or holds inconsistent content."""
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def encode_rgb_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:

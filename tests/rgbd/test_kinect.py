@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources import KinectCamera, KinectRecording, MissingDependencyError, UnreadableSourceError
-from clients.sources.kinect import k4a_intrinsics
+from rgbd import KinectCamera, KinectRecording, MissingDependencyError, UnreadableSourceError
+from rgbd.kinect import k4a_intrinsics
 from tests.real_fixtures import REAL_FIXTURES
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install av)")

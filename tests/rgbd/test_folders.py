@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.sources import (
+from rgbd import (
     DatasetSource,
     DatasetWriter,
     Frame,

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from clients.sources.frame import Frame, Intrinsics
-from clients.sources.registration import scale_intrinsics
-from clients.sources.rs_common import UNALIGNED_MARK, import_pyrealsense2
+from rgbd.frame import Frame, Intrinsics
+from rgbd.registration import scale_intrinsics
+from rgbd.rs_common import UNALIGNED_MARK, import_pyrealsense2
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
-from clients.sources.frame import Frame, Intrinsics
+from rgbd.frame import Frame, Intrinsics
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from clients.sources.base import (
+from rgbd.base import (
     DeviceNotFoundError,
     FrameSource,
     MissingDependencyError,
@@ -29,8 +29,8 @@ from clients.sources.base import (
     TimestampGuard,
     UnreadableSourceError,
 )
-from clients.sources.frame import Frame, Intrinsics
-from clients.sources.pairing import NearestPairer, Stamped
+from rgbd.frame import Frame, Intrinsics
+from rgbd.pairing import NearestPairer, Stamped
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from clients.sources.base import FrameSource, Pacer, SourceError, TimestampGuard
-from clients.sources.frame import Frame
-from clients.sources.pairing import NearestPairer, Stamped
+from rgbd.base import FrameSource, Pacer, SourceError, TimestampGuard
+from rgbd.frame import Frame
+from rgbd.pairing import NearestPairer, Stamped
 
 
 class _Counting(FrameSource):

@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clients.sources.base import FrameSource, Pacer, UnreadableSourceError
-from clients.sources.dataset import Dataset, DatasetFormatError
-from clients.sources.frame import Frame, Intrinsics
+from rgbd.base import FrameSource, Pacer, UnreadableSourceError
+from rgbd.dataset import Dataset, DatasetFormatError
+from rgbd.frame import Frame, Intrinsics
 
 COLOR_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
 DEPTH_IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -232,7 +232,7 @@ class VideoDepthSource(_PairedFiles):
 
 
 class DatasetSource(FrameSource):
-    """One sequence of a dataset in the common format (clients.sources.dataset) as a frame source.
+    """One sequence of a dataset in the common format (rgbd.dataset) as a frame source.
 
     sequence: the sequence id; may be omitted when the dataset holds exactly one sequence.
     """

@@ -9,8 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from clients.sources.base import MissingDependencyError, UnreadableSourceError
-from clients.sources.frame import Intrinsics
+from rgbd.base import MissingDependencyError, UnreadableSourceError
+from rgbd.frame import Intrinsics
 
 FILTERS = ("decimation", "spatial", "temporal", "hole_filling")
 UNALIGNED_MARK = "(not aligned to colour)"  # in the depth sensor name of record_db3 files with unaligned depth

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clients.sources.frame import Intrinsics
+from rgbd.frame import Intrinsics
 
 MAX_SPAN = 8  # colour pixels a depth pixel may cover along each axis (rs.align: unbounded); larger are skipped
 

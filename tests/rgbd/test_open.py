@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.sources import (
+from rgbd import (
     DatasetSource,
     DatasetWriter,
     Frame,
@@ -60,7 +60,7 @@ def test_real_recordings_open_with_their_reader(rel: str, cls: type) -> None:
 
 def test_db3_written_by_record_db3_opens_and_takes_options(tmp_path: Path) -> None:
     pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed")
-    from clients.sources import record_db3
+    from rgbd import record_db3
 
     frames = [Frame(np.zeros((8, 8, 3), np.uint8), np.full((8, 8), i, np.uint16), 0.001, i / 15, i) for i in range(3)]
     record_db3(tmp_path / "a.db3", frames)

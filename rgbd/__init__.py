@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clients.sources.base import (
+from rgbd.base import (
     DeviceNotFoundError,
     FrameSource,
     MissingDependencyError,
@@ -10,12 +10,12 @@ from clients.sources.base import (
     UnreadableSourceError,
     UnsupportedSourceError,
 )
-from clients.sources.dataset import Dataset, DatasetFormatError, DatasetWriter, SequenceMeta
-from clients.sources.folders import DatasetSource, ImageFoldersSource, VideoDepthSource
-from clients.sources.frame import Frame, Intrinsics
-from clients.sources.kinect import KinectCamera, KinectRecording
-from clients.sources.open import open_source
-from clients.sources.realsense import RealSenseCamera, RealSensePlayback, record_db3
+from rgbd.dataset import Dataset, DatasetFormatError, DatasetWriter, SequenceMeta
+from rgbd.folders import DatasetSource, ImageFoldersSource, VideoDepthSource
+from rgbd.frame import Frame, Intrinsics
+from rgbd.kinect import KinectCamera, KinectRecording
+from rgbd.open import open_source
+from rgbd.realsense import RealSenseCamera, RealSensePlayback, record_db3
 
 __all__ = [
     "Dataset",

@@ -22,10 +22,10 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from clients.sources.base import FrameSource, SourceError, UnreadableSourceError, UnsupportedSourceError
-from clients.sources.folders import VIDEO_SUFFIXES, DatasetSource, ImageFoldersSource, VideoDepthSource
-from clients.sources.kinect import KinectCamera, KinectRecording
-from clients.sources.realsense import RECORDING_SUFFIXES, RealSenseCamera, RealSensePlayback
+from rgbd.base import FrameSource, SourceError, UnreadableSourceError, UnsupportedSourceError
+from rgbd.folders import VIDEO_SUFFIXES, DatasetSource, ImageFoldersSource, VideoDepthSource
+from rgbd.kinect import KinectCamera, KinectRecording
+from rgbd.realsense import RECORDING_SUFFIXES, RealSenseCamera, RealSensePlayback
 
 COLOR_FOLDERS = ("rgb", "color", "colour", "image", "images")
 DEPTH_FOLDERS = ("depth",)

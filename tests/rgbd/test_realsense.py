@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.sources import DeviceNotFoundError, Frame, Intrinsics, RealSenseCamera, RealSensePlayback, record_db3
-from clients.sources.base import UnreadableSourceError
-from clients.sources.realsense import default_intrinsics
-from clients.sources.registration import register_depth, scale_intrinsics
-from clients.sources.rs_common import check_filters, to_intrinsics
+from rgbd import DeviceNotFoundError, Frame, Intrinsics, RealSenseCamera, RealSensePlayback, record_db3
+from rgbd.base import UnreadableSourceError
+from rgbd.realsense import default_intrinsics
+from rgbd.registration import register_depth, scale_intrinsics
+from rgbd.rs_common import check_filters, to_intrinsics
 from tests.real_fixtures import REAL_FIXTURES
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed (pip install pyrealsense2)")
