@@ -40,10 +40,6 @@ class ServerError(Exception):
     def status(self) -> int:
         return ERROR_STATUS[self.code][0]
 
-    @property
-    def close_code(self) -> int:
-        return ERROR_STATUS[self.code][1]
-
 
 class SessionError(ServerError):
     code = ErrorCode.SESSION_STATE

@@ -23,7 +23,6 @@ from model import Preprocessing
 from server.errors import SessionStateError
 from server.protocol import (
     AnticipationOut,
-    ErrorOut,
     FrameIn,
     Notice,
     NoticeCode,
@@ -224,9 +223,6 @@ class Session:
                 except TimeoutError:
                     pass
         return self.latest if newer() else None
-
-    def error(self, err: ErrorOut) -> None:
-        self.send(err)
 
     # --- views ---------------------------------------------------------------------------------------------------
 

@@ -1,253 +1,20 @@
-"""The streaming WebSocket ``/v1/stream``: hello -> welcome, then frames in and predictions out (docs/protocol.md).
-
-One connection = one receive loop (this coroutine) and one sender task, the only writer to the socket. Frames are
-taken in order: the receive loop awaits each frame's decode (in the thread pool) before reading the next, so a
-session's frames never overtake each other and a ``block`` session pushes back through TCP. Bad messages get an
-``error`` and the loop goes on; only failed hellos, auth and server shutdown end the connection. A disconnect
-without ``bye`` leaves the session detached (window kept) for ``reconnect_grace_s``.
+"""The streaming WebSocket route ``/v1/stream`` (docs/protocol.md): accepts the socket, checks that the model is
+loaded, and hands the connection to server.streaming.StreamConnection with this route's auth guard.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from dataclasses import dataclass
-from typing import Any
-
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketDisconnect, WebSocketState
+from starlette.websockets import WebSocketState
 
 from server.deps import check_key, presented_key
-from server.errors import NotReady, ServerError, close_code, error_out
-from server.protocol import (
-    Bye,
-    ErrorCode,
-    ErrorOut,
-    FrameIn,
-    Hello,
-    Notice,
-    NoticeCode,
-    Ping,
-    Pong,
-    ProtocolError,
-    SessionCreate,
-    Welcome,
-    WireModel,
-    dump_json,
-    pack,
-    parse_client_message,
-)
+from server.errors import close_code
+from server.protocol import ErrorCode, ErrorOut, pack
 from server.runtime import Runtime
 from server.settings import Settings
-from server.streaming.ingest import ingest_frame
-from server.streaming.session import OUTBOX_SIZE, Session, put_latest_wins
+from server.streaming import StreamConnection
 
-logger = logging.getLogger(__name__)
 router = APIRouter(tags=["streaming"])
-SEND_DRAIN_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True)
-class _Close:
-    code: int
-    reason: str
-
-
-class StreamConnection:
-    def __init__(self, ws: WebSocket, runtime: Runtime, settings: Settings) -> None:
-        self.ws = ws
-        self.runtime = runtime
-        self.settings = settings
-        self.session: Session | None = None
-        self.encoding = "msgpack"
-        self.outbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTBOX_SIZE)
-        self.said_bye = False
-        self.closing = False
-        self._sender: asyncio.Task[None] | None = None
-
-    # --- output --------------------------------------------------------------------------------------------------
-
-    def post(self, message: WireModel | _Close) -> None:
-        put_latest_wins(self.outbox, message)
-
-    async def _send_loop(self) -> None:
-        while True:
-            item = await self.outbox.get()
-            try:
-                if isinstance(item, _Close):
-                    await self.ws.close(item.code, item.reason[:120])
-                    return
-                if self.encoding == "json":
-                    await self.ws.send_text(dump_json(item))
-                else:
-                    await self.ws.send_bytes(pack(item))
-            except (WebSocketDisconnect, RuntimeError, OSError):  # the peer is gone
-                return
-
-    def error(self, exc: ServerError | ProtocolError, *, fatal: bool = False) -> None:
-        self.runtime.metrics.error(exc.code.value)
-        logger.info("stream %s: %s: %s", self.session.id if self.session else "-", exc.code.value, exc.message)
-        self.post(error_out(exc, fatal=fatal))
-        if fatal:
-            self.post(_Close(close_code(exc.code), exc.code.value))
-
-    async def close_for_shutdown(self, reason: str) -> None:
-        """Server shutdown: a shutdown notice, bye, close 1001; the messages already queued go out first."""
-        if self.closing:
-            return
-        self.closing = True
-        self.post(Notice(code=NoticeCode.SHUTDOWN, message=reason, details={}))
-        self.post(Bye(reason=reason))
-        self.post(_Close(1001, "server shutting down"))
-        await self._wait_sender()
-
-    async def close_session_closed(self, reason: str) -> None:
-        """The session was closed elsewhere (DELETE, expiry)."""
-        self.post(Bye(reason=f"session closed: {reason}"))
-        self.post(_Close(1000, "session closed"))
-
-    async def _wait_sender(self) -> None:
-        if self._sender is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._sender), SEND_DRAIN_TIMEOUT_S)
-            except TimeoutError:
-                self._sender.cancel()
-
-    # --- the connection ------------------------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        self._sender = asyncio.create_task(self._send_loop(), name="r3d-ws-sender")
-        try:
-            check_key(self.settings, presented_key(self.ws, allow_query=True))
-            if self.runtime.draining:
-                raise NotReady("the server is shutting down; connect to another replica", code=ErrorCode.SHUTTING_DOWN)
-        except ServerError as exc:
-            self.error(exc, fatal=True)
-            await self._wait_sender()
-            return
-        self.runtime.connections.add(self)
-        try:
-            await self._receive_loop()
-        finally:
-            self.runtime.connections.discard(self)
-            self._release()
-            if not self.closing:
-                self.post(_Close(1000, "bye"))
-            await self._wait_sender()
-
-    def _release(self) -> None:
-        s = self.session
-        if s is None or s.closed:
-            return
-        if self.said_bye:
-            self.runtime.registry.close(s, "the client said bye")
-        else:
-            self.runtime.registry.detach(s)
-            logger.info("session %s detached; kept %g s for a reconnect", s.id, self.settings.reconnect_grace_s)
-
-    async def _receive_loop(self) -> None:
-        hello_deadline = time.monotonic() + self.settings.hello_timeout_s
-        while not self.closing:
-            wait = None if self.session else max(0.0, hello_deadline - time.monotonic())
-            try:
-                message = await asyncio.wait_for(self.ws.receive(), wait)
-            except TimeoutError:
-                limit = self.settings.hello_timeout_s
-                late = ProtocolError(ErrorCode.HELLO_REQUIRED, f"expected a hello within {limit:g} s of connecting")
-                self.error(late, fatal=True)
-                return
-            except (WebSocketDisconnect, RuntimeError):
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            t_recv = time.perf_counter()
-            data: bytes | str | None = message.get("bytes")
-            if data is None:
-                data = message.get("text")
-            if data is None:
-                continue
-            if not await self._handle(data, t_recv):
-                return
-
-    async def _handle(self, data: bytes | str, t_recv: float) -> bool:
-        """One message; False when the connection should end."""
-        size = len(data) if isinstance(data, bytes) else len(data.encode())
-        try:
-            if size > self.settings.max_message_bytes:
-                if self.session is not None:
-                    with self.session.lock:
-                        self.session.processor.counters.received += 1
-                        self.session.processor.counters.rejected += 1
-                raise ProtocolError(
-                    ErrorCode.MESSAGE_TOO_LARGE,
-                    f"expected messages of at most {self.settings.max_message_bytes} bytes, got {size} bytes; "
-                    "send a smaller frame (JPEG colour, zstd depth) or raise max_message_bytes",
-                )
-            msg = parse_client_message(data)
-            if isinstance(msg, FrameIn):
-                await self._frame(msg, t_recv)
-            elif isinstance(msg, Hello):
-                return self._hello(msg)
-            elif isinstance(msg, Ping):
-                self.post(Pong(id=msg.id))
-            else:
-                self.said_bye = True
-                return False
-        except ProtocolError as exc:
-            self.error(exc)
-        except ServerError as exc:  # the session went away under us (closed, expired)
-            self.error(exc, fatal=True)
-            return False
-        return True
-
-    async def _frame(self, msg: FrameIn, t_recv: float) -> None:
-        if self.session is None:
-            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "expected a hello before the first frame", seq=msg.seq)
-        rt = self.runtime
-        await ingest_frame(self.session, msg, t_recv, worker=rt.worker, pool=rt.decode_pool, metrics=rt.metrics)
-
-    def _hello(self, hello: Hello) -> bool:
-        if self.session is not None:
-            self.error(ProtocolError(ErrorCode.DUPLICATE_HELLO, f"this connection already has session "
-                                     f"{self.session.id}; send frames, or reconnect to start another"))  # fmt: skip
-            return True
-        self.encoding = hello.encoding
-        stream = SessionCreate.model_validate(hello.model_dump(include=set(SessionCreate.model_fields)))
-        registry = self.runtime.registry
-        try:
-            if hello.session_id:
-                session = registry.attach(hello.session_id)
-                resumed = True
-                with session.lock:
-                    session.stream = stream  # the camera may come back with other settings; the window stays
-                    session.backpressure = stream.backpressure
-                    session.processor.tick_hz = registry.tick_hz(stream, self.runtime.engine.spec.fps)
-            else:
-                session = registry.create(stream)
-                session.transition(session.state.ATTACHED)
-                resumed = False
-        except ServerError as exc:
-            self.error(exc, fatal=True)
-            return False
-        self.session = session
-        session.attach_outbox(self.outbox, self.close_session_closed)
-        engine = self.runtime.engine
-        self.post(
-            Welcome(
-                session_id=session.id, resumed=resumed, window_frames=len(session.processor.window),
-                tick_hz=session.processor.tick_hz, backpressure=session.backpressure, queue_size=session.queue_size,
-                max_message_bytes=self.settings.max_message_bytes, model=engine.info,
-            )
-        )  # fmt: skip
-        if resumed:
-            with session.lock:
-                counters = session.processor.counters.public()
-            self.post(Notice(code=NoticeCode.SESSION_RESUMED, message=f"session {session.id} resumed with "
-                             f"{len(session.processor.window)} tokens in its window",
-                             details={"counters": counters.model_dump()}))  # fmt: skip
-        logger.info("stream: session %s %s", session.id, "resumed" if resumed else "opened")
-        return True
 
 
 @router.websocket("/v1/stream")
@@ -260,7 +27,10 @@ async def stream(ws: WebSocket) -> None:
         await ws.send_bytes(pack(body))
         await ws.close(close_code(ErrorCode.NOT_READY))
         return
-    conn = StreamConnection(ws, runtime, ws.app.state.settings)
+    settings: Settings = ws.app.state.settings
+    conn = StreamConnection(
+        ws, runtime, settings, authorize=lambda: check_key(settings, presented_key(ws, allow_query=True))
+    )
     await conn.run()
     if ws.application_state is WebSocketState.CONNECTED and ws.client_state is WebSocketState.CONNECTED:
         try:
