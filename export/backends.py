@@ -135,13 +135,19 @@ def _bundle_has_engines(bundle: Bundle, fp16: bool) -> bool:
 
 
 def load_backend(
-    path: str | Path, backend: str = "auto", *, device: str | None = None, fp16: bool = False
+    path: str | Path,
+    backend: str = "auto",
+    *,
+    device: str | None = None,
+    fp16: bool = False,
+    threads: int | None = None,
 ) -> InferenceBackend:
     """A checkpoint file (.safetensors: pytorch) or a bundle folder (any backend) -> a ready backend.
 
     "auto": tensorrt when the bundle has engines of the requested precision and tensorrt + CUDA are present, else
     onnxruntime (CUDA provider when present, else CPU) for fp32 bundles, pytorch for checkpoints and for fp16 (or
-    device="cuda" with a CPU-only onnxruntime) without engines.
+    device="cuda" with a CPU-only onnxruntime) without engines. ``threads``: ONNX Runtime's intra-op threads per
+    graph (None: its default, every core of the host); the other backends ignore it.
     """
     if backend not in (*BACKENDS, "auto"):
         raise ValueError(f"expected backend one of {[*BACKENDS, 'auto']}, got {backend!r}")
@@ -162,14 +168,16 @@ def load_backend(
                 backend = "pytorch"  # fp16, or CUDA asked for, without engines: PyTorch runs them, ORT would not
             else:
                 backend = "onnxruntime"
-        backend_obj = _from_bundle(bundle, backend, device=device, fp16=fp16)
+        backend_obj = _from_bundle(bundle, backend, device=device, fp16=fp16, threads=threads)
     else:
         raise BundleError(f"expected a checkpoint .safetensors file or a bundle folder, got {str(p)!r} (not found)")
     logger.info("loaded %s on backend %s (%s)", p, backend_obj.name, backend_obj.info().get("device"))
     return backend_obj
 
 
-def _from_bundle(bundle: Bundle, backend: str, *, device: str | None, fp16: bool) -> InferenceBackend:
+def _from_bundle(
+    bundle: Bundle, backend: str, *, device: str | None, fp16: bool, threads: int | None
+) -> InferenceBackend:
     if backend == "pytorch":
         return PyTorchBackend.from_bundle(bundle, device=device, fp16=fp16)
     if backend == "onnxruntime":
@@ -177,7 +185,7 @@ def _from_bundle(bundle: Bundle, backend: str, *, device: str | None, fp16: bool
             raise BackendUnavailableError("onnxruntime backend runs the fp32 graphs; for fp16 use tensorrt or pytorch")
         from export.ort_backend import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend.from_bundle(bundle, device=device)
+        return OnnxRuntimeBackend.from_bundle(bundle, device=device, threads=threads)
     reason = tensorrt_unavailable_reason()
     if reason:
         raise BackendUnavailableError(f"tensorrt backend: {reason}")

@@ -15,9 +15,7 @@ import numpy as np
 import torch
 
 from export.backends import load_backend
-from export.bundle import load_bundle
 from export.interface import AnticipatorResult, InferenceBackend
-from export.ort_backend import OnnxRuntimeBackend
 from model import Preprocessing, R3DConfig, decode_timed, preprocess_depth, preprocess_rgb
 from server.protocol import CurrentAction, FutureAction, ModelInfo
 
@@ -27,13 +25,11 @@ def load_engine_backend(
 ) -> InferenceBackend:
     """export.backends.load_backend with the server's settings ("auto" picks the best runtime for the bundle).
 
-    ONNX Runtime on the CPU gets ``threads`` intra-op threads: by default it sizes its pools (one per graph) to every
-    core of the host, ignoring CPU affinity and the decode threads, and oversubscribes a shared or pinned machine.
+    ONNX Runtime gets ``threads`` intra-op threads: by default it sizes its pools (one per graph) to every core of
+    the host, ignoring CPU affinity and the decode threads, and oversubscribes a shared or pinned machine. The
+    sessions are built once, with that count (they used to be built twice: once with the default, then again).
     """
-    loaded = load_backend(path, backend, device=device, fp16=fp16)
-    if threads and isinstance(loaded, OnnxRuntimeBackend) and loaded.device == "cpu":
-        loaded = OnnxRuntimeBackend.from_bundle(load_bundle(path), device=device, threads=threads)
-    return loaded
+    return load_backend(path, backend, device=device, fp16=fp16, threads=threads)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+import export.ort_backend
 from export.backends import (
     AnticipatorResult,
     InferenceBackend,
@@ -27,6 +28,26 @@ def test_auto_on_a_bundle_picks_onnxruntime_on_the_cpu_provider(tiny_bundle: Pat
     assert backend.name == info["backend"] == "onnxruntime"
     assert info["providers"] == {"frame_encoder": ["CPUExecutionProvider"], "anticipator": ["CPUExecutionProvider"]}
     assert info["device"] == "cpu" and info["precision"] == "fp32"
+
+
+def test_load_backend_onnxruntime_builds_each_session_once_with_the_thread_count(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's start and reload go through here: each graph's session is built once (it used to be built
+    twice, once with ONNX Runtime's default pools and again with the server's thread count)."""
+    built: list[tuple[str, int | None]] = []
+    real_make_session = export.ort_backend.make_session
+
+    def counting_make_session(path: str, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
+        built.append((Path(path).name, threads))
+        return real_make_session(path, providers, threads)
+
+    monkeypatch.setattr(export.ort_backend, "make_session", counting_make_session)
+    backend = load_backend(tiny_bundle, "onnxruntime", device="cpu", threads=1)
+    assert isinstance(backend, OnnxRuntimeBackend)
+    assert sorted(built) == [("anticipator.onnx", 1), ("frame_encoder.onnx", 1)]
+    assert backend.frame_encoder.get_session_options().intra_op_num_threads == 1
+    assert backend.anticipator.get_session_options().intra_op_num_threads == 1
 
 
 def test_auto_on_a_checkpoint_picks_pytorch(tiny_checkpoint: Path) -> None:
