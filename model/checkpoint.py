@@ -70,14 +70,15 @@ def load_checkpoint(
     tensors, meta = read_checkpoint(path)
     cfg = R3DConfig.from_dict(meta["config"])
     expected_hash = cfg.backbone_weights_sha256
-    cfg.backbone_weights_sha256 = ""
+    cfg.backbone_weights_sha256 = ""  # so the model fills in the hash of the weights installed here
     model = R3D(cfg, with_backbone=with_backbone, backbone_weights=backbone_weights)
-    if with_backbone and expected_hash and cfg.backbone_weights_sha256 != expected_hash:
+    installed_hash = model.cfg.backbone_weights_sha256
+    if with_backbone and expected_hash and installed_hash != expected_hash:
         raise CheckpointError(
             f"{path}: trained on {cfg.backbone} weights with SHA-256 {expected_hash[:12]}..., "
-            f"but the installed weights hash to {cfg.backbone_weights_sha256[:12]}...; install the same weights"
+            f"but the installed weights hash to {installed_hash[:12]}...; install the same weights"
         )
-    cfg.backbone_weights_sha256 = expected_hash
+    model.cfg.backbone_weights_sha256 = expected_hash
     own = {k: v for k, v in model.state_dict().items() if not k.startswith(_BACKBONE_PREFIX)}
     missing, unexpected = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or unexpected:

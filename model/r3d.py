@@ -15,6 +15,7 @@ Padded frames (valid = False) never influence an un-padded frame's or sample's o
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -226,6 +227,7 @@ class R3D(nn.Module):
 
     def __init__(self, cfg: R3DConfig, *, with_backbone: bool = True, backbone_weights: str | Path | None = None):
         super().__init__()
+        cfg = copy.deepcopy(cfg)  # the model owns its config: filling in the weights hash never edits the caller's
         backbone = None
         if with_backbone:
             backbone, digest = build_backbone(cfg.backbone, cfg.preprocessing.image_size, backbone_weights)

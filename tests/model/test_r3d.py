@@ -94,3 +94,11 @@ def test_temporal_encoder_switch_changes_memory() -> None:
     on = R3D(tiny_config(), with_backbone=False).eval()
     off = R3D(tiny_config(temporal_encoder=False), with_backbone=False).eval()
     assert len(on.anticipator.encoder) == 2 and len(off.anticipator.encoder) == 0
+
+
+def test_r3d_init_leaves_the_callers_config_unchanged() -> None:
+    cfg = tiny_config()
+    before = cfg.to_dict()
+    model = R3D(cfg)
+    assert cfg.to_dict() == before and cfg.backbone_weights_sha256 == ""
+    assert model.cfg is not cfg and len(model.cfg.backbone_weights_sha256) == 64
