@@ -87,7 +87,6 @@ def score_sequence(
             raise Cancelled(f"scoring of {seq.id!r} stopped at frame {i}")
         row: dict[str, object] = {"index": i, "ts": frame.timestamp, "accepted": False, "label": frame.label}
         frames.append(row)
-        proc.counters.received += 1
         try:
             use = proc.admit(i, frame.timestamp)
             if use:
@@ -101,7 +100,7 @@ def score_sequence(
                     )
                 check_depth_content(frame.depth, i)
         except ProtocolError as exc:
-            proc.counters.rejected += 1
+            proc.reject()
             row["error"] = f"{exc.code.value}: {exc.message}"
             continue
         if not use:

@@ -11,7 +11,15 @@ SlotGrid           resampling and tick decisions by timestamp (resampler.py); To
 
 from server.streaming.connection import StreamConnection
 from server.streaming.ingest import ingest_frame, prepare_frame
-from server.streaming.processor import Counters, StreamProcessor, TickOutcome, TickRequest, modality_health
+from server.streaming.processor import (
+    Counters,
+    FrameOutcome,
+    OutcomeObserver,
+    StreamProcessor,
+    TickOutcome,
+    TickRequest,
+    modality_health,
+)
 from server.streaming.registry import SessionRegistry
 from server.streaming.resampler import SlotGrid
 from server.streaming.session import PreparedFrame, Session, SessionEvent, SessionState
@@ -20,7 +28,9 @@ from server.streaming.worker import InferenceWorker
 
 __all__ = [
     "Counters",
+    "FrameOutcome",
     "InferenceWorker",
+    "OutcomeObserver",
     "PreparedFrame",
     "Session",
     "SessionEvent",

@@ -185,9 +185,7 @@ class StreamConnection:
         try:
             if size > self.settings.max_message_bytes:
                 if self.session is not None:
-                    with self.session.lock:
-                        self.session.processor.counters.received += 1
-                        self.session.processor.counters.rejected += 1
+                    self.session.reject_frame()
                 raise ProtocolError(
                     ErrorCode.MESSAGE_TOO_LARGE,
                     f"expected messages of at most {self.settings.max_message_bytes} bytes, got {size} bytes; "
@@ -228,10 +226,7 @@ class StreamConnection:
             if hello.session_id:
                 session = registry.attach(hello.session_id)
                 resumed = True
-                with session.lock:
-                    session.stream = stream  # the camera may come back with other settings; the window stays
-                    session.backpressure = stream.backpressure
-                    session.processor.tick_hz = registry.tick_hz(stream, self.runtime.engine.spec.fps)
+                session.resume(stream, registry.tick_hz(stream, self.runtime.engine.spec.fps))
             else:
                 session = registry.create(stream)
                 session.transition(session.state.ATTACHED)

@@ -1,7 +1,8 @@
 """Frame ingestion shared by the WebSocket and HTTP paths: timestamp and resampling checks on the event loop (cheap),
 decoding and preprocessing in the decode thread pool, then the session's bounded queue and a nudge to the worker.
 
-A bad frame raises ProtocolError and changes nothing in the session except its ``rejected`` counter.
+A bad frame raises ProtocolError and changes nothing in the session except its ``rejected`` counter. The session's
+methods (``admit_frame``, ``commit_frame``, ``reject_frame``, ``enqueue``) count every outcome.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import time
 from concurrent.futures import Executor
 
 from server.engine import Engine
-from server.errors import SessionStateError
 from server.metrics import Metrics
 from server.protocol import Backpressure, FrameIn, FrameStatus, ProtocolError, SessionCreate, decode_color, decode_depth
 from server.streaming.session import PreparedFrame, Session
@@ -38,20 +38,7 @@ async def ingest_frame(
 ) -> FrameStatus:
     """Take one frame message into a session: QUEUED, RESAMPLED_OUT, or ProtocolError naming what was wrong."""
     session.touch()
-    p = session.processor
-    with session.lock:
-        if session.closed:
-            raise SessionStateError(f"session {session.id} is closed; open a new one")
-        p.counters.received += 1
-        try:
-            use = p.admit(msg.seq, msg.ts)
-        except ProtocolError:
-            p.counters.rejected += 1
-            raise
-        if not use:
-            p.skip(msg.ts)
-    if not use:
-        metrics.frame(session.id, "resampled_out")
+    if not session.admit_frame(msg.seq, msg.ts):
         return FrameStatus.RESAMPLED_OUT
     if session.backpressure is Backpressure.BLOCK:
         await session.wait_for_room()
@@ -61,27 +48,12 @@ async def ingest_frame(
             pool, prepare_frame, worker.engine, session.stream, msg, t_recv
         )
     except ProtocolError:
-        with session.lock:
-            p.counters.rejected += 1
+        session.reject_frame()
         raise
     metrics.observe_decode(time.perf_counter() - t0)
-    with session.lock:
-        try:  # a concurrent HTTP post of the same session may have used a later frame meanwhile
-            use = p.admit(msg.seq, msg.ts)
-        except ProtocolError:
-            p.counters.rejected += 1
-            raise
-        if use:
-            p.use(msg.ts)
-        else:
-            p.skip(msg.ts)
-    if not use:
-        metrics.frame(session.id, "resampled_out")
+    if not session.commit_frame(msg.seq, msg.ts):
         return FrameStatus.RESAMPLED_OUT
-    metrics.frame(session.id, "accepted")
     session.last_frame = msg
-    dropped = session.enqueue(frame)
-    for _ in range(dropped):
-        metrics.frame_dropped(session.id, "queue_full")
+    session.enqueue(frame)
     worker.notify(session)
     return FrameStatus.QUEUED

@@ -1,15 +1,22 @@
 """StreamProcessor: the per-stream logic that a live session and a batch job both drive, so a recording replayed
 through a session gives the same predictions as scoring it offline.
 
-Per frame: ``admit`` (timestamp checks, resampling) -> ``use`` or ``skip``; the caller encodes used frames with the
-FrameEncoder; ``push`` appends the tokens to the window and returns a ``TickRequest`` when a prediction is due (a tick
-grid in stream time); the caller runs the Anticipator over ``request.tokens``; ``complete`` decodes its outputs.
+Per frame: ``admit`` (timestamp checks, resampling) -> ``use``, ``skip`` or ``reject``; the caller encodes used
+frames with the FrameEncoder; ``push`` appends the tokens to the window and returns a ``TickRequest`` when a
+prediction is due (a tick grid in stream time); the caller runs the Anticipator over ``request.tokens``;
+``complete`` decodes its outputs.
+
+Every frame outcome is counted in one place, ``record``: each received frame ends accepted, resampled out or rejected
+(so ``received == accepted + resampled_out + rejected``), and an accepted frame may later be dropped (a full queue,
+a model reload). The processor's ``observer`` (a live session's metrics) hears every outcome.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -22,6 +29,17 @@ from server.streaming.resampler import SlotGrid
 from server.streaming.window import TokenWindow
 
 logger = logging.getLogger(__name__)
+
+
+class FrameOutcome(StrEnum):
+    ACCEPTED = "accepted"  # used by resampling; its tokens go to the window
+    RESAMPLED_OUT = "resampled_out"  # valid, but resampling to the model's frame rate leaves it out
+    REJECTED = "rejected"  # bad timestamp, size or content: answered with an error
+    DROPPED = "dropped"  # accepted, then dropped by policy before encoding (full queue, model reload)
+
+
+# (outcome, how many frames, why: the drop reason, "" otherwise)
+OutcomeObserver = Callable[[FrameOutcome, int, str], None]
 
 
 @dataclass
@@ -58,7 +76,7 @@ class TickOutcome:
 @dataclass
 class StreamProcessor:
     spec: ModelSpec
-    tick_hz: float
+    tick_hz: float  # the rate of ``ticks``: change both through ``set_tick_hz``
     health_interval_s: float
     max_jump_s: float
     frames: SlotGrid = field(init=False)
@@ -69,6 +87,7 @@ class StreamProcessor:
     counters: Counters = field(default_factory=Counters)
     predictions: int = 0
     modality: ModalityHealth | None = None
+    observer: OutcomeObserver | None = None
 
     def __post_init__(self) -> None:
         self.frames = SlotGrid(self.spec.fps)
@@ -81,16 +100,45 @@ class StreamProcessor:
         check_timestamp(ts, self.last_ts, self.max_jump_s, seq)
         return self.frames.opens(ts)
 
+    def record(self, outcome: FrameOutcome, count: int = 1, reason: str = "") -> None:
+        """Count ``count`` frames with this outcome (the only place counters change) and tell the observer."""
+        c = self.counters
+        if outcome is FrameOutcome.DROPPED:
+            c.dropped += count
+        else:
+            c.received += count
+            if outcome is FrameOutcome.ACCEPTED:
+                c.accepted += count
+            elif outcome is FrameOutcome.RESAMPLED_OUT:
+                c.resampled_out += count
+            else:
+                c.rejected += count
+        if self.observer is not None:
+            self.observer(outcome, count, reason)
+
     def skip(self, ts: float) -> None:
         """A valid frame that resampling leaves out."""
         self.last_ts = ts
-        self.counters.resampled_out += 1
+        self.record(FrameOutcome.RESAMPLED_OUT)
 
     def use(self, ts: float) -> None:
         """A valid frame that resampling uses (its tokens come later through ``push``)."""
         self.frames.take(ts)
         self.last_ts = ts
-        self.counters.accepted += 1
+        self.record(FrameOutcome.ACCEPTED)
+
+    def reject(self) -> None:
+        """A frame refused with an error (timestamp, size, content); nothing else changes."""
+        self.record(FrameOutcome.REJECTED)
+
+    def set_tick_hz(self, tick_hz: float) -> None:
+        """Predict at another rate from the next tick on: the tick grid is rebuilt at the new rate, anchored at the
+        last tick, so the rate announced (``tick_hz``) is the rate delivered."""
+        if tick_hz <= 0:
+            raise ValueError(f"expected a tick rate above 0 per second, got {tick_hz}")
+        if tick_hz != self.ticks.rate:
+            self.ticks.rebase(tick_hz)
+        self.tick_hz = tick_hz
 
     def push(self, seq: int, ts: float, tokens: np.ndarray) -> TickRequest | None:
         """Append a used frame's tokens (2, C); a TickRequest when a prediction is due at this frame."""
@@ -116,12 +164,14 @@ class StreamProcessor:
         self.window.clear()
         self.modality = None
 
-    def rebind(self, spec: ModelSpec) -> None:
-        """Follow a new model's frame rate and window bounds (tokens are kept; the caller resets them if needed)."""
+    def rebind(self, spec: ModelSpec, tick_hz: float) -> None:
+        """Follow a new model's frame rate, window bounds and the tick rate that follows from them (tokens are kept;
+        the caller resets them if needed)."""
         if spec.fps != self.spec.fps:
             self.frames.rebase(spec.fps)
         self.window.resize(spec.window_frames, spec.window_s)
         self.spec = spec
+        self.set_tick_hz(tick_hz)
 
     def state(self) -> dict[str, Any]:
         entries = self.window.entries()
@@ -143,9 +193,9 @@ class StreamProcessor:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.tick_hz = float(state["tick_hz"])
         self.frames = SlotGrid.from_state(state["frames"])
         self.ticks = SlotGrid.from_state(state["ticks"])
+        self.tick_hz = self.ticks.rate
         self.health = SlotGrid.from_state(state["health"])
         self.last_ts = state["last_ts"]
         self.counters = Counters(**state["counters"])

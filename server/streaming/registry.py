@@ -69,7 +69,7 @@ class SessionRegistry:
         )
         session = Session(
             sid, stream, processor, queue_size=self.settings.session_queue_size, loop=self.loop,
-            model_id=engine.model_id, listeners=[self._on_event],
+            model_id=engine.model_id, listeners=[self._on_event], metrics=self.metrics,
         )  # fmt: skip
         self._sessions[sid] = session
         logger.info("session %s created (%dx%d, %s)", sid, stream.width, stream.height, stream.camera)
@@ -135,13 +135,9 @@ class SessionRegistry:
         kept = reset = 0
         same_encoder = old.frame_encoder_id == new.frame_encoder_id
         for s in self.all():
-            with s.lock:
-                s.processor.rebind(new.spec)
-                s.processor.tick_hz = self.tick_hz(s.stream, new.spec.fps)
-                s.model_id = new.model_id
-                frames = len(s.processor.window)
-                if not same_encoder:
-                    s.processor.reset_window()
+            frames = s.rebind(
+                new.spec, self.tick_hz(s.stream, new.spec.fps), new.model_id, reset_window=not same_encoder
+            )
             if same_encoder:
                 kept += 1
             else:

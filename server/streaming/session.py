@@ -20,18 +20,21 @@ from typing import Any
 import numpy as np
 
 from model import Preprocessing
+from server.engine import ModelSpec
 from server.errors import SessionStateError
+from server.metrics import Metrics, NullMetrics
 from server.protocol import (
     AnticipationOut,
     FrameIn,
     Notice,
     NoticeCode,
+    ProtocolError,
     SessionCreate,
     SessionPublic,
     SessionStateName,
     WireModel,
 )
-from server.streaming.processor import StreamProcessor
+from server.streaming.processor import FrameOutcome, StreamProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,7 @@ class Session:
         loop: asyncio.AbstractEventLoop,
         model_id: str,
         listeners: list[Callable[[SessionEvent], None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.id = session_id
         self.stream = stream
@@ -101,6 +105,15 @@ class Session:
         self._last_drop_notice = 0.0
         self._listeners = list(listeners or [])
         self.fps_window: deque[float] = deque(maxlen=64)  # perf_counter of recent used frames
+        self.metrics = metrics or NullMetrics()
+        processor.observer = self._count_in_metrics
+
+    def _count_in_metrics(self, outcome: FrameOutcome, count: int, reason: str) -> None:
+        for _ in range(count):
+            if outcome is FrameOutcome.DROPPED:
+                self.metrics.frame_dropped(self.id, reason)
+            else:
+                self.metrics.frame(self.id, outcome.value)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
 
@@ -125,6 +138,64 @@ class Session:
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
+    def resume(self, stream: SessionCreate, tick_hz: float) -> None:
+        """A client reattached: the camera may come back with other settings and tick rate; the window stays."""
+        with self.lock:
+            self.stream = stream
+            self.backpressure = stream.backpressure
+            self.processor.set_tick_hz(tick_hz)
+
+    def rebind(self, spec: ModelSpec, tick_hz: float, model_id: str, *, reset_window: bool) -> int:
+        """Follow a new model (its frame rate, window, tick rate); returns the tokens the window held before."""
+        with self.lock:
+            self.processor.rebind(spec, tick_hz)
+            self.model_id = model_id
+            frames = len(self.processor.window)
+            if reset_window:
+                self.processor.reset_window()
+        return frames
+
+    # --- frame outcomes (counted by the processor, in one place) --------------------------------------------------
+
+    def admit_frame(self, seq: int, ts: float) -> bool:
+        """On arrival: whether resampling uses the frame (a skipped one is counted here). SessionStateError when the
+        session is closed; ProtocolError (counted as rejected) for a bad timestamp."""
+        with self.lock:
+            if self.closed:
+                raise SessionStateError(f"session {self.id} is closed; open a new one")
+            use = self._admit(seq, ts)
+            if not use:
+                self.processor.skip(ts)
+        return use
+
+    def commit_frame(self, seq: int, ts: float) -> bool:
+        """After decoding: admit again (a concurrent HTTP post of this session may have used a later frame
+        meanwhile), then use or skip the frame; True when it was used."""
+        with self.lock:
+            use = self._admit(seq, ts)
+            if use:
+                self.processor.use(ts)
+            else:
+                self.processor.skip(ts)
+        return use
+
+    def _admit(self, seq: int, ts: float) -> bool:
+        try:
+            return self.processor.admit(seq, ts)
+        except ProtocolError:
+            self.processor.reject()
+            raise
+
+    def reject_frame(self) -> None:
+        """A frame refused with an error outside the timestamp checks (too large, undecodable)."""
+        with self.lock:
+            self.processor.reject()
+
+    def drop_frame(self, reason: str) -> None:
+        """An accepted frame that will never be encoded (e.g. prepared for a model that was since replaced)."""
+        with self.lock:
+            self.processor.record(FrameOutcome.DROPPED, 1, reason)
+
     # --- input queue ---------------------------------------------------------------------------------------------
 
     def enqueue(self, frame: PreparedFrame) -> int:
@@ -135,7 +206,8 @@ class Session:
                 self._queue.popleft()
                 dropped += 1
             self._queue.append(frame)
-            self.processor.counters.dropped += dropped
+            if dropped:
+                self.processor.record(FrameOutcome.DROPPED, dropped, "queue_full")
             if len(self._queue) >= self.queue_size:
                 self._room.clear()
         if dropped:

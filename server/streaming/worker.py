@@ -137,9 +137,7 @@ class InferenceWorker:
         pre = engine.spec.preprocessing
         stale = [(s, f) for s, f in batch if f.preprocessing != pre]
         for s, _ in stale:  # prepared for a previous model's input size: cannot be encoded by this one
-            with s.lock:
-                s.processor.counters.dropped += 1
-            self.metrics.frame_dropped(s.id, "model_reload")
+            s.drop_frame("model_reload")
         batch = [(s, f) for s, f in batch if f.preprocessing == pre and not s.closed]
         if not batch:
             return

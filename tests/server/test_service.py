@@ -92,6 +92,7 @@ def test_metrics_report_frames_latencies_queue_and_modality_health(ws_url: str, 
         text = httpx.get(f"{live_server}/metrics").text  # metrics_public: no key needed
         ws.send(pack({"type": "bye"}))
     assert _sample(text, "r3d_frames_total", session=sid, outcome="accepted") == 4
+    assert _sample(text, "r3d_frames_total", session=sid, outcome="rejected") == 1
     assert _sample(text, "r3d_predictions_total", session=sid) == 4
     assert _sample(text, "r3d_modality_erank", session=sid, tokens="depth") > 1
     assert _sample(text, "r3d_modality_balance", session=sid) > 0

@@ -38,6 +38,37 @@ def test_reconnect_with_session_id_keeps_the_token_window(ws_url: str) -> None:
     assert after.window.frames == 6 and after.counters.accepted == 6
 
 
+def _predictions_until(ws: ClientConnection, last_seq: int) -> list[Any]:
+    out = []
+    while not out or out[-1].frame_seq != last_seq:
+        out.append(recv_until(ws, "prediction")[0])
+    return out
+
+
+def _tick_periods(predictions: list[Any]) -> set[float]:
+    ts = [p.frame_ts for p in predictions]
+    return {round(b - a, 4) for a, b in zip(ts, ts[1:], strict=False)}
+
+
+def test_resume_with_another_tick_rate_delivers_the_rate_it_announces(ws_url: str) -> None:
+    """The tick grid follows the resumed hello's rate (it used to keep the old one while welcome said the new one)."""
+    with open_ws(ws_url) as ws:
+        first = start(ws, backpressure="block", tick_hz=5)
+        for i in range(13):  # 15 fps for 0.8 s: ticks at frames 0, 3, 6, 9, 12
+            ws.send(frame_msg(i))
+        slow = _predictions_until(ws, 12)
+    with open_ws(ws_url) as ws:  # closed without bye, back with 15 ticks per second
+        welcome = start(ws, session_id=first.session_id, backpressure="block", tick_hz=15)
+        for i in range(13, 43):
+            ws.send(frame_msg(i))
+        fast = _predictions_until(ws, 42)
+        ws.send(BYE)
+    assert first.tick_hz == 5 and welcome.resumed and welcome.tick_hz == 15
+    assert [p.frame_seq for p in slow] == [0, 3, 6, 9, 12] and _tick_periods(slow) == {round(1 / 5, 4)}
+    assert [p.frame_seq for p in fast] == list(range(13, 43)) and _tick_periods(fast) == {round(1 / 15, 4)}
+    assert fast[-1].counters.received == fast[-1].counters.accepted == 43
+
+
 def test_disconnect_mid_message_then_reconnect_keeps_the_window(ws_url: str) -> None:
     with open_ws(ws_url) as ws:
         sid = start(ws, backpressure="block").session_id
