@@ -11,7 +11,7 @@ import pytest
 
 from rgbd import KinectCamera, KinectRecording, MissingDependencyError, UnreadableSourceError
 from rgbd.kinect import k4a_intrinsics
-from tests.real_fixtures import REAL_FIXTURES
+from tests.real_fixtures import REAL_FIXTURES, real_fixture
 
 pytest.importorskip("av", reason="PyAV is not installed (pip install av)")
 
@@ -21,9 +21,7 @@ MKV = REAL / "recording.mkv"
 
 @pytest.fixture
 def mkv() -> Path:
-    if not MKV.is_file():
-        pytest.skip(f"the real Azure Kinect fixture is missing: {MKV}")
-    return MKV
+    return real_fixture("azure_kinect/recording.mkv")
 
 
 def test_recording_yields_colour_and_raw_depth_of_one_capture(mkv: Path) -> None:
@@ -65,9 +63,7 @@ def test_attachment_calibration_matches_the_fixture_json(mkv: Path) -> None:
 
 
 def test_legacy_16_9_calibration_is_converted_to_4_3() -> None:
-    calibration = json.loads((REAL / "calibration.json").read_text()) if MKV.is_file() else None
-    if calibration is None:
-        pytest.skip("the real Azure Kinect fixture is missing")
+    calibration = json.loads(real_fixture("azure_kinect/calibration.json").read_text())
     cam = next(c for c in calibration["CalibrationInformation"]["Cameras"] if "PhotoVideo" in c["Purpose"])
     cx, cy, fx, fy = cam["Intrinsics"]["ModelParameters"][:4]
     legacy = json.loads(json.dumps(calibration))

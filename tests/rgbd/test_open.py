@@ -23,9 +23,7 @@ from rgbd import (
     VideoDepthSource,
     open_source,
 )
-from tests.real_fixtures import REAL_FIXTURES
-
-REAL = REAL_FIXTURES
+from tests.real_fixtures import real_fixture
 
 
 def _depth_pngs(folder: Path, n: int) -> None:
@@ -49,9 +47,7 @@ def _mp4(path: Path, n: int) -> None:
     ],
 )
 def test_real_recordings_open_with_their_reader(rel: str, cls: type) -> None:
-    path = REAL / rel
-    if not path.is_file():
-        pytest.skip(f"the real fixture is missing: {path}")
+    path = real_fixture(rel)
     with open_source(path) as src:
         assert isinstance(src, cls)
         frames = list(src)

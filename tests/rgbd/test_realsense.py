@@ -13,7 +13,7 @@ from rgbd.base import UnreadableSourceError
 from rgbd.realsense import default_intrinsics
 from rgbd.registration import register_depth, scale_intrinsics
 from rgbd.rs_common import check_filters, to_intrinsics
-from tests.real_fixtures import REAL_FIXTURES
+from tests.real_fixtures import REAL_FIXTURES, real_fixture
 
 rs = pytest.importorskip("pyrealsense2", reason="pyrealsense2 is not installed (pip install pyrealsense2)")
 
@@ -40,9 +40,7 @@ def make_frames(
 
 @pytest.fixture
 def d435_bag() -> Path:
-    if not D435_BAG.is_file():
-        pytest.skip(f"the real RealSense fixture is missing: {D435_BAG}")
-    return D435_BAG
+    return real_fixture(str(D435_BAG.relative_to(REAL)))
 
 
 def test_playback_d435_bag_yields_one_paired_frame_with_metadata(d435_bag: Path) -> None:

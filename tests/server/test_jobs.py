@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from server.protocol import ColorCodec, DepthCodec, FrameIn, pack
-from tests.real_fixtures import REAL_FIXTURES
+from tests.real_fixtures import real_fixture
 from tests.server.helpers import API_HEADERS, open_ws, recv_until, start, write_recording
 
 N_FRAMES = 36
@@ -150,14 +150,9 @@ def test_job_results_before_success_and_unknown_job(live_server: str, data_root:
     assert unknown.status_code == 404 and unknown.json()["code"] == "job_not_found"
 
 
-FIXTURES = REAL_FIXTURES
-
-
 @pytest.mark.parametrize("name", ["realsense_d435/single_depth_color_640x480.bag", "azure_kinect/recording.mkv"])
 def test_job_scores_a_real_camera_recording(live_server: str, data_root: Path, name: str) -> None:
-    source = FIXTURES / name
-    if not source.is_file():
-        pytest.skip(f"camera fixture {source} is missing (it lives in ../shared beside the repository)")
+    source = real_fixture(name)
     shutil.copy(source, data_root / source.name)
     with httpx.Client(base_url=live_server, headers=API_HEADERS, timeout=60) as http:
         job = http.post("/v1/jobs", json={"path": source.name}).json()

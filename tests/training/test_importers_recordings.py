@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rgbd.dataset import Dataset
-from tests.real_fixtures import REAL_FIXTURES
+from tests.real_fixtures import REAL_FIXTURES, real_fixture
 from training.importers import cli
 from training.importers.recordings import estimate_fps, import_recordings, read_label_csv
 from training.importers.report import ImportReport
@@ -22,8 +22,7 @@ MKV = REAL / "azure_kinect" / "recording.mkv"
 
 
 def needs(path: Path) -> None:
-    if not path.is_file():
-        pytest.skip(f"real recording {path} is not on this machine")
+    real_fixture(str(path.relative_to(REAL)))
 
 
 def test_label_csv_reads_time_ranges_and_reports_bad_rows(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
