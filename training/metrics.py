@@ -37,9 +37,6 @@ class MoC:
         np.add.at(self.total, gt[known], 1)
         np.add.at(self.correct, gt[known & (pred == gt)], 1)
 
-    def per_class(self) -> dict[int, float]:
-        return {int(c): float(self.correct[c] / self.total[c]) for c in np.flatnonzero(self.total)}
-
     @property
     def value(self) -> float:
         present = self.total > 0
