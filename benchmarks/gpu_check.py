@@ -1,4 +1,4 @@
-"""Every GPU check of the export package in one run: `python -m export.gpu_check --out DIR [--checkpoint CKPT]`.
+"""Every GPU check of the export package in one run: `python -m benchmarks.gpu_check --out DIR [--checkpoint CKPT]`.
 
 Written for a lent GPU machine with torch + CUDA, onnx and a CPU build of onnxruntime, no network:
   1. build a default-size model: the given checkpoint, or random weights (the fuser set up as training would);
@@ -134,7 +134,7 @@ def markdown(results: dict[str, Any]) -> str:
     from export.bench import format_table
 
     m = results["machine"]
-    lines = ["# export.gpu_check", "", f"- machine: {m.get('gpu', 'no GPU')}; CPU {m['cpu']} x{m['logical_cpus']}",
+    lines = ["# benchmarks.gpu_check", "", f"- machine: {m.get('gpu', 'no GPU')}; CPU {m['cpu']} x{m['logical_cpus']}",
              f"- versions: {m['versions']}", f"- backbone weights: {results['backbone']}",
              f"- CUDA TF32 flags: {results.get('cuda_flags') or 'n/a'}", "",
              "| stage | ok | seconds | note |", "| --- | --- | ---: | --- |"]  # fmt: skip
@@ -150,7 +150,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.gpu_check", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True, help="folder for gpu_check.json and gpu_check.md")
     p.add_argument("--checkpoint", type=Path, help="a trained checkpoint (default: random weights)")
     p.add_argument("--extra-path", type=Path, action="append", default=[], help="appended to sys.path")

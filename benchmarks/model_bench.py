@@ -2,13 +2,12 @@
 lengths, and the speedup of the incremental path (encode the one new frame, anticipate over cached tokens) over
 recomputing the whole window every tick. CPU, eager PyTorch.
 
-    python -m model.bench [--windows 100 500 2000] [--repeats 5] [--threads 2] [--json out.json]
+    python -m benchmarks.model_bench [--windows 100 500 2000] [--repeats 5] [--threads 2] [--chunk 32] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -18,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from model.r3d import R3D, R3DConfig
+from rgbd.files import write_json_atomic
 
 
 def cpu_name() -> str:
@@ -66,24 +66,26 @@ def run(windows: list[int], repeats: int, chunk: int = 32) -> dict[str, object]:
     return {
         "machine": f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "frame_encoder_ms_per_frame_batch1": frame_ms,
-        f"frame_encoder_ms_per_frame_batch{chunk}": batched_ms,
+        "frame_encoder_batch": chunk,
+        "frame_encoder_ms_per_frame_batched": batched_ms,
         "ticks": rows,
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.model_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--windows", type=int, nargs="+", default=[100, 500, 2000], help="window lengths T (frames)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--chunk", type=int, default=32, help="FrameEncoder batch size of the batched measurement")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    res = run(args.windows, args.repeats)
+    res = run(args.windows, args.repeats, args.chunk)
     out = sys.stdout
     out.write(f"machine: {res['machine']}\n")
-    out.write(f"FrameEncoder: {res['frame_encoder_ms_per_frame_batch1']:.2f} ms/frame at batch 1, "
-              f"{res['frame_encoder_ms_per_frame_batch32']:.2f} ms/frame at batch 32\n")  # fmt: skip
+    batched = f"{res['frame_encoder_ms_per_frame_batched']:.2f} ms/frame at batch {res['frame_encoder_batch']}"
+    out.write(f"FrameEncoder: {res['frame_encoder_ms_per_frame_batch1']:.2f} ms/frame at batch 1, {batched}\n")
     out.write(
         "| T | Anticipator ms | incremental tick ms | recompute-window tick ms | speedup |\n|---|---|---|---|---|\n"
     )
@@ -91,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"| {r['T']} | {r['anticipator_ms']:.1f} | {r['incremental_tick_ms']:.1f} | "
                   f"{r['recompute_tick_ms']:.0f} | {r['speedup']:.0f}x |\n")  # fmt: skip
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        write_json_atomic(args.json, res)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Benchmark of the synthetic world: `python -m training.synth.bench [--sequences 10 --frames 300 ...]`.
+"""Benchmark of the synthetic world: `python -m benchmarks.synth_bench [--sequences 10 --frames 300 ...]`.
 
 Measures rendering alone (one process) and full dataset generation (rendering, JPEG/PNG encoding, files,
 previews) with a process pool, and extrapolates the full generation to 100 sequences. Prints a table naming the
@@ -53,7 +53,7 @@ def bench_generate(cfg: SynthConfig, workers: int, previews: bool) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.synth.bench", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.synth_bench", description=__doc__)
     p.add_argument("--sequences", type=int, default=10, help="sequences to generate (then extrapolated to 100)")
     p.add_argument("--frames", type=int, default=300)
     p.add_argument("--width", type=int, default=320)

@@ -1,6 +1,6 @@
 """ONNX export, parity checks, TensorRT engines and the inference backends (PyTorch, ONNX Runtime, TensorRT).
 
-Names are imported lazily (PEP 562), so `python -m export.gpu_check` can extend sys.path before torch-side imports.
+Names are imported lazily (PEP 562), so `python -m benchmarks.gpu_check` can extend sys.path before torch-side imports.
 """
 
 from __future__ import annotations

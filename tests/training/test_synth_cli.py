@@ -92,15 +92,6 @@ def test_cli_synth_bad_flags_exit_with_a_message(tmp_path: Path, caplog: pytest.
     assert "--sequences 0 writes no dataset; expected --recordings K > 0 with it" in caplog.text
 
 
-def test_bench_prints_a_table_naming_the_machine(capsys: pytest.CaptureFixture[str]) -> None:
-    from training.synth import bench
-
-    assert bench.main(["--sequences", "1", "--frames", "3", "--width", "32", "--height", "24"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("machine: ") and "cores" in out and "frames/s" in out
-    assert "| write dataset, 2 workers" in out and "| render only, 1 process" in out
-
-
 def test_generate_recordings_play_back_the_test_sequences_bit_exact(tmp_path: Path) -> None:
     pytest.importorskip("pyrealsense2", reason="pyrealsense2 or its system library libusb-1.0 is not installed")
 

@@ -1,0 +1,23 @@
+"""The model benchmark runs end to end at any FrameEncoder batch (it used to read a key named for batch 32 only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import model_bench
+
+
+def test_model_bench_at_a_batch_other_than_32_prints_and_writes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json = tmp_path / "bench.json"
+    argv = ["--windows", "4", "--repeats", "1", "--threads", "1", "--chunk", "2", "--json", str(out_json)]
+    assert model_bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("machine: ") and "ms/frame at batch 2\n" in out and "| 4 |" in out
+    res = json.loads(out_json.read_text())
+    assert res["frame_encoder_batch"] == 2 and res["frame_encoder_ms_per_frame_batched"] > 0
+    assert [row["T"] for row in res["ticks"]] == [4]
