@@ -28,7 +28,7 @@ from clients.sdk import Backpressure, Client, ClientError, ColorCodec, DepthCode
 from clients.timeline import TimelineEntry, entry_from_prediction, plot_timeline_png, render_line
 from rgbd.base import SourceError
 from rgbd.frame import Frame
-from server.protocol import AnticipationOut, IntrinsicsIn
+from server.protocol import AnticipationOut, IntrinsicsIn, SendSize
 
 __all__ = ["StreamArgs", "main", "run_stream"]
 
@@ -50,6 +50,7 @@ class StreamArgs:
     tick_hz: float | None = None  # predictions per second of stream time (default: the server's)
     color_codec: str = "jpeg"
     depth_codec: str = "zstd"
+    send_size: str = "full"  # "model": resize to the model's input size on this side and send small frames
     print_hz: float = 4.0  # terminal timeline lines per second (0: none)
     colour: bool | None = None  # ANSI colours (default: when stdout is a terminal)
     labels: Path | None = None  # ground truth CSV: frame,...,label (0-based frame index) or start,end,label (seconds)
@@ -97,6 +98,7 @@ def _session_for(frame: Frame, args: StreamArgs) -> SessionCreate:
         intrinsics=IntrinsicsIn(**intr.to_dict()) if intr is not None else None,
         tick_hz=args.tick_hz,
         backpressure=Backpressure.BLOCK if args.fast else Backpressure.LATEST_WINS,
+        send_size=SendSize(args.send_size),
     )
 
 
@@ -268,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-hz", type=float, help="predictions per second of stream time (default: the server's)")
     p.add_argument("--color-codec", choices=[c.value for c in ColorCodec], default="jpeg")
     p.add_argument("--depth-codec", choices=[c.value for c in DepthCodec], default="zstd")
+    p.add_argument("--send-size", choices=[s.value for s in SendSize], default=StreamArgs.send_size,
+                   help="'full': send camera-size frames; 'model': resize to the model's input size (announced by "
+                   "the server) before sending: ~1/16 of the bytes at 640x480 (default %(default)s)")  # fmt: skip
     p.add_argument("--print-hz", type=float, default=4.0, help="terminal timeline lines per second (0: none)")
     p.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None, help="ANSI colours")
     p.add_argument("-v", "--verbose", action="store_true", help="log the SDK's reconnects and notices")

@@ -17,7 +17,7 @@ import torch
 from export.backends import load_backend
 from export.interface import AnticipatorResult, InferenceBackend
 from model import Preprocessing, R3DConfig, decode_timed, preprocess_depth, preprocess_rgb
-from server.protocol import CurrentAction, FutureAction, ModelInfo
+from server.protocol import CurrentAction, FutureAction, ModelInfo, SessionCreate
 
 
 def load_engine_backend(
@@ -71,6 +71,8 @@ class Engine:
             window_frames=self.spec.window_frames,
             horizon_s=self.spec.horizon_s,
             server_version=server_version,
+            image_size=self.spec.preprocessing.image_size,
+            depth_size=self.spec.preprocessing.depth_size,
             backend_info=_jsonable(backend.info()),
         )
 
@@ -81,6 +83,11 @@ class Engine:
             image = preprocess_rgb(rgb, pre.image_size)[0].numpy()
             dmap = preprocess_depth(depth, depth_scale, pre.depth_size, pre.depth_min_m, pre.depth_max_m)[0].numpy()
         return image, dmap
+
+    def frame_shapes(self, stream: SessionCreate) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(colour (H, W), depth (H, W)) of the frames a stream sends: its camera's, or this model's input size."""
+        pre = self.spec.preprocessing
+        return stream.frame_shapes(pre.image_size, pre.depth_size)
 
     def encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
         """(N, 3, H, W), (N, 1, h, w) -> tokens (N, 2, C) float32."""

@@ -30,8 +30,10 @@ from server.protocol import (
     Ping,
     Pong,
     ProtocolError,
+    SendSize,
     StreamCounters,
     Welcome,
+    downscale_frame,
     encode_frame,
     pack,
     parse_server_message,
@@ -75,6 +77,7 @@ class StreamStats:
     def summary(self) -> dict[str, object]:
         return {
             "frames_sent": self.frames_sent,
+            "bytes_per_frame": round(self.bytes_sent / self.frames_sent) if self.frames_sent else None,
             "predictions": self.predictions,
             "send_fps": round(self.send_fps, 2),
             "server_counters": self.server.model_dump() if self.server else None,
@@ -106,6 +109,7 @@ class AsyncStream:
     ) -> None:
         self._url, self._hello, self._connect, self._headers = url, hello, connector, headers
         self._codecs = (color_codec, depth_codec, jpeg_quality)
+        self._model_sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # send_size 'model': from welcome
         self._max_retries, self._backoff_s = max_retries, backoff_s
         self._conn: WSConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -145,6 +149,8 @@ class AsyncStream:
                     raise ServerError(0, msg.code.value, msg.message)
                 if isinstance(msg, Notice):
                     self.notices.append(msg)
+            if self._hello.send_size is SendSize.MODEL:
+                self._input_sizes(msg)
         except TransportClosed as exc:
             raise ServerError(0, f"closed_{exc.code}", exc.reason or "the server closed the connection") from exc
         except BaseException:
@@ -155,6 +161,14 @@ class AsyncStream:
         self._reader = asyncio.create_task(self._read(conn), name=f"r3d-stream-reader-{msg.session_id}")
         logger.info("session %s %s (window %d frames)", msg.session_id, "resumed" if msg.resumed else "opened",
                     msg.window_frames)  # fmt: skip
+
+    def _input_sizes(self, welcome: Welcome) -> None:
+        """send_size 'model': the colour and depth sizes the server's model takes, from its welcome."""
+        image, depth = welcome.model.image_size, welcome.model.depth_size
+        if image is None or depth is None:
+            raise ServerError(0, "unsupported_send_size", f"the server ({welcome.model.server_version}) does not "
+                              "announce its model's input size; stream with send_size 'full'")  # fmt: skip
+        self._model_sizes = (image, depth)
 
     async def _reconnect(self, failed: WSConnection) -> None:
         """Resume the session on a new connection unless another task already did."""
@@ -244,20 +258,24 @@ class AsyncStream:
         return await self.send(frame.rgb, frame.depth, frame.timestamp, depth_scale=frame.depth_scale)
 
     async def send(self, rgb: np.ndarray, depth: np.ndarray, ts: float, *, depth_scale: float | None = None) -> int:
-        """Encode (in a worker thread) and send RGB uint8 (H, W, 3) + depth uint16 (h, w) taken at `ts` seconds."""
+        """Encode (in a worker thread) and send RGB uint8 (H, W, 3) + depth uint16 (h, w) taken at `ts` seconds;
+        with send_size 'model' both are first resized to the model's input size (server.protocol.downscale)."""
         self._check_open()
-        color, depth_codec, quality = self._codecs
         seq = self._seq
-        data = await asyncio.to_thread(
-            encode_frame, rgb, depth, ts, seq, color_codec=color, depth_codec=depth_codec, jpeg_quality=quality,
-            depth_scale=depth_scale,
-        )  # fmt: skip
+        data = await asyncio.to_thread(self._encode, rgb, depth, ts, seq, depth_scale)
         self._seq += 1
         await self._send_raw(data)
         self._send_times[seq] = time.perf_counter()
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(data)
         return seq
+
+    def _encode(self, rgb: np.ndarray, depth: np.ndarray, ts: float, seq: int, depth_scale: float | None) -> bytes:
+        color, depth_codec, quality = self._codecs
+        if self._model_sizes is not None:
+            rgb, depth = downscale_frame(rgb, depth, *self._model_sizes)
+        return encode_frame(rgb, depth, ts, seq, color_codec=color, depth_codec=depth_codec, jpeg_quality=quality,
+                            depth_scale=depth_scale)  # fmt: skip
 
     async def _send_raw(self, data: bytes | str) -> None:
         for _ in range(self._max_retries + 1):

@@ -30,6 +30,7 @@ from server.protocol.codecs import (
     parse_server_message,
     unpack,
 )
+from server.protocol.downscale import downscale_depth, downscale_frame, downscale_rgb
 from server.protocol.messages import (
     CLIENT_MESSAGES,
     ERROR_STATUS,
@@ -62,7 +63,9 @@ from server.protocol.messages import (
     Ping,
     Pong,
     ProtocolError,
+    SendSize,
     ServerMessage,
+    ServerWireModel,
     SessionCreate,
     StreamCounters,
     Welcome,
@@ -135,6 +138,8 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "ServerMessage",
+    "SendSize",
+    "ServerWireModel",
     "SessionCreate",
     "StreamCounters",
     "Welcome",
@@ -144,6 +149,9 @@ __all__ = [
     "check_timestamp",
     "decode_color",
     "decode_depth",
+    "downscale_depth",
+    "downscale_frame",
+    "downscale_rgb",
     "dump_json",
     "encode_color",
     "encode_depth",

@@ -105,6 +105,13 @@ class Backpressure(StrEnum):
     BLOCK = "block"  # stop reading the socket until there is room (TCP pushes back): replays, batch-like clients
 
 
+class SendSize(StrEnum):
+    """The resolution a client sends its frames at (``hello.send_size``)."""
+
+    FULL = "full"  # the camera's: colour height x width, depth depth_height x depth_width (the hello's)
+    MODEL = "model"  # the model's input, resized by the client: welcome.model.image_size and depth_size
+
+
 class ColorCodec(StrEnum):
     JPEG = "jpeg"
     PNG = "png"
@@ -132,6 +139,13 @@ class WireModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ServerWireModel(WireModel):
+    """Base of what the server sends: a client ignores fields it does not know, so a newer server that adds a field
+    to protocol v1 (docs/protocol.md, "Version") does not break it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
 class IntrinsicsIn(WireModel):
     width: int = Field(gt=0, le=MAX_SIDE)
     height: int = Field(gt=0, le=MAX_SIDE)
@@ -155,10 +169,21 @@ class SessionCreate(WireModel):
     intrinsics: IntrinsicsIn | None = None
     tick_hz: Annotated[float | None, Field(gt=0, le=120, description="predictions per second of stream time")] = None
     backpressure: Backpressure = Backpressure.LATEST_WINS
+    send_size: Annotated[
+        SendSize, Field(description="'full': frames at width x height; 'model': resized to the model's input size")
+    ] = SendSize.FULL
 
     @property
     def depth_shape(self) -> tuple[int, int]:
         return (self.depth_height or self.height, self.depth_width or self.width)
+
+    def frame_shapes(
+        self, image_size: tuple[int, int], depth_size: tuple[int, int]
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(colour (H, W), depth (H, W)) every frame of this stream has, given the model's input sizes."""
+        if self.send_size is SendSize.MODEL:
+            return image_size, depth_size
+        return (self.height, self.width), self.depth_shape
 
 
 class Hello(SessionCreate):
@@ -199,7 +224,7 @@ class Bye(WireModel):
     reason: str | None = None
 
 
-class ModelInfo(WireModel):
+class ModelInfo(ServerWireModel):
     model_id: str
     frame_encoder_id: str
     backend: str
@@ -210,10 +235,14 @@ class ModelInfo(WireModel):
     horizon_s: float
     server_version: str
     protocol_version: int = PROTOCOL_VERSION
+    image_size: Annotated[
+        tuple[int, int] | None, Field(description="(H, W) of the model's colour input; None from servers before it")
+    ] = None
+    depth_size: Annotated[tuple[int, int] | None, Field(description="(H, W) of the model's depth input")] = None
     backend_info: dict[str, Any] = Field(default_factory=dict)
 
 
-class Welcome(WireModel):
+class Welcome(ServerWireModel):
     type: Literal["welcome"] = "welcome"
     v: int = PROTOCOL_VERSION
     session_id: str
@@ -226,14 +255,14 @@ class Welcome(WireModel):
     model: ModelInfo
 
 
-class CurrentAction(WireModel):
+class CurrentAction(ServerWireModel):
     action: int = Field(description="class index at the last frame of the window")
     label: str
     probability: float
     probabilities: dict[str, float]
 
 
-class FutureAction(WireModel):
+class FutureAction(ServerWireModel):
     action: int
     label: str
     start_s: float = Field(description="offset after the prediction's frame, seconds")
@@ -241,20 +270,20 @@ class FutureAction(WireModel):
     probability: float
 
 
-class WindowInfo(WireModel):
+class WindowInfo(ServerWireModel):
     frames: int
     start_ts: float
     end_ts: float
 
 
-class Latency(WireModel):
+class Latency(ServerWireModel):
     frame_to_prediction_ms: float = Field(description="server receipt of the frame -> prediction sent")
     queue_ms: float
     encode_ms: float
     anticipate_ms: float
 
 
-class ModalityHealth(WireModel):
+class ModalityHealth(ServerWireModel):
     """Effective rank of the recent tokens: a dead camera stream collapses its modality's rank."""
 
     frames: int
@@ -264,7 +293,7 @@ class ModalityHealth(WireModel):
     balance: float | None = Field(description="erank_rgb / erank_depth")
 
 
-class StreamCounters(WireModel):
+class StreamCounters(ServerWireModel):
     received: int
     accepted: int
     resampled_out: int = Field(description="skipped to resample the stream to the model's fps (not a loss)")
@@ -272,7 +301,7 @@ class StreamCounters(WireModel):
     rejected: int = Field(description="bad frames answered with an error")
 
 
-class AnticipationOut(WireModel):
+class AnticipationOut(ServerWireModel):
     type: Literal["prediction"] = "prediction"
     v: int = PROTOCOL_VERSION
     session_id: str
@@ -288,7 +317,7 @@ class AnticipationOut(WireModel):
     counters: StreamCounters
 
 
-class Notice(WireModel):
+class Notice(ServerWireModel):
     type: Literal["notice"] = "notice"
     v: int = PROTOCOL_VERSION
     code: NoticeCode
@@ -296,7 +325,7 @@ class Notice(WireModel):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
-class ErrorOut(WireModel):
+class ErrorOut(ServerWireModel):
     type: Literal["error"] = "error"
     v: int = PROTOCOL_VERSION
     code: ErrorCode
@@ -305,7 +334,7 @@ class ErrorOut(WireModel):
     fatal: Annotated[bool, Field(description="True when the server closes the connection after it")] = False
 
 
-class Pong(WireModel):
+class Pong(ServerWireModel):
     type: Literal["pong"] = "pong"
     v: int = PROTOCOL_VERSION
     id: int | str | None = None
@@ -316,7 +345,7 @@ class FrameStatus(StrEnum):
     RESAMPLED_OUT = "resampled_out"
 
 
-class FrameAck(WireModel):
+class FrameAck(ServerWireModel):
     """REST answer to a posted frame."""
 
     seq: int

@@ -13,7 +13,17 @@ from concurrent.futures import Executor
 
 from server.engine import Engine
 from server.metrics import Metrics
-from server.protocol import Backpressure, FrameIn, FrameStatus, ProtocolError, SessionCreate, decode_color, decode_depth
+from server.protocol import (
+    Backpressure,
+    ErrorCode,
+    FrameIn,
+    FrameStatus,
+    ProtocolError,
+    SendSize,
+    SessionCreate,
+    decode_color,
+    decode_depth,
+)
 from server.streaming.session import PreparedFrame, Session
 from server.streaming.worker import InferenceWorker
 
@@ -21,10 +31,22 @@ from server.streaming.worker import InferenceWorker
 def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: float) -> PreparedFrame:
     """Decode (checked against the session's hello) and preprocess one frame; runs in the decode pool."""
     depth_scale = msg.depth_scale or stream.depth_scale
-    rgb = decode_color(msg, (stream.height, stream.width))
-    depth = decode_depth(msg, stream.depth_shape, depth_scale)
+    color_shape, depth_shape = engine.frame_shapes(stream)
+    try:
+        rgb = decode_color(msg, color_shape)
+        depth = decode_depth(msg, depth_shape, depth_scale)
+    except ProtocolError as exc:
+        if exc.code is ErrorCode.WRONG_RESOLUTION:  # say which contract the size comes from
+            raise ProtocolError(exc.code, f"{exc.message} ({_size_contract(stream)})", seq=exc.seq) from exc
+        raise
     image, dmap = engine.prepare(rgb, depth, depth_scale)
     return PreparedFrame(msg.seq, msg.ts, image, dmap, engine.spec.preprocessing, t_recv, time.perf_counter())
+
+
+def _size_contract(stream: SessionCreate) -> str:
+    if stream.send_size is SendSize.MODEL:
+        return "hello.send_size is 'model': frames resized to welcome.model.image_size / depth_size"
+    return "hello.send_size is 'full': frames at the hello's width x height and depth_width x depth_height"
 
 
 async def ingest_frame(

@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from server.deps import AuthGuard, SessionDep
+from server.deps import AuthGuard, RuntimeDep, SessionDep
 from server.errors import ServerError
 from server.protocol import ColorCodec, FrameIn, ProtocolError, decode_color, decode_depth
 
@@ -77,7 +77,7 @@ def _last_frame(session: SessionDep) -> FrameIn | None:
 
 
 @router.get("/api/sessions/{session_id}/color.jpg", dependencies=[AuthGuard], response_class=Response)
-def color_preview(session: SessionDep) -> Response:
+def color_preview(session: SessionDep, runtime: RuntimeDep) -> Response:
     """The latest used colour frame as JPEG (sent through as is when the client sent JPEG); 204 before any."""
     msg = _last_frame(session)
     if msg is None:
@@ -85,21 +85,21 @@ def color_preview(session: SessionDep) -> Response:
     if msg.color_codec is ColorCodec.JPEG:
         return Response(msg.color, media_type="image/jpeg", headers=_NO_STORE)
     try:
-        rgb = decode_color(msg, (session.stream.height, session.stream.width))
+        rgb = decode_color(msg, runtime.engine.frame_shapes(session.stream)[0])
     except ProtocolError:
         return Response(status_code=204, headers=_NO_STORE)
     return _jpeg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 @router.get("/api/sessions/{session_id}/depth.jpg", dependencies=[AuthGuard], response_class=Response)
-def depth_preview(session: SessionDep) -> Response:
+def depth_preview(session: SessionDep, runtime: RuntimeDep) -> Response:
     """The latest used depth frame, colour-mapped, as JPEG; 204 before any."""
     msg = _last_frame(session)
     if msg is None:
         return Response(status_code=204, headers=_NO_STORE)
     scale = msg.depth_scale or session.stream.depth_scale
     try:
-        depth = decode_depth(msg, session.stream.depth_shape, scale)
+        depth = decode_depth(msg, runtime.engine.frame_shapes(session.stream)[1], scale)
     except ProtocolError:
         return Response(status_code=204, headers=_NO_STORE)
     return _jpeg(depth_colormap(depth, scale))
