@@ -54,7 +54,9 @@ def test_send_size_model_resizes_on_the_client_to_the_announced_size(live_url: s
     small_probs, small_bytes = _stream(live_url, resized, SendSize.FULL, answers=len(camera))  # camera at model size
     _, full_bytes = _stream(live_url, camera, SendSize.FULL, answers=0)
 
-    assert len(model_probs) == len(camera) and model_probs == small_probs  # the server saw the same pixels
+    assert len(model_probs) == len(camera) == len(small_probs)
+    # the server saw the same pixels (the FrameEncoder's results vary by ~1e-7 with how frames were batched)
+    np.testing.assert_allclose(model_probs, small_probs, atol=1e-5)
     assert model_bytes == small_bytes and model_bytes * 4 < full_bytes
 
 
