@@ -4,6 +4,7 @@ starts and stops the runtime (model, worker, sessions, jobs)."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -53,7 +54,9 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
         assert isinstance(exc, ServerError | ProtocolError)
         app.state.metrics.error(exc.code.value)
         logger.info("%s %s -> %d %s: %s", request.method, request.url.path, exc.status, exc.code.value, exc.message)
-        return JSONResponse(error_out(exc).model_dump(mode="json"), status_code=exc.status)
+        body = error_out(exc)
+        headers = {"Retry-After": str(math.ceil(body.retry_after_s))} if body.retry_after_s is not None else None
+        return JSONResponse(body.model_dump(mode="json"), status_code=exc.status, headers=headers)
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -65,7 +68,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("%s %s failed", request.method, request.url.path)
         app.state.metrics.error(ErrorCode.INTERNAL.value)
-        body = ErrorOut(code=ErrorCode.INTERNAL, message=f"internal error ({type(exc).__name__}); see the server log")
+        body = ErrorOut(code=ErrorCode.INTERNAL, message="internal error; the server log has the details")
         return JSONResponse(body.model_dump(mode="json"), status_code=500)
 
     app.add_exception_handler(ServerError, on_error)
@@ -77,6 +80,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
     app.include_router(metrics_route.router, dependencies=[] if settings.metrics_public else [AuthGuard])
     for module in (sessions, frames, jobs, models):
         app.include_router(module.router, dependencies=[AuthGuard])
+    app.include_router(models.admin_router)  # its own guard: an admin key, never a stream key
     app.include_router(stream.router)  # authenticates inside: a WebSocket gets an error message, not a bare 403
     app.include_router(viewer.router)  # the page is open; its preview images need the API key
 

@@ -1,6 +1,6 @@
 """``r3d-serve``: the anticipation service (FastAPI under uvicorn).
 
-    r3d-serve BUNDLE_OR_CHECKPOINT [--backend auto|pytorch|onnxruntime|tensorrt] [--host H] [--port P]
+    r3d-serve BUNDLE_OR_CHECKPOINT_OR_FOLDER [--backend auto|pytorch|onnxruntime|tensorrt] [--host H] [--port P]
               [--config settings.yaml|.toml] [--device D] [--fp16] [--data-root DIR] [--jobs-dir DIR]
 
 Every setting can also come from the environment (R3D_<NAME>, e.g. R3D_API_KEYS, R3D_MAX_SESSIONS) or the --config
@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from server.app import create_app
+from server.model_store import resolve_model_path
 from server.serving import ServiceServer, uvicorn_config
 from server.settings import Settings, load_settings
 
@@ -28,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="r3d-serve",
         description="Serve an R3D model: WebSocket streaming, REST, batch scoring, metrics (docs/protocol.md).",
     )
-    p.add_argument("model", nargs="?", type=Path, help="export bundle folder or checkpoint (.safetensors)")
+    p.add_argument(
+        "model", nargs="?", type=Path,
+        help="export bundle folder, checkpoint (.safetensors), or a folder holding one checkpoint",
+    )  # fmt: skip
+    p.add_argument("--models-dir", type=Path, help="models an admin may reload by id (needs R3D_ADMIN_KEYS)")
     p.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime", "tensorrt"), help="default: auto")
     p.add_argument("--host", help="default: 127.0.0.1 (another host requires API keys or allow_unauthenticated)")
     p.add_argument("--port", type=int, help="default: 8000")
@@ -45,6 +50,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(
         args.config, model_path=args.model, backend=args.backend, host=args.host, port=args.port,
         device=args.device, fp16=args.fp16, data_root=args.data_root, jobs_dir=args.jobs_dir, log_level=args.log_level,
+        models_dir=args.models_dir,
     )  # fmt: skip
 
 
@@ -60,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if not settings.model_path.exists():
         sys.stderr.write(f"r3d-serve: model {str(settings.model_path)!r} does not exist\n")
+        return 2
+    try:
+        resolve_model_path(settings.model_path)
+    except ValueError as exc:
+        sys.stderr.write(f"r3d-serve: {exc}\n")
         return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

@@ -6,9 +6,10 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
+from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
-from server.errors import AuthError, NotReady
+from server.errors import AuthError, Forbidden, NotReady
 from server.runtime import Runtime
 from server.settings import Settings
 from server.streaming.session import Session
@@ -48,12 +49,17 @@ def presented_key(conn: HTTPConnection, *, allow_query: bool) -> str | None:
     return conn.query_params.get("api_key") if allow_query else None
 
 
+def _matches(key: str, keys: list[SecretStr]) -> bool:
+    return any(hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in keys)
+
+
 def check_key(settings: Settings, key: str | None) -> None:
+    """A stream key or an admin key (an admin may do everything a stream client may)."""
     if not settings.auth_enabled:
         return
     if not key:
         raise AuthError("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
-    if not any(hmac.compare_digest(key.encode(), k.get_secret_value().encode()) for k in settings.api_keys):
+    if not _matches(key, settings.api_keys) and not _matches(key, settings.admin_keys):
         raise AuthError("wrong API key: it matches none of the server's keys")
 
 
@@ -61,4 +67,16 @@ def require_api_key(request: Request, settings: SettingsDep) -> None:
     check_key(settings, presented_key(request, allow_query=False))
 
 
+def require_admin_key(request: Request, settings: SettingsDep) -> None:
+    """Admin routes (model reload) need an admin key, never a stream key, even on a server without API keys."""
+    if not settings.admin_keys:
+        raise Forbidden("model reload is disabled on this server: it has no admin key (R3D_ADMIN_KEYS)")
+    key = presented_key(request, allow_query=False)
+    if not key:
+        raise AuthError("missing admin key: send 'Authorization: Bearer ADMIN_KEY' or 'X-API-Key: ADMIN_KEY'")
+    if not _matches(key, settings.admin_keys):
+        raise Forbidden("this key may stream but not administer the server; expected an admin key")
+
+
 AuthGuard = Depends(require_api_key)
+AdminGuard = Depends(require_admin_key)

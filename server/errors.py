@@ -6,6 +6,7 @@ ServerError
 │   ├── SessionNotFound        unknown or closed session id                  404 / 4404
 │   ├── SessionBusy            a WebSocket already owns the session          409 / 4409
 │   ├── SessionStateError      an illegal lifecycle transition               409 / 4409
+│   ├── BadSnapshot            a snapshot that fails validation              422 / 4422
 │   └── TooManySessions        max_sessions reached                          429 / 1013
 ├── JobError
 │   ├── JobNotFound                                                          404
@@ -13,6 +14,8 @@ ServerError
 │   ├── PathNotAllowed         a batch path outside the data root, '..'      403
 │   └── UnsupportedFormat      not a dataset, sequence, archive or recording 415
 ├── AuthError                  missing or wrong API key                      401 / 4401
+├── Forbidden                  an admin action without an admin key          403 / 4403
+├── ModelNotFound              a reload names no model of models_dir         404
 ├── ModelError                 the model cannot be loaded or run             500 / 1011
 └── NotReady                   no model yet, or shutting down                503 / 1013
 server.protocol.ProtocolError  bad input on the wire (malformed message, bad frame, timestamps, size) 4xx
@@ -22,7 +25,11 @@ One handler (server.app) maps both bases to an ``ErrorOut`` JSON body or WebSock
 
 from __future__ import annotations
 
+import re
+
 from server.protocol import ERROR_STATUS, ErrorCode, ErrorOut, ProtocolError
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s'\"(),:/]+/)*([^\s'\"(),:/]+)")
 
 
 class ServerError(Exception):
@@ -30,9 +37,10 @@ class ServerError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL
 
-    def __init__(self, message: str, *, code: ErrorCode | None = None) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after_s = retry_after_s
         if code is not None:
             self.code = code
 
@@ -85,6 +93,18 @@ class AuthError(ServerError):
     code = ErrorCode.UNAUTHORIZED
 
 
+class Forbidden(ServerError):
+    code = ErrorCode.FORBIDDEN
+
+
+class BadSnapshot(SessionError):
+    code = ErrorCode.BAD_SNAPSHOT
+
+
+class ModelNotFound(ServerError):
+    code = ErrorCode.MODEL_NOT_FOUND
+
+
 class ModelError(ServerError):
     code = ErrorCode.MODEL_ERROR
 
@@ -96,8 +116,19 @@ class NotReady(ServerError):
 def error_out(exc: ServerError | ProtocolError, *, fatal: bool = False) -> ErrorOut:
     """The public wire form of an error."""
     seq = exc.seq if isinstance(exc, ProtocolError) else None
-    return ErrorOut(code=exc.code, message=exc.message, seq=seq, fatal=fatal)
+    retry = exc.retry_after_s if isinstance(exc, ServerError) else None
+    return ErrorOut(code=exc.code, message=exc.message, seq=seq, fatal=fatal, retry_after_s=retry)
 
 
 def close_code(code: ErrorCode) -> int:
     return ERROR_STATUS[code][1]
+
+
+def public_reason(exc: BaseException) -> str:
+    """What a client may read about a failure in its job: our own errors' messages, a bad file's ValueError with any
+    absolute path cut to its last part (the server's folders are not the client's business), nothing else."""
+    if isinstance(exc, ServerError | ProtocolError):
+        return exc.message
+    if isinstance(exc, ValueError):
+        return _ABSOLUTE_PATH.sub(r"\1", str(exc))
+    return "internal error; the server log has the details"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -29,7 +29,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="R3D_", extra="forbid", validate_default=True)
 
     # model
-    model_path: Path | None = Field(None, description="export bundle folder or checkpoint (.safetensors)")
+    model_path: Path | None = Field(
+        None, description="export bundle folder, checkpoint (.safetensors), or a folder holding one checkpoint"
+    )
+    models_dir: Path | None = Field(
+        None,
+        description="the models an admin may reload by id (each a bundle folder, a checkpoint, or a folder holding "
+        "one); reload never reads anything else",
+    )
     backend: str = Field("auto", description="auto, pytorch, onnxruntime or tensorrt")
     device: str | None = Field(None, description="e.g. cpu, cuda, cuda:1 (default: the backend's choice)")
     fp16: bool = False
@@ -40,11 +47,19 @@ class Settings(BaseSettings):
     # auth
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list, description="comma-separated")
     allow_unauthenticated: bool = Field(False, description="serve without API keys on a non-loopback host")
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated; needed to reload the model (model reload is off without)"
+    )
     metrics_public: bool = Field(True, description="serve /metrics without an API key")
     # limits
     max_sessions: int = Field(32, ge=1)
     max_message_bytes: int = Field(8 * MIB, ge=1024, description="larger WebSocket messages / frame bodies refused")
     max_upload_bytes: int = Field(4096 * MIB, ge=1024)
+    job_disk_quota_bytes: int = Field(
+        16384 * MIB, ge=1024, description="a job's upload plus its extracted files (checked before extraction)"
+    )
+    max_archive_members: int = Field(100_000, ge=1, description="files and folders in an uploaded archive")
+    max_sessions_per_client: int = Field(16, ge=1, description="sessions one client address may hold at once")
     session_queue_size: int = Field(4, ge=1, le=1024, description="bounded input queue per session")
     max_timestamp_jump_s: float = Field(3600.0, gt=0)
     # scheduling
@@ -56,16 +71,22 @@ class Settings(BaseSettings):
     # session lifetime
     hello_timeout_s: float = Field(10.0, gt=0)
     reconnect_grace_s: float = Field(30.0, ge=0, description="a detached session keeps its window this long")
+    unstarted_grace_s: float = Field(
+        3.0, ge=0, description="a detached session that never received a frame is closed after this long"
+    )
     session_idle_timeout_s: float = Field(300.0, gt=0, description="a created session without frames is closed")
     # batch scoring
     data_root: Path | None = Field(None, description="batch jobs may name paths under this folder only")
     jobs_dir: Path | None = Field(None, description="job uploads and results (default: a temporary folder)")
     job_workers: int = Field(2, ge=1, le=64, description="recordings scored in parallel")
+    job_retention_s: float = Field(
+        7 * 86400.0, gt=0, description="finished jobs and their results are deleted this long after they end"
+    )
     # lifecycle
     shutdown_grace_s: float = Field(10.0, ge=0, description="running jobs get this long to finish at shutdown")
     log_level: str = "info"
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -73,14 +94,15 @@ class Settings(BaseSettings):
             return json.loads(text) if text.startswith("[") else [k.strip() for k in text.split(",") if k.strip()]
         return value
 
-    @field_validator("api_keys")
+    @field_validator("api_keys", "admin_keys")
     @classmethod
-    def _refuse_weak_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+    def _refuse_weak_keys(cls, keys: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
+        kind = "admin key" if info.field_name == "admin_keys" else "api key"
         for i, key in enumerate(keys):
             raw = key.get_secret_value()
             if raw.lower() in DEFAULT_SECRETS or len(raw) < MIN_KEY_LENGTH:
                 raise ValueError(
-                    f"api key #{i + 1} is a placeholder or shorter than {MIN_KEY_LENGTH} characters; "
+                    f"{kind} #{i + 1} is a placeholder or shorter than {MIN_KEY_LENGTH} characters; "
                     "expected a random secret (e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')"
                 )
         return keys
@@ -108,7 +130,27 @@ class Settings(BaseSettings):
                 f"host {self.host!r} is reachable from other machines but no api_keys are set; "
                 "set R3D_API_KEYS, or R3D_ALLOW_UNAUTHENTICATED=true to serve without authentication"
             )
+        streaming = {k.get_secret_value() for k in self.api_keys}
+        if any(k.get_secret_value() in streaming for k in self.admin_keys):
+            raise ValueError("an admin key is also an api key; expected admin keys that stream clients do not hold")
+        self._refuse_overlapping_folders()
         return self
+
+    def _refuse_overlapping_folders(self) -> None:
+        """Reload reads models_dir only; uploads live in jobs_dir: neither may contain the other (nor data_root)."""
+        if self.models_dir is None:
+            return
+        models = self.models_dir.resolve()
+        for name in ("jobs_dir", "data_root"):
+            other: Path | None = getattr(self, name)
+            if other is None:
+                continue
+            other = other.resolve()
+            if other.is_relative_to(models) or models.is_relative_to(other):
+                raise ValueError(
+                    f"models_dir and {name} overlap ({models.name!r}, {other.name!r}); expected separate folders so "
+                    "that no uploaded or scored file can ever be loaded as a model"
+                )
 
     @property
     def auth_enabled(self) -> bool:

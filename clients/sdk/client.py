@@ -116,8 +116,9 @@ class AsyncClient:
     async def model_info(self) -> ModelInfo:
         return await self._get(f"{API_PREFIX}/model", ModelInfo)
 
-    async def reload_model(self, path: str | None = None, backend: str | None = None) -> ReloadOut:
-        body = ReloadRequest(path=path, backend=backend).model_dump(exclude_none=True)
+    async def reload_model(self, model: str | None = None, backend: str | None = None) -> ReloadOut:
+        """Switch the server to a model of its models_dir by id (None: reload the current one); needs an admin key."""
+        body = ReloadRequest(model=model, backend=backend).model_dump(exclude_none=True)
         response = await self._request("POST", f"{API_PREFIX}/model/reload", json=body)
         return ReloadOut.model_validate(response.json())
 

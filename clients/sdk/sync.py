@@ -154,8 +154,8 @@ class Client:
     def model_info(self) -> ModelInfo:
         return self._portal.call(self.inner.model_info())
 
-    def reload_model(self, path: str | None = None, backend: str | None = None) -> ReloadOut:
-        return self._portal.call(self.inner.reload_model(path, backend))
+    def reload_model(self, model: str | None = None, backend: str | None = None) -> ReloadOut:
+        return self._portal.call(self.inner.reload_model(model, backend))
 
     def sessions(self) -> SessionList:
         return self._portal.call(self.inner.sessions())

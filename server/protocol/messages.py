@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 PROTOCOL_VERSION = 1
 MAX_TIMESTAMP_S = 1e11  # about year 5138 in Unix seconds: anything larger is a unit mistake (ms, us or ns)
 MAX_SIDE = 8192  # largest accepted image side in pixels
+Side = Annotated[int, Field(gt=0, le=MAX_SIDE)]
 
 
 class MessageType(StrEnum):
@@ -40,6 +41,7 @@ class ErrorCode(StrEnum):
     MESSAGE_TOO_LARGE = "message_too_large"
     TOO_MANY_SESSIONS = "too_many_sessions"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_BUSY = "session_busy"
     SESSION_STATE = "session_state"
@@ -48,6 +50,8 @@ class ErrorCode(StrEnum):
     PATH_NOT_ALLOWED = "path_not_allowed"
     UNSUPPORTED_FORMAT = "unsupported_format"
     BAD_REQUEST = "bad_request"
+    BAD_SNAPSHOT = "bad_snapshot"
+    MODEL_NOT_FOUND = "model_not_found"
     MODEL_ERROR = "model_error"
     NOT_READY = "not_ready"
     SHUTTING_DOWN = "shutting_down"
@@ -69,6 +73,7 @@ ERROR_STATUS: dict[ErrorCode, tuple[int, int]] = {
     ErrorCode.MESSAGE_TOO_LARGE: (413, 1009),
     ErrorCode.TOO_MANY_SESSIONS: (429, 1013),
     ErrorCode.UNAUTHORIZED: (401, 4401),
+    ErrorCode.FORBIDDEN: (403, 4403),
     ErrorCode.SESSION_NOT_FOUND: (404, 4404),
     ErrorCode.SESSION_BUSY: (409, 4409),
     ErrorCode.SESSION_STATE: (409, 4409),
@@ -77,6 +82,8 @@ ERROR_STATUS: dict[ErrorCode, tuple[int, int]] = {
     ErrorCode.PATH_NOT_ALLOWED: (403, 4403),
     ErrorCode.UNSUPPORTED_FORMAT: (415, 4415),
     ErrorCode.BAD_REQUEST: (400, 4400),
+    ErrorCode.BAD_SNAPSHOT: (422, 4422),
+    ErrorCode.MODEL_NOT_FOUND: (404, 4404),
     ErrorCode.MODEL_ERROR: (500, 1011),
     ErrorCode.NOT_READY: (503, 1013),
     ErrorCode.SHUTTING_DOWN: (503, 1001),
@@ -147,6 +154,8 @@ class ServerWireModel(WireModel):
 
 
 class IntrinsicsIn(WireModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
     width: int = Field(gt=0, le=MAX_SIDE)
     height: int = Field(gt=0, le=MAX_SIDE)
     fx: float = Field(gt=0)
@@ -202,10 +211,12 @@ class FrameIn(WireModel):
     ts: float = Field(description="capture time in seconds, strictly increasing within the stream")
     color_codec: ColorCodec
     color: bytes
-    color_shape: Annotated[tuple[int, int, int] | None, Field(description="(H, W, 3); required for raw")] = None
+    color_shape: Annotated[tuple[Side, Side, Literal[3]] | None, Field(description="(H, W, 3); required for raw")] = (
+        None
+    )
     depth_codec: DepthCodec
     depth: bytes
-    depth_shape: Annotated[tuple[int, int] | None, Field(description="(H, W); required for raw, zstd and lz4")] = None
+    depth_shape: Annotated[tuple[Side, Side] | None, Field(description="(H, W); required for raw, zstd and lz4")] = None
     depth_dtype: Annotated[Literal["uint16", "float32"], Field(description="uint16 units or float32 metres")] = "uint16"
     depth_scale: Annotated[float | None, Field(gt=0, le=1.0, description="overrides the hello's depth scale")] = None
 
@@ -332,6 +343,9 @@ class ErrorOut(ServerWireModel):
     message: str
     seq: Annotated[int | None, Field(description="the frame seq the error refers to, if any")] = None
     fatal: Annotated[bool, Field(description="True when the server closes the connection after it")] = False
+    retry_after_s: Annotated[
+        float | None, Field(description="when a retry may succeed (too_many_sessions, not_ready); HTTP: Retry-After")
+    ] = None
 
 
 class Pong(ServerWireModel):

@@ -123,7 +123,10 @@ class JobResults(WireModel):
 
 
 class ReloadRequest(WireModel):
-    path: Annotated[str | None, Field(description="bundle or checkpoint; default: the current one")] = None
+    model: Annotated[
+        str | None,
+        Field(max_length=128, description="a model id from GET /v1/model/available; default: the current model"),
+    ] = None
     backend: Annotated[str | None, Field(description="auto, pytorch, onnxruntime, tensorrt")] = None
 
 
@@ -132,6 +135,13 @@ class ReloadOut(WireModel):
     previous_model_id: str
     sessions_kept: int = Field(description="sessions whose token windows were kept (same frame encoder)")
     sessions_reset: int
+
+
+class ModelList(WireModel):
+    """The models an admin may reload (ids of the entries of the server's models_dir)."""
+
+    current: str = Field(description="model_id of the model in use")
+    available: list[str]
 
 
 class HealthOut(WireModel):
@@ -145,4 +155,5 @@ class HealthOut(WireModel):
 
 REST_SCHEMA_MODELS: tuple[type[WireModel], ...] = (
     SessionPublic, SessionList, JobCreate, JobPublic, JobList, JobResults, ReloadRequest, ReloadOut, HealthOut,
+    ModelList,
 )  # fmt: skip

@@ -17,6 +17,7 @@ from server.serving import BackgroundServer
 from server.settings import Settings
 
 API_KEY = "test-key-0123456789abcdef"
+ADMIN_KEY = "admin-key-0123456789abcdef"
 CLASSES = ["walk", "sit", "drink"]
 
 
@@ -53,6 +54,7 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_settings(checkpoint: Path, data_root: Path, jobs_dir: Path, **overrides: Any) -> Settings:
     fields: dict[str, Any] = {
         "model_path": checkpoint, "backend": "pytorch", "port": 0, "api_keys": [API_KEY], "data_root": data_root,
+        "admin_keys": [ADMIN_KEY], "models_dir": checkpoint.parent,
         "jobs_dir": jobs_dir, "inference_threads": 2, "decode_threads": 2, "reconnect_grace_s": 30.0,
         "shutdown_grace_s": 2.0, "log_level": "warning",
     }  # fmt: skip

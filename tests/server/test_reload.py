@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from server.protocol import pack
-from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv, start
+from tests.server.helpers import ADMIN_HEADERS, API_HEADERS, frame_msg, open_ws, recv, start
 
 
 def test_reload_under_traffic_keeps_or_resets_windows(
@@ -26,7 +26,9 @@ def test_reload_under_traffic_keeps_or_resets_windows(
 
             def reload_at(i: int) -> None:
                 name = {10: "same_encoder", 25: "other_encoder"}[i]
-                reloads[i] = http.post("/v1/model/reload", json={"path": str(checkpoints[name])})
+                reloads[i] = http.post(
+                    "/v1/model/reload", json={"model": checkpoints[name].name}, headers=ADMIN_HEADERS
+                )
 
             threads = []
             for i in range(40):
@@ -38,7 +40,7 @@ def test_reload_under_traffic_keeps_or_resets_windows(
             while not any(m.type == "prediction" and m.frame_seq == 39 for m in messages):
                 messages.append(recv(ws))
             ws.send(pack({"type": "bye"}))
-        bad = http.post("/v1/model/reload", json={"path": str(checkpoints["base"].with_name("missing.safetensors"))})
+        bad = http.post("/v1/model/reload", json={"model": "missing.safetensors"}, headers=ADMIN_HEADERS)
         after = http.get("/v1/model").json()
     preds = [m for m in messages if m.type == "prediction"]
     notices = [m for m in messages if m.type == "notice"]
@@ -55,9 +57,6 @@ def test_reload_under_traffic_keeps_or_resets_windows(
     assert windows[:reset_at] == list(range(1, reset_at + 1))  # kept across the same-encoder reload
     first = windows[reset_at]  # frames already queued when the reset came are in the new window
     assert first <= 4 and windows[reset_at:] == [min(k, 30) for k in range(first, first + 40 - reset_at)]
-    assert (
-        bad.status_code == 500
-        and bad.json()["code"] == "model_error"
-        and "missing.safetensors" in bad.json()["message"]
-    )
+    assert bad.status_code == 404 and bad.json()["code"] == "model_not_found"
+    assert "no model 'missing.safetensors' to reload; available: ['base.safetensors'," in bad.json()["message"]
     assert after["model_id"] == reloads[25].json()["model"]["model_id"]  # the failed reload changed nothing

@@ -1,15 +1,15 @@
-"""The model in use, and reloading it without dropping sessions."""
+"""The model in use, the models an admin may switch to, and reloading without dropping sessions."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import APIRouter
 
-from server.deps import RuntimeDep
-from server.protocol import ModelInfo, ReloadOut, ReloadRequest
+from server.deps import AdminGuard, RuntimeDep, SettingsDep
+from server.model_store import available_models
+from server.protocol import ModelInfo, ModelList, ReloadOut, ReloadRequest
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
+admin_router = APIRouter(prefix="/v1/model", tags=["model"], dependencies=[AdminGuard])
 
 
 @router.get("", response_model=ModelInfo)
@@ -18,9 +18,15 @@ def model_info(runtime: RuntimeDep) -> ModelInfo:
     return runtime.engine.info
 
 
-@router.post("/reload", response_model=ReloadOut)
+@admin_router.get("/available", response_model=ModelList)
+def list_models(runtime: RuntimeDep, settings: SettingsDep) -> ModelList:
+    """The model ids a reload may name: the entries of the server's ``models_dir`` (admin key)."""
+    return ModelList(current=runtime.engine.model_id, available=available_models(settings.models_dir))
+
+
+@admin_router.post("/reload", response_model=ReloadOut)
 async def reload_model(request: ReloadRequest, runtime: RuntimeDep) -> ReloadOut:
-    """Load a model (default: the current file again) and switch sessions to it. Token windows are kept when the
-    new model has the same frame encoder, otherwise reset with a ``window_reset`` notice. On failure the old model
-    keeps serving."""
-    return await runtime.reload(Path(request.path) if request.path else None, request.backend)
+    """Load a model of ``models_dir`` by id (default: the current model's files again) and switch sessions to it
+    (admin key). Token windows are kept when the new model has the same frame encoder, otherwise reset with a
+    ``window_reset`` notice. On failure the old model keeps serving."""
+    return await runtime.reload(request.model, request.backend)
