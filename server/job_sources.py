@@ -18,7 +18,8 @@ from pathlib import Path, PurePosixPath
 
 from rgbd import Dataset, Frame, SequenceMeta
 from rgbd.dataset import read_depth, read_rgb
-from server.errors import PathNotAllowed, UnsupportedFormat
+from server.errors import PathNotAllowed, UnsupportedFormat, public_reason
+from server.protocol import ErrorCode, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +69,17 @@ def check_supported_name(name: str) -> None:
         raise UnsupportedFormat(f"unsupported recording format {suffix or name!r}; expected {SUPPORTED}")
 
 
-def open_sequences(path: Path, work_dir: Path, only: list[str] | None = None) -> list[SourceSequence]:
-    """Everything to score under ``path`` (archives are extracted into ``work_dir``)."""
+def open_sequences(
+    path: Path, work_dir: Path, only: list[str] | None = None, *, limits: ArchiveLimits | None = None
+) -> list[SourceSequence]:
+    """Everything to score under ``path`` (archives are extracted into ``work_dir``, within ``limits``: the
+    server's; a local user scoring their own files passes none)."""
     if path.is_dir():
         return _from_folder(path, only)
     suffix = _suffix(path)
     if suffix in ARCHIVE_SUFFIXES:
         out = work_dir / "extracted"
-        extract_archive(path, out)
+        extract_archive(path, out, limits or UNLIMITED)
         return _from_folder(_single_root(out), only)
     if suffix in RECORDING_SUFFIXES:
         return [_recording(path)]
@@ -138,18 +142,32 @@ def _recording(path: Path) -> SourceSequence:
         with open_source(path) as src:
             total, fps = src.num_frames, src.fps
     except Exception as exc:
-        raise UnsupportedFormat(f"cannot read recording {path.name!r}: {exc}") from exc
+        raise UnsupportedFormat(f"cannot read recording {path.name!r}: {public_reason(exc)}") from exc
     return SourceSequence(path.stem, frames, total, fps)
 
 
-def check_archive(archive: Path) -> None:
-    """Refuse an archive whose members would escape its extraction folder, before anything is extracted."""
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What extracting one archive may cost: uncompressed bytes of all members together, and member count."""
+
+    max_bytes: int
+    max_members: int
+
+
+UNLIMITED = ArchiveLimits(max_bytes=2**63, max_members=2**63)
+
+
+def check_archive(archive: Path, limits: ArchiveLimits) -> None:
+    """Refuse an archive whose members would escape its extraction folder or exceed ``limits``, before anything is
+    extracted."""
     if _suffix(archive) in ARCHIVE_SUFFIXES:
-        extract_archive(archive, archive.parent / ".check", dry_run=True)
+        extract_archive(archive, archive.parent / ".check", limits, dry_run=True)
 
 
-def extract_archive(archive: Path, out: Path, *, dry_run: bool = False) -> None:
-    """Extract a zip or tar archive into ``out``, refusing members that would land outside it or are links."""
+def extract_archive(archive: Path, out: Path, limits: ArchiveLimits, *, dry_run: bool = False) -> None:
+    """Extract a zip or tar archive into ``out``, refusing members that would land outside it or are links, and
+    archives whose declared sizes add up past ``limits`` (zip readers stop at a member's declared size, tar members
+    are exactly their size, so the check bounds what extraction writes)."""
     root = out.resolve()
 
     def check(name: str) -> None:
@@ -157,10 +175,25 @@ def extract_archive(archive: Path, out: Path, *, dry_run: bool = False) -> None:
         if p.is_absolute() or ".." in p.parts or not (root / p).resolve().is_relative_to(root):
             raise PathNotAllowed(f"archive member {name!r} would be written outside the extraction folder")
 
+    def check_totals(members: int, size: int) -> None:
+        if members > limits.max_members:
+            raise ProtocolError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"archive {archive.name!r} has {members} members; expected at most {limits.max_members}",
+            )
+        if size > limits.max_bytes:
+            raise ProtocolError(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"archive {archive.name!r} would unpack to {size} bytes; this job may use at most {limits.max_bytes} "
+                "(job_disk_quota_bytes, the upload included)",
+            )
+
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
+                infos = zf.infolist()
+                check_totals(len(infos), sum(i.file_size for i in infos))
+                for info in infos:
                     check(info.filename)
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise PathNotAllowed(f"archive member {info.filename!r} is a symbolic link")
@@ -169,7 +202,12 @@ def extract_archive(archive: Path, out: Path, *, dry_run: bool = False) -> None:
                     zf.extractall(out)
             return
         with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
+            members = []
+            for member in tf:  # streamed: a member count past the limit stops reading the index
+                members.append(member)
+                check_totals(len(members), 0)
+            check_totals(len(members), sum(m.size for m in members if m.isfile()))
+            for member in members:
                 check(member.name)
                 if not (member.isfile() or member.isdir()):
                     raise PathNotAllowed(f"archive member {member.name!r} is a link or device, not a file")
@@ -177,4 +215,4 @@ def extract_archive(archive: Path, out: Path, *, dry_run: bool = False) -> None:
                 out.mkdir(parents=True, exist_ok=True)
                 tf.extractall(out, filter="data")
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise UnsupportedFormat(f"{archive.name!r} is not a readable zip or tar archive: {exc}") from exc
+        raise UnsupportedFormat(f"{archive.name!r} is not a readable zip or tar archive: {type(exc).__name__}") from exc

@@ -19,8 +19,15 @@ from typing import BinaryIO
 
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from server.engine import Engine
-from server.errors import JobNotFound, JobNotReady, NotReady, ServerError
-from server.job_sources import SourceSequence, check_archive, check_supported_name, open_sequences, resolve_data_path
+from server.errors import JobNotFound, JobNotReady, NotReady, ServerError, public_reason
+from server.job_sources import (
+    ArchiveLimits,
+    SourceSequence,
+    check_archive,
+    check_supported_name,
+    open_sequences,
+    resolve_data_path,
+)
 from server.metrics import Metrics
 from server.protocol import (
     ErrorCode,
@@ -38,6 +45,8 @@ from server.streaming.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 
+UPLOAD_DIR = "upload"
+SCRATCH_DIRS = (UPLOAD_DIR, "extracted", ".check")  # removed when a job ends: uploads, extractions, archive checks
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.INTERRUPTED})
 
 
@@ -122,38 +131,44 @@ class JobManager:
         check_supported_name(filename)
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name) or "upload"
         job = self._new_job(f"upload:{safe}", tick_hz)
-        target = job.work_dir / "upload" / safe
+        target = job.work_dir / UPLOAD_DIR / safe
         target.parent.mkdir()
+        limit = min(self.settings.max_upload_bytes, self.settings.job_disk_quota_bytes)
         size = 0
-        with target.open("wb") as out:
-            while chunk := data.read(1 << 20):
-                size += len(chunk)
-                if size > self.settings.max_upload_bytes:
-                    self.jobs.pop(job.id, None)
-                    shutil.rmtree(job.work_dir, ignore_errors=True)
-                    raise ProtocolError(
-                        ErrorCode.MESSAGE_TOO_LARGE,
-                        f"upload {filename!r} exceeds max_upload_bytes={self.settings.max_upload_bytes}; score it "
-                        "from the data root instead",
-                    )
-                out.write(chunk)
         try:
-            check_archive(target)
-        except ServerError:
-            self.jobs.pop(job.id, None)  # refused outright: no job record
+            with target.open("wb") as out:
+                while chunk := data.read(1 << 20):
+                    size += len(chunk)
+                    if size > limit:
+                        raise ProtocolError(
+                            ErrorCode.MESSAGE_TOO_LARGE,
+                            f"upload {filename!r} exceeds {limit} bytes (max_upload_bytes, job_disk_quota_bytes); "
+                            "score it from the data root instead",
+                        )
+                    out.write(chunk)
+            check_archive(target, self._archive_limits(size))
+        except (ServerError, ProtocolError):
+            self.jobs.pop(job.id, None)  # refused outright: no job record, nothing left on disk
             shutil.rmtree(job.work_dir, ignore_errors=True)
             raise
         self._start(job, target, None)
         return job
+
+    def _archive_limits(self, used_bytes: int) -> ArchiveLimits:
+        """What extracting a job's archive may still write: the job's disk quota less what it already holds."""
+        return ArchiveLimits(self.settings.job_disk_quota_bytes - used_bytes, self.settings.max_archive_members)
 
     def _start(self, job: Job, path: Path, only: list[str] | None) -> None:
         job.futures.append(self.pool.submit(self._prepare, job, path, only))
 
     def _prepare(self, job: Job, path: Path, only: list[str] | None) -> None:
         try:
-            sequences = open_sequences(path, job.work_dir, only)
+            used = sum(f.stat().st_size for f in (job.work_dir / UPLOAD_DIR).glob("*"))
+            sequences = open_sequences(path, job.work_dir, only, limits=self._archive_limits(used))
         except Exception as exc:
-            self._finish(job, JobState.FAILED, _describe(exc))
+            unexpected = not isinstance(exc, ValueError | ServerError)
+            logger.warning("job %s: cannot open %s: %s", job.id, job.source, exc, exc_info=unexpected)
+            self._finish(job, JobState.FAILED, public_reason(exc))
             return
         with job.lock:
             job.state = JobState.RUNNING
@@ -188,7 +203,7 @@ class JobManager:
         except Exception as exc:
             unexpected = not isinstance(exc, ValueError | ServerError)
             logger.warning("job %s: sequence %s failed: %s", job.id, seq.id, exc, exc_info=unexpected)
-            state, error = JobState.FAILED, _describe(exc)
+            state, error = JobState.FAILED, public_reason(exc)
         job.update(seq.id, state=state, error=error)
         with job.lock:
             job.remaining -= 1
@@ -213,12 +228,13 @@ class JobManager:
         write_bytes_atomic(job.work_dir / "frames.csv", frames_csv(results).encode())
         write_bytes_atomic(job.work_dir / "ticks.csv", ticks_csv(results).encode())
         job.results.clear()  # served from disk from now on
-        shutil.rmtree(job.work_dir / "extracted", ignore_errors=True)
         self._finish(job, JobState.SUCCEEDED, None)
 
     def _finish(self, job: Job, state: JobState, error: str | None) -> None:
         with job.lock:
             job.state, job.error, job.finished_at = state, error, time.time()
+        for scratch in SCRATCH_DIRS:  # however the job ended, only its record and results stay
+            shutil.rmtree(job.work_dir / scratch, ignore_errors=True)
         self._persist(job)
         logger.info("job %s %s%s", job.id, state.value, f": {error}" if error else "")
 
@@ -237,9 +253,7 @@ class JobManager:
             job.created_at, job.started_at, job.finished_at = public.created_at, public.started_at, public.finished_at
             job.sequences = {s.id: s for s in public.sequences}
             if job.state not in TERMINAL:
-                job.state, job.error = JobState.INTERRUPTED, "the server stopped before the job finished"
-                job.finished_at = job.finished_at or time.time()
-                self._persist(job)
+                self._finish(job, JobState.INTERRUPTED, "the server stopped before the job finished")
             self.jobs[job.id] = job
 
     # --- queries -------------------------------------------------------------------------------------------------
@@ -270,6 +284,19 @@ class JobManager:
             raise JobNotReady(f"job {job_id} is {job.state.value}; results exist once it has succeeded")
         return job.work_dir / name
 
+    def expire(self, now: float | None = None) -> list[str]:
+        """Delete finished jobs (record and results) older than ``job_retention_s``; their ids."""
+        now = time.time() if now is None else now
+        old = [
+            j for j in list(self.jobs.values())
+            if j.state in TERMINAL and j.finished_at is not None and now - j.finished_at > self.settings.job_retention_s
+        ]  # fmt: skip
+        for job in old:
+            self.jobs.pop(job.id, None)
+            shutil.rmtree(job.work_dir, ignore_errors=True)
+            logger.info("job %s deleted: finished more than %g s ago", job.id, self.settings.job_retention_s)
+        return [j.id for j in old]
+
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in JobState}
         for job in self.jobs.values():
@@ -290,7 +317,3 @@ class JobManager:
         for job in self.jobs.values():
             if job.state not in TERMINAL:
                 self._finish(job, JobState.INTERRUPTED, "the server shut down before the job finished")
-
-
-def _describe(exc: Exception) -> str:
-    return exc.message if isinstance(exc, ServerError) else f"{type(exc).__name__}: {exc}"
