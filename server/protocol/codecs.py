@@ -11,6 +11,7 @@ from typing import Any
 import cv2
 import msgpack
 import numpy as np
+import simplejpeg
 import zstandard
 from pydantic import BaseModel, ValidationError
 
@@ -64,6 +65,10 @@ def unpack(data: bytes | str) -> dict[str, Any]:
     """Raw message (msgpack bytes, or JSON text) -> its map; ProtocolError when it is not a map with a type."""
     try:
         obj = json.loads(data) if isinstance(data, str) else msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except RecursionError:  # JSON nested deeper than Python's stack: refused like any other undecodable text
+        raise ProtocolError(
+            ErrorCode.MALFORMED_MESSAGE, "expected a JSON text map, got nesting too deep to decode"
+        ) from None
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         kind = "JSON text" if isinstance(data, str) else "msgpack"
         raise ProtocolError(ErrorCode.MALFORMED_MESSAGE, f"expected a {kind} map, could not decode it: {exc}") from exc
@@ -180,7 +185,8 @@ def _lz4() -> Any:
 
 
 def decode_color(msg: FrameIn, expected: tuple[int, int]) -> np.ndarray:
-    """The frame's colour -> uint8 (H, W, 3) RGB, checked against the expected (H, W)."""
+    """The frame's colour -> uint8 (H, W, 3) RGB, checked against the expected (H, W) before any decoding: the
+    size comes from the JPEG / PNG header, so a small file declaring a huge image costs nothing."""
     h, w = expected
     if msg.color_codec is ColorCodec.RAW:
         shape = msg.color_shape or (h, w, 3)
@@ -196,41 +202,93 @@ def decode_color(msg: FrameIn, expected: tuple[int, int]) -> np.ndarray:
             )
         return np.frombuffer(msg.color, np.uint8).reshape(h, w, 3)
     data = msg.color
-    jpeg = msg.color_codec is ColorCodec.JPEG
-    intact = data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9" if jpeg else data[:8] == _PNG_MAGIC
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if intact else None
-    if bgr is None:
+    kind = msg.color_codec.value.upper()
+    corrupt = ProtocolError(
+        ErrorCode.CORRUPT_IMAGE, f"colour {kind} of {len(data)} bytes could not be decoded (corrupt or truncated)",
+        seq=msg.seq,
+    )  # fmt: skip
+    png = _png_header(data)
+    size = _jpeg_size(data) if msg.color_codec is ColorCodec.JPEG else png[:2] if png else None
+    if size is None:
+        raise corrupt
+    if size != (h, w):
         raise ProtocolError(
-            ErrorCode.CORRUPT_IMAGE,
-            f"colour {msg.color_codec.value.upper()} of {len(data)} bytes could not be decoded (corrupt or truncated)",
-            seq=msg.seq,
+            ErrorCode.WRONG_RESOLUTION, f"expected colour {h}x{w}, got {size[0]}x{size[1]}", seq=msg.seq
         )
-    if bgr.shape[:2] != (h, w):
-        raise ProtocolError(
-            ErrorCode.WRONG_RESOLUTION, f"expected colour {h}x{w}, got {bgr.shape[0]}x{bgr.shape[1]}", seq=msg.seq
-        )
+    if msg.color_codec is ColorCodec.JPEG:
+        try:  # strict: libjpeg's warnings (premature end of data, bad Huffman codes) are errors, not grey pixels
+            rgb: np.ndarray = simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+        except ValueError:
+            raise corrupt from None
+        return rgb
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.shape[:2] != (h, w):
+        raise corrupt
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale+alpha", 6: "RGBA"}
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic) carry the size
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _png_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(height, width, bit depth, colour type) from a PNG's IHDR chunk, or None when it has none."""
+    if len(data) < 26 or data[:8] != _PNG_MAGIC or data[12:16] != b"IHDR":
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return height, width, data[24], data[25]
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame segment (markers walked, nothing decoded), or None."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # standalone markers have no length
+            i += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return None
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _JPEG_SOF:
+            if length < 7 or i + 9 > len(data):
+                return None
+            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+        i += 2 + length
+    return None
 
 
 def decode_depth(msg: FrameIn, expected: tuple[int, int], depth_scale: float) -> np.ndarray:
-    """The frame's depth -> uint16 (h, w) sensor units at `depth_scale` (float32 metres are converted)."""
+    """The frame's depth -> uint16 (h, w) sensor units at `depth_scale` (float32 metres are converted). The size is
+    checked against the expected (h, w) before decoding (PNG header, ``depth_shape``), and decompression stops at the
+    size that shape allows."""
     h, w = expected
     seq = msg.seq
     if msg.depth_codec is DepthCodec.PNG:
-        buf = np.frombuffer(msg.depth, np.uint8)
-        depth = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if msg.depth[:8] == _PNG_MAGIC else None
-        if depth is None:
+        header = _png_header(msg.depth)
+        if header is None:
             raise ProtocolError(
                 ErrorCode.CORRUPT_IMAGE, f"depth PNG of {len(msg.depth)} bytes could not be decoded", seq=seq
             )
-        if depth.dtype != np.uint16 or depth.ndim != 2:
+        ph, pw, bits, colour = header
+        if (ph, pw) != (h, w):
+            raise ProtocolError(ErrorCode.WRONG_RESOLUTION, f"expected depth {h}x{w}, got {ph}x{pw}", seq=seq)
+        if bits != 16 or colour != 0:
+            got = f"{bits}-bit {_PNG_COLOUR_TYPES.get(colour, f'colour type {colour}')}"
+            raise ProtocolError(ErrorCode.BAD_FRAME, f"expected 16-bit single-channel depth PNG, got {got}", seq=seq)
+        depth = cv2.imdecode(np.frombuffer(msg.depth, np.uint8), cv2.IMREAD_UNCHANGED)
+        if depth is None or depth.shape != (h, w) or depth.dtype != np.uint16:
             raise ProtocolError(
-                ErrorCode.BAD_FRAME,
-                f"expected 16-bit single-channel depth PNG, got {depth.dtype} {depth.shape}",
-                seq=seq,
+                ErrorCode.CORRUPT_IMAGE, f"depth PNG of {len(msg.depth)} bytes could not be decoded", seq=seq
             )
         arr: np.ndarray = depth
     else:
@@ -239,33 +297,47 @@ def decode_depth(msg: FrameIn, expected: tuple[int, int], depth_scale: float) ->
             raise ProtocolError(
                 ErrorCode.BAD_FRAME, f"depth codec {msg.depth_codec.value!r} needs depth_shape", seq=seq
             )
+        if tuple(shape) != (h, w):
+            raise ProtocolError(
+                ErrorCode.WRONG_RESOLUTION, f"expected depth {h}x{w}, got depth_shape {list(shape)}", seq=seq
+            )
         dtype = np.dtype("<u2") if msg.depth_dtype == "uint16" else np.dtype("<f4")
-        raw = _decompress(msg, dtype.itemsize * shape[0] * shape[1])
-        if len(raw) != dtype.itemsize * shape[0] * shape[1]:
+        size = dtype.itemsize * h * w
+        raw = _decompress(msg, size)
+        if len(raw) != size:
             raise ProtocolError(
                 ErrorCode.BAD_FRAME,
-                f"expected depth {msg.depth_dtype} {tuple(shape)} = {dtype.itemsize * shape[0] * shape[1]} bytes, "
-                f"got {len(raw)} bytes",
+                f"expected depth {msg.depth_dtype} {(h, w)} = {size} bytes, got "
+                + (f"{len(raw)} bytes" if len(raw) < size else "more (the payload decompresses past the hello's size)"),
                 seq=seq,
             )
-        arr = np.frombuffer(raw, dtype).reshape(shape)
-    if arr.shape != (h, w):
-        raise ProtocolError(
-            ErrorCode.WRONG_RESOLUTION, f"expected depth {h}x{w}, got {arr.shape[0]}x{arr.shape[1]}", seq=seq
-        )
+        arr = np.frombuffer(raw, dtype).reshape(h, w)
     if arr.dtype == np.float32:
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        if bad:
-            raise ProtocolError(
-                ErrorCode.BAD_DEPTH,
-                f"depth has {bad} NaN or infinite values; expected finite metres (0 = no reading)",
-                seq=seq,
-            )
-        if float(arr.min()) < 0:
-            raise ProtocolError(ErrorCode.BAD_DEPTH, f"depth has negative metres (min {float(arr.min())!r})", seq=seq)
-        arr = np.clip(np.rint(arr / depth_scale), 0, 65535).astype(np.uint16)
+        arr = _metres_to_units(arr, depth_scale, seq)
     check_depth_content(arr, seq)
     return arr.astype(np.uint16, copy=False)
+
+
+def _metres_to_units(metres: np.ndarray, depth_scale: float, seq: int) -> np.ndarray:
+    """float32 metres -> uint16 units; values no uint16 unit can hold are refused, not clipped."""
+    bad = int(np.count_nonzero(~np.isfinite(metres)))
+    if bad:
+        raise ProtocolError(
+            ErrorCode.BAD_DEPTH, f"depth has {bad} NaN or infinite values; expected finite metres (0 = no reading)",
+            seq=seq,
+        )  # fmt: skip
+    low, high = float(metres.min()), float(metres.max())
+    if low < 0:
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"depth has negative metres (min {low!r})", seq=seq)
+    limit = 65535 * depth_scale
+    if high > limit:
+        raise ProtocolError(
+            ErrorCode.BAD_DEPTH,
+            f"depth has {int(np.count_nonzero(metres > limit))} values beyond {limit:g} m (max {high:.4g} m); "
+            f"expected metres within the range of 16-bit units at depth_scale {depth_scale:g}",
+            seq=seq,
+        )
+    return np.rint(metres / depth_scale).astype(np.uint16)
 
 
 def check_depth_content(depth: np.ndarray, seq: int | None = None) -> None:
@@ -280,16 +352,19 @@ def check_depth_content(depth: np.ndarray, seq: int | None = None) -> None:
 
 
 def _decompress(msg: FrameIn, expected_size: int) -> bytes:
+    """The depth payload decompressed, never past ``expected_size + 1`` bytes (one more tells "too large")."""
     if msg.depth_codec is DepthCodec.RAW:
         return msg.depth
     try:
         if msg.depth_codec is DepthCodec.ZSTD:
-            out: bytes = zstandard.ZstdDecompressor().decompress(msg.depth, max_output_size=expected_size)
+            reader = zstandard.ZstdDecompressor().stream_reader(msg.depth)
+            out: bytes = reader.read(expected_size + 1)
             return out
-        return bytes(_lz4().decompress(msg.depth))
+        decompressor = _lz4().LZ4FrameDecompressor()
+        return bytes(decompressor.decompress(msg.depth, max_length=expected_size + 1))
     except (zstandard.ZstdError, RuntimeError, ValueError) as exc:
         raise ProtocolError(
-            ErrorCode.CORRUPT_IMAGE, f"depth {msg.depth_codec.value} data could not be decompressed: {exc}", seq=msg.seq
+            ErrorCode.CORRUPT_IMAGE, f"depth {msg.depth_codec.value} data could not be decompressed", seq=msg.seq
         ) from exc
 
 
