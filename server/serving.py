@@ -3,6 +3,8 @@ transport's message limit) and a graceful shutdown that tells streaming clients 
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import threading
 
@@ -11,6 +13,29 @@ from fastapi import FastAPI
 
 from server.runtime import Runtime
 from server.settings import Settings
+
+_SECRET = re.compile(r"(?i)((?:[?&]api_key=)|(?:authorization:\s*bearer\s+)|(?:x-api-key:\s*))[^&\s\"']+")
+REDACTED = "[redacted]"
+
+
+class RedactSecrets(logging.Filter):
+    """Hides API keys in log records: ``?api_key=`` in a logged URL (uvicorn's access and WebSocket lines), and
+    ``Authorization: Bearer`` or ``X-API-Key`` values should any message carry them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_SECRET.sub(rf"\1{REDACTED}", a) if isinstance(a, str) else a for a in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _SECRET.sub(rf"\1{REDACTED}", record.msg)
+        return True
+
+
+def redact_uvicorn_logs() -> None:
+    """Install RedactSecrets on uvicorn's loggers (after uvicorn configured its logging; idempotent)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 class ServiceServer(uvicorn.Server):
@@ -25,7 +50,7 @@ class ServiceServer(uvicorn.Server):
 
 
 def uvicorn_config(app: FastAPI, settings: Settings, *, log_config: dict[str, object] | None = None) -> uvicorn.Config:
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -39,6 +64,8 @@ def uvicorn_config(app: FastAPI, settings: Settings, *, log_config: dict[str, ob
         log_level=settings.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
     )
+    redact_uvicorn_logs()  # after Config, whose logging setup would otherwise replace the loggers' filters
+    return config
 
 
 class BackgroundServer:
