@@ -38,6 +38,12 @@ def get_session(session_id: str, runtime: RuntimeDep) -> Session:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+def client_address(conn: HTTPConnection) -> str:
+    """The peer's address, the key of the per-client session limit (behind a proxy: the proxy's, unless uvicorn
+    is told to trust its forwarded headers)."""
+    return conn.client.host if conn.client else "unknown"
+
+
 def presented_key(conn: HTTPConnection, *, allow_query: bool) -> str | None:
     """The API key a request carries: ``Authorization: Bearer``, ``X-API-Key``, or (WebSocket) ``?api_key=``."""
     auth = conn.headers.get("authorization", "")

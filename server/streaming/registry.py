@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -14,17 +15,16 @@ from typing import Any
 import msgpack
 
 from server.engine import Engine
-from server.errors import SessionBusy, SessionError, SessionNotFound, TooManySessions
+from server.errors import SessionBusy, SessionNotFound, TooManySessions
 from server.metrics import Metrics
 from server.protocol import Notice, NoticeCode, SessionCreate
 from server.settings import Settings
 from server.streaming.processor import StreamProcessor
 from server.streaming.session import Session, SessionEvent, SessionState
+from server.streaming.snapshot import SNAPSHOT_FORMAT, SNAPSHOT_VERSION, parse_snapshot, processor_state
 
 logger = logging.getLogger(__name__)
-
-SNAPSHOT_FORMAT = "r3d-session-snapshot"
-SNAPSHOT_VERSION = 1
+RETRY_UNKNOWN_S = 10.0  # Retry-After when every slot is held by a live stream (no known end)
 
 
 class SessionRegistry:
@@ -37,6 +37,7 @@ class SessionRegistry:
         self._engine = engine
         self._sessions: dict[str, Session] = {}
         self._detached_at: dict[str, float] = {}
+        self._client: dict[str, str] = {}  # session id -> the address that opened it (per-client limit)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -51,11 +52,22 @@ class SessionRegistry:
         """The session's tick rate: the hello's (or the default), at most one per model frame."""
         return min(stream.tick_hz or self.settings.default_tick_hz, fps)
 
-    def create(self, stream: SessionCreate, *, session_id: str | None = None) -> Session:
+    def create(self, stream: SessionCreate, *, session_id: str | None = None, client: str | None = None) -> Session:
+        """A new session; TooManySessions (429, with when to retry) when the server or this client is full."""
         if len(self._sessions) >= self.settings.max_sessions:
+            retry = self.retry_after_s()
             raise TooManySessions(
                 f"the server already has {len(self._sessions)} sessions (max_sessions={self.settings.max_sessions}); "
-                "close one (DELETE /v1/sessions/{id}) or try again later"
+                f"close one (DELETE /v1/sessions/{{id}}) or retry in {retry:g} s",
+                retry_after_s=retry,
+            )
+        held = [sid for sid, c in self._client.items() if client is not None and c == client]
+        if client is not None and len(held) >= self.settings.max_sessions_per_client:
+            retry = self.retry_after_s(held)
+            raise TooManySessions(
+                f"this client already holds {len(held)} sessions (max_sessions_per_client="
+                f"{self.settings.max_sessions_per_client}); close one or retry in {retry:g} s",
+                retry_after_s=retry,
             )
         engine = self._engine()
         sid = session_id or secrets.token_urlsafe(12)
@@ -72,6 +84,8 @@ class SessionRegistry:
             model_id=engine.model_id, listeners=[self._on_event], metrics=self.metrics,
         )  # fmt: skip
         self._sessions[sid] = session
+        if client is not None:
+            self._client[sid] = client
         logger.info("session %s created (%dx%d, %s)", sid, stream.width, stream.height, stream.camera)
         return session
 
@@ -107,17 +121,39 @@ class SessionRegistry:
             self.loop.call_soon_threadsafe(lambda: self.loop.create_task(closer(reason)))
         self._sessions.pop(session.id, None)
         self._detached_at.pop(session.id, None)
+        self._client.pop(session.id, None)
         self.metrics.forget_session(session.id)
         logger.info("session %s closed: %s", session.id, reason)
 
+    def _grace_s(self, session: Session) -> float:
+        """How long a detached session waits for its client: shorter when it never received a frame (a hello
+        and a disconnect must not hold a slot for the full reconnect grace)."""
+        started = session.processor.counters.received > 0
+        return self.settings.reconnect_grace_s if started else self.settings.unstarted_grace_s
+
+    def retry_after_s(self, among: list[str] | None = None) -> float:
+        """Seconds until the first of these sessions (default: all) would be reaped, at least 1."""
+        now = time.monotonic()
+        ends = []
+        for s in self.all():
+            if among is not None and s.id not in among:
+                continue
+            detached = self._detached_at.get(s.id)
+            if detached is not None:
+                ends.append(detached + self._grace_s(s) - now)
+            elif s.state is SessionState.CREATED:
+                ends.append(s.last_activity + self.settings.session_idle_timeout_s - now)
+        return float(max(1, math.ceil(min(ends)))) if ends else RETRY_UNKNOWN_S
+
     def reap(self) -> list[str]:
-        """Close detached sessions past the reconnect grace and created ones idle past the idle timeout."""
+        """Close detached sessions past their grace and created ones idle past the idle timeout."""
         now = time.monotonic()
         closed = []
         for s in self.all():
             detached = self._detached_at.get(s.id)
-            if detached is not None and now - detached > self.settings.reconnect_grace_s:
-                self.close(s, f"not reconnected within {self.settings.reconnect_grace_s:g} s")
+            grace = self._grace_s(s)
+            if detached is not None and now - detached > grace:
+                self.close(s, f"not reconnected within {grace:g} s")
                 closed.append(s.id)
             elif s.state is SessionState.CREATED and now - s.last_activity > self.settings.session_idle_timeout_s:
                 self.close(s, f"idle for {self.settings.session_idle_timeout_s:g} s")
@@ -176,25 +212,15 @@ class SessionRegistry:
             }
         return msgpack.packb(doc, use_bin_type=True)
 
-    def restore(self, data: bytes) -> Session:
+    def restore(self, data: bytes, *, client: str | None = None) -> Session:
+        """A session from a snapshot, validated before anything is created; nothing is left behind on failure."""
+        doc = parse_snapshot(data, self._engine())
+        sid = doc.session_id
+        session = self.create(doc.stream, session_id=sid if sid and sid not in self._sessions else None, client=client)
         try:
-            doc = msgpack.unpackb(data, raw=False)
-            ok = isinstance(doc, dict) and doc.get("format") == SNAPSHOT_FORMAT
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
-            ok = False
-        if not ok:
-            raise SessionError(f"expected a session snapshot ({SNAPSHOT_FORMAT!r} msgpack), got something else")
-        if doc.get("version") != SNAPSHOT_VERSION:
-            raise SessionError(f"unknown snapshot version {doc.get('version')!r}; this server reads {SNAPSHOT_VERSION}")
-        engine = self._engine()
-        if doc["frame_encoder_id"] != engine.frame_encoder_id:
-            raise SessionError(
-                f"the snapshot's tokens come from frame encoder {doc['frame_encoder_id']}, this server runs "
-                f"{engine.frame_encoder_id}; restore it on a server with the same model"
-            )
-        stream = SessionCreate.model_validate(doc["stream"])
-        sid = doc.get("session_id")
-        session = self.create(stream, session_id=sid if isinstance(sid, str) and sid not in self._sessions else None)
-        with session.lock:
-            session.processor.load_state(doc["processor"])
+            with session.lock:
+                session.processor.load_state(processor_state(doc))
+        except Exception:
+            self.close(session, "its snapshot could not be loaded")
+            raise
         return session

@@ -59,7 +59,7 @@ BAD: dict[str, tuple[Callable[[], bytes | str], str, str]] = {
     "eight_bit_depth": (
         lambda: _frame_with(depth_codec="png", depth=encode_color(synthetic_frame(1)[0], "png")),
         "bad_frame",
-        "expected 16-bit single-channel depth PNG, got uint8",
+        "expected 16-bit single-channel depth PNG, got 8-bit RGB",
     ),
     "corrupt_jpeg": (_truncated_jpeg, "corrupt_image", "colour JPEG of .* bytes could not be decoded"),
     "corrupt_png": (lambda: _frame_with(depth_codec="png", depth=b"\x89PNG\r\n\x1a\nbroken"), "corrupt_image", "PNG"),

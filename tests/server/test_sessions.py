@@ -139,7 +139,8 @@ def test_snapshot_restore_continues_with_identical_predictions(ws_url: str, live
 
 def test_restore_of_garbage_is_refused(live_server: str) -> None:
     r = httpx.post(f"{live_server}/v1/sessions/restore", content=b"nonsense", headers=API_HEADERS)
-    assert r.status_code == 409 and "expected a session snapshot" in r.json()["message"]
+    assert r.status_code == 422 and r.json()["code"] == "bad_snapshot"
+    assert "expected a session snapshot" in r.json()["message"]
 
 
 def test_burst_over_a_full_queue_drops_oldest_counts_and_reports(ws_url: str) -> None:
@@ -178,7 +179,9 @@ def test_detached_session_expires_after_the_reconnect_grace(server_factory: obje
     with server_factory(reconnect_grace_s=0.3) as url:  # type: ignore[operator]
         ws_url = "ws" + url[4:] + "/v1/stream"
         with open_ws(ws_url) as ws:
-            sid = start(ws).session_id
+            sid = start(ws, backpressure="block").session_id
+            ws.send(frame_msg(0))  # a session that streamed: the reconnect grace, not the shorter unstarted one
+            recv_until(ws, "prediction")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             listed = httpx.get(f"{url}/v1/sessions", headers=API_HEADERS).json()["sessions"]

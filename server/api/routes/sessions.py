@@ -5,16 +5,17 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from server.api.routes.frames import read_body
-from server.deps import RuntimeDep, SessionDep, SettingsDep
+from server.deps import RuntimeDep, SessionDep, SettingsDep, client_address
 from server.protocol import SessionCreate, SessionList, SessionPublic
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 
 @router.post("", response_model=SessionPublic, status_code=status.HTTP_201_CREATED)
-def create_session(stream: SessionCreate, runtime: RuntimeDep) -> SessionPublic:
-    """A session for a client that posts frames over HTTP, or that attaches a WebSocket later (hello.session_id)."""
-    return runtime.registry.create(stream).public()
+def create_session(stream: SessionCreate, request: Request, runtime: RuntimeDep) -> SessionPublic:
+    """A session for a client that posts frames over HTTP, or that attaches a WebSocket later (hello.session_id).
+    429 with ``Retry-After`` when the server (max_sessions) or this client (max_sessions_per_client) is full."""
+    return runtime.registry.create(stream, client=client_address(request)).public()
 
 
 @router.get("", response_model=SessionList)
@@ -42,6 +43,7 @@ def snapshot_session(session: SessionDep, runtime: RuntimeDep) -> Response:
 
 @router.post("/restore", response_model=SessionPublic, status_code=status.HTTP_201_CREATED)
 async def restore_session(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> SessionPublic:
-    """A session from a snapshot (its id is kept when free). 409 when this server's frame encoder differs."""
+    """A session from a snapshot (its id is kept when free). 422 naming the field when the snapshot is invalid, 409
+    when this server's frame encoder differs; a refused snapshot leaves no session behind."""
     body = await read_body(request, settings.max_message_bytes)
-    return runtime.registry.restore(body).public()
+    return runtime.registry.restore(body, client=client_address(request)).public()
