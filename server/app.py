@@ -13,6 +13,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.api.routes import frames, health, jobs, models, sessions, stream, viewer
 from server.api.routes import metrics as metrics_route
@@ -25,6 +27,35 @@ from server.runtime import Runtime, server_version
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class InternalErrors:
+    """Any exception no handler mapped becomes a 500 ``internal`` ErrorOut, with one traceback in the log: Starlette's
+    own handler for ``Exception`` answers and then re-raises, so uvicorn would log the same bug a second time."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception:
+            logger.exception("%s %s failed", scope.get("method"), scope.get("path"))
+            self.metrics.error(ErrorCode.INTERNAL.value)
+            if not started:
+                body = ErrorOut(code=ErrorCode.INTERNAL, message="internal error; the server log has the details")
+                await JSONResponse(body.model_dump(mode="json"), status_code=500)(scope, receive, send)
 
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI:
@@ -65,16 +96,16 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
         app.state.metrics.error(ErrorCode.BAD_REQUEST.value)
         return JSONResponse(body.model_dump(mode="json"), status_code=400)
 
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("%s %s failed", request.method, request.url.path)
-        app.state.metrics.error(ErrorCode.INTERNAL.value)
-        body = ErrorOut(code=ErrorCode.INTERNAL, message="internal error; the server log has the details")
-        return JSONResponse(body.model_dump(mode="json"), status_code=500)
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        body = ErrorOut(code=ErrorCode.BAD_REQUEST, message=f"{request.method} {request.url.path}: {exc.detail}")
+        return JSONResponse(body.model_dump(mode="json"), status_code=exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(ServerError, on_error)
     app.add_exception_handler(ProtocolError, on_error)
     app.add_exception_handler(RequestValidationError, on_invalid)
-    app.add_exception_handler(Exception, on_unexpected)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_middleware(InternalErrors, metrics=app.state.metrics)
 
     app.include_router(health.router)
     app.include_router(metrics_route.router, dependencies=[] if settings.metrics_public else [AuthGuard])

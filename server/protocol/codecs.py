@@ -357,8 +357,16 @@ def _decompress(msg: FrameIn, expected_size: int) -> bytes:
         return msg.depth
     try:
         if msg.depth_codec is DepthCodec.ZSTD:
-            reader = zstandard.ZstdDecompressor().stream_reader(msg.depth)
-            out: bytes = reader.read(expected_size + 1)
+            declared = zstandard.get_frame_parameters(msg.depth).content_size  # ZstdError on a bad header
+            if declared not in (zstandard.CONTENTSIZE_UNKNOWN, expected_size):
+                raise ProtocolError(
+                    ErrorCode.BAD_FRAME,
+                    f"expected depth of {expected_size} bytes (the hello's size), got a zstd frame of {declared} bytes",
+                    seq=msg.seq,
+                )
+            out: bytes = zstandard.ZstdDecompressor().stream_reader(msg.depth).read(expected_size + 1)
+            if declared == expected_size and len(out) < declared:
+                raise ValueError("truncated frame")
             return out
         decompressor = _lz4().LZ4FrameDecompressor()
         return bytes(decompressor.decompress(msg.depth, max_length=expected_size + 1))

@@ -24,6 +24,7 @@ from server.errors import NotReady, ServerError, close_code, error_out
 from server.protocol import (
     Bye,
     ErrorCode,
+    ErrorOut,
     FrameIn,
     Hello,
     Notice,
@@ -73,6 +74,7 @@ class StreamConnection:
         self.outbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.said_bye = False
         self.closing = False
+        self.client = ws.client.host if ws.client else "unknown"  # the per-client session limit's key
         self._sender: asyncio.Task[None] | None = None
 
     # --- output --------------------------------------------------------------------------------------------------
@@ -138,6 +140,8 @@ class StreamConnection:
         self.runtime.connections.add(self)
         try:
             await self._receive_loop()
+        except Exception:  # a bug outside one message's handling: said once, and the client is told (1011)
+            self._internal_error("the connection")
         finally:
             self.runtime.connections.discard(self)
             self._release()
@@ -206,7 +210,18 @@ class StreamConnection:
         except ServerError as exc:  # the session went away under us (closed, expired)
             self.error(exc, fatal=True)
             return False
+        except Exception:  # a server bug: one traceback in the log, an `internal` error and close 1011 for the client
+            self._internal_error("a message")
+            return False
         return True
+
+    def _internal_error(self, handling: str) -> None:
+        logger.exception("stream %s: internal error while handling %s", self.session.id if self.session else "-",
+                         handling)  # fmt: skip
+        self.runtime.metrics.error(ErrorCode.INTERNAL.value)
+        self.post(ErrorOut(code=ErrorCode.INTERNAL, message="internal error; the server log has the details",
+                           fatal=True))  # fmt: skip
+        self.post(_Close(close_code(ErrorCode.INTERNAL), "internal error"))
 
     async def _frame(self, msg: FrameIn, t_recv: float) -> None:
         if self.session is None:
@@ -228,7 +243,7 @@ class StreamConnection:
                 resumed = True
                 session.resume(stream, registry.tick_hz(stream, self.runtime.engine.spec.fps))
             else:
-                session = registry.create(stream)
+                session = registry.create(stream, client=self.client)
                 session.transition(session.state.ATTACHED)
                 resumed = False
         except ServerError as exc:

@@ -74,7 +74,7 @@ def test_decode_depth_corrupt_png_is_corrupt_image() -> None:
 
 def test_decode_depth_eight_bit_png_is_bad_frame() -> None:
     png = P.encode_color(np.zeros((48, 64, 3), np.uint8) + 9, "png")
-    with pytest.raises(P.ProtocolError, match="expected 16-bit single-channel depth PNG, got uint8") as err:
+    with pytest.raises(P.ProtocolError, match="expected 16-bit single-channel depth PNG, got 8-bit RGB") as err:
         P.decode_depth(_parsed(depth_codec="png", depth=png), (48, 64), 0.001)
     assert err.value.code is P.ErrorCode.BAD_FRAME
 
