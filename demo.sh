@@ -1,28 +1,22 @@
 #!/bin/sh
 # The one-command demo: sets up .venv (first run only), synthesises an RGB-D recording, serves the default model,
-# streams the recording through the RealSense playback client, prints live anticipations, writes a timeline PNG
-# and a results file, then stops the server and says where the outputs are.
+# streams the recording through a playback client, prints live anticipations, writes a timeline PNG and a results
+# file, then stops the server and says where the outputs are.
 #
 #   ./demo.sh                   the committed default model (models/default)
 #   ./demo.sh --model PATH      another checkpoint (.safetensors) or export bundle folder
 #   ./demo.sh --help            every option (scripts/demo.py)
 #
-# Needs only Python >= 3.11 (set PYTHON=/path/to/python3.11 if `python3` is older).
+# Needs Python >= 3.11 (set PYTHON=/path/to/python3.11 if `python3` is older). RealSense recordings (.db3) need the
+# system library libusb: installed here through apt-get when this shell may (root, or sudo without a password);
+# otherwise the demo says the one command to run and streams the same recording as a dataset folder instead.
 set -eu
 cd "$(dirname "$0")"
-PYTHON="${PYTHON:-python3}"
-VENV=.venv
-STAMP="$VENV/.r3d-installed"
+# shellcheck source=scripts/setup.sh
+. scripts/setup.sh
+r3d_project_venv demo || exit 1
 
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "[demo] creating $VENV with $PYTHON"
-    "$PYTHON" -m venv "$VENV"
+if .venv/bin/python -c "import pyrealsense2" 2>&1 | grep -q libusb; then  # pyrealsense2 is there, libusb is not
+    r3d_apt_install demo libusb-1.0-0 || true  # without it scripts/demo.py streams the dataset folder instead
 fi
-# (Re)install when the environment is new or pyproject.toml changed since the last install.
-WANT="$(cksum < pyproject.toml)"
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    echo "[demo] installing into $VENV (first run: a few minutes)"
-    PATH="$PWD/$VENV/bin:$PATH" ./scripts/install.sh
-    echo "$WANT" > "$STAMP"
-fi
-exec "$VENV/bin/python" scripts/demo.py "$@"
+exec .venv/bin/python scripts/demo.py "$@"
