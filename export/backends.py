@@ -1,4 +1,4 @@
-"""One inference interface over PyTorch, ONNX Runtime and TensorRT (DESIGN.md: FrameEncoder + Anticipator).
+"""One inference interface over PyTorch, ONNX Runtime and TensorRT (docs/architecture.md: FrameEncoder + Anticipator).
 
     backend = load_backend("bundle/", "auto")           # tensorrt > onnxruntime for bundles; pytorch for checkpoints
     tokens = backend.encode(images, depths)             # (N, 3, H, W) f32 normalised, (N, 1, h, w) f32 -> (N, 2, C)

@@ -1,4 +1,4 @@
-"""The export bundle (DESIGN.md "Contracts"): one folder that holds everything needed to serve a model.
+"""The export bundle (docs/architecture.md "Contracts"): one folder that holds everything needed to serve a model.
 
     BUNDLE/
       manifest.json        format, version, model ids, exporter versions, and the SHA-256 and size of every file

@@ -1,7 +1,7 @@
 """R3D: depth-informed action anticipation with the Rank-enhancing Token Fuser.
 
 Kim, Kokilepersaud, Prabhushankar, AlRegib, "Countering Multi-modal Representation Collapse through Rank-targeted
-Fusion", WACV 2026. The network (SPEC.md section 2), split for real-time use (DESIGN.md):
+Fusion", WACV 2026. The network (docs/paper.md section 2), split for real-time use (docs/architecture.md):
 
   FrameEncoder   per frame:  RGB image -> frozen ImageNet CNN -> Linear(F, C) + ReLU      = r_t
                              depth map -> flatten -> Linear(H*W, C) + LayerNorm + ReLU    = d_t

@@ -1,4 +1,4 @@
-"""Effective rank (Roy and Vetterli) and the harmonic-mean rank-gain score of SPEC.md section 1.
+"""Effective rank (Roy and Vetterli) and the harmonic-mean rank-gain score of docs/paper.md section 1.
 
 ERank(Z) = exp(-sum_i p_i ln p_i), p_i = s_i / sum_j s_j over the non-zero singular values s_i of the uncentred
 token matrix Z (T frames x C channels). 1 <= ERank <= min(T, C).

@@ -1,4 +1,4 @@
-"""The Rank-enhancing Token Fuser (RTF, SPEC.md section 2) and the baselines' fusers as configurations of it.
+"""The Rank-enhancing Token Fuser (RTF, docs/paper.md section 2) and the baselines' fusers as configurations of it.
 
 Per frame t the fuser takes the RGB and depth tokens (r_t, d_t) and returns one fused token f_t:
   1. BatchNorm per modality, with statistics over the valid (un-padded) frames of the batch only.

@@ -1,4 +1,4 @@
-"""The frame record every source yields (DESIGN.md, "Contracts")."""
+"""The frame record every source yields (docs/architecture.md, "Contracts")."""
 
 from __future__ import annotations
 

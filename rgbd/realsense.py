@@ -2,8 +2,9 @@
 `record_db3`, which writes frames to a .db3 recording through a software device. The live camera is
 `RealSenseCamera` (rgbd.realsense_live, re-exported here).
 
-Playback follows the recipe of ENVIRONMENT.md (load the device from the file, real-time off, pause, open and
-start the sensor, resume) with one change: each stream gets its own playback device. With both sensors of one
+Playback follows the usual recipe (load the device from the file, real-time off, pause, open and start the sensor,
+resume; docs/sources.md, "RealSense playback without losing frames") with one change: each stream gets its own
+playback device. With both sensors of one
 device, the reader sometimes starts reading the first stream before the second is enabled and then skips the
 second stream's frames that are older than what it has read (measured: the colour frame of the D435 fixture
 bag was lost in 7 of 40 playbacks; 0 of 100 with a device per stream). Frames reach a Python callback that

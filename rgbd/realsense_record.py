@@ -1,5 +1,5 @@
 """`record_db3`: write frames to a RealSense .db3 recording through a pyrealsense2 software device and recorder
-(ENVIRONMENT.md, "RealSense without a camera"). `RealSensePlayback` reads such files back bit-exactly."""
+(docs/sources.md, the record_db3 paragraph). `RealSensePlayback` reads such files back bit-exactly."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Batch scoring of one recording: the batch-job driver of the same StreamProcessor, FrameEncoder and Anticipator that
-streaming sessions use (DESIGN.md: a recording replayed through a session gives the same predictions).
+streaming sessions use (docs/architecture.md: a recording replayed through a session gives the same predictions).
 
 Frames are checked and resampled exactly as a session does (timestamps, size against the first frame, depth with no
 reading), encoded in chunks of ``encoder_max_batch`` frames and anticipated at every due tick through the inference

@@ -56,7 +56,7 @@ def uvicorn_config(app: FastAPI, settings: Settings, *, log_config: dict[str, ob
         port=settings.port,
         ws="websockets-sansio",
         ws_max_size=settings.transport_max_bytes,
-        ws_per_message_deflate=False,  # 25-40 ms per 640x480 frame otherwise (ENVIRONMENT.md)
+        ws_per_message_deflate=False,  # 25-40 ms per 640x480 frame otherwise (measured: docs/protocol.md, "Transport")
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         lifespan="on",

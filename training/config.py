@@ -88,7 +88,7 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """Losses and optimiser (SPEC.md section 3): AdamW, linear warm-up from lr/warmup_steps, then cosine."""
+    """Losses and optimiser (docs/paper.md section 3): AdamW, linear warm-up from lr/warmup_steps, then cosine."""
 
     lr: float = 1e-3
     weight_decay: float = 5e-3

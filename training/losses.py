@@ -1,4 +1,4 @@
-"""The training objective (SPEC.md section 3) with the reference code's defects fixed.
+"""The training objective (docs/paper.md section 3) with the reference code's defects fixed.
 
 total = w_seg * segmentation + w_ant * anticipation + w_dur * duration, where
 - segmentation: cross-entropy of every observed, labelled frame (padding and unknown labels are not counted);

@@ -1,6 +1,6 @@
 """Evaluation metrics.
 
-MoC (SPEC.md section 3): per class c, the frames whose ground truth is c are counted over ALL evaluated sequences
+MoC (docs/paper.md section 3): per class c, the frames whose ground truth is c are counted over ALL evaluated sequences
 (correct when the prediction is c too); MoC is the mean of correct/total over the classes that appear in the
 ground truth. Frames with unknown ground truth (-1) are not counted; a frame without a prediction (-1) is wrong.
 

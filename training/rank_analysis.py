@@ -1,4 +1,4 @@
-"""Effective-rank analysis of a trained model (SPEC.md section 1, claims 2-4; the paper's Figure 2).
+"""Effective-rank analysis of a trained model (docs/paper.md section 1, claims 2-4; the paper's Figure 2).
 
 Per observation ratio, every evaluation window's tokens go through the model's FrameEncoder projection and its
 TokenFuser; for each window the (T, C) matrices of the RGB and depth tokens before the exchange (after BatchNorm),

@@ -1,10 +1,10 @@
 """One sampler for both protocols: which frames a sample observes, and what its targets are.
 
-Paper protocol (SPEC.md section 3): the sequence, subsampled by `frame_step`, has L frames; a sample with observation
-ratio o observes frames [0, int(o L)) and predicts the next round(future_fraction L) frames (cut at the end of the
-sequence). Streaming protocol (DESIGN.md): the sequence is resampled to the model's fps by timestamp (frames are
-dropped, never invented); a window observes the last W s (fewer frames near the start) before its end time and
-predicts the next H s.
+Paper protocol (docs/paper.md section 3): the sequence, subsampled by `frame_step`, has L frames; a sample with
+observation ratio o observes frames [0, int(o L)) and predicts the next round(future_fraction L) frames (cut at the
+end of the sequence). Streaming protocol (docs/architecture.md, "Time, not fractions"): the sequence is resampled to
+the model's fps by timestamp (frames are dropped, never invented); a window observes the last W s (fewer frames
+near the start) before its end time and predicts the next H s.
 
 Targets of a sample:
 - segmentation: the class of every observed frame (-1 where unknown or padded: ignored);

@@ -48,7 +48,8 @@ def as_if_trained(model: R3D, seed: int = 0) -> R3D:
 
 
 def kinect_frames() -> tuple[np.ndarray, np.ndarray, float] | None:
-    """The first colour and depth images of the real Azure Kinect fixture (../shared), or None when absent."""
+    """The first colour and depth images of the real Azure Kinect fixture (tests/real_fixtures.py), or None when
+    absent."""
     if not KINECT.is_file():
         return None
     import av

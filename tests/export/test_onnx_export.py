@@ -19,6 +19,7 @@ from export.ort_backend import OnnxRuntimeBackend
 from export.parity import raise_on_failure, run_parity, synthetic_camera_frames
 from model import FUSIONS, R3D
 from tests.export.conftest import as_if_trained, kinect_frames, tiny_config
+from tests.real_fixtures import real_fixture
 
 
 def _window(b: int, t: int, c: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +101,8 @@ def test_frame_encoder_onnxruntime_matches_pytorch(
 def test_parity_on_real_kinect_frames(torch_backend: PyTorchBackend, ort_backend: OnnxRuntimeBackend) -> None:
     frames = kinect_frames()
     if frames is None:
-        pytest.skip("the real Azure Kinect fixture (../shared/fixtures/real) is missing")
+        real_fixture("azure_kinect/recording.mkv")  # absent: skips, naming R3D_SHARED_DIR
+    assert frames is not None
     report = run_parity(torch_backend, ort_backend, torch_backend.config, ts=(30,), batches=(2,), frames=frames)
     assert report["passed"], report["cases"]
 

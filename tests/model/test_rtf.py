@@ -73,7 +73,8 @@ def test_variance_selection_picks_lowest_variance_over_valid_frames() -> None:
 
 
 def test_cross_block_equals_attention_with_the_diagonal_masked() -> None:
-    """SPEC: two tokens with the diagonal masked attend only to each other; computing it directly is equivalent."""
+    """docs/paper.md section 2: two tokens with the diagonal masked attend only to each other; computing it directly
+    is equivalent."""
     torch.manual_seed(0)
     c = 16
     block = CrossModalBlock(c, 0.0).eval()

@@ -1,0 +1,112 @@
+"""The layout: every import between our packages (lazy ones inside functions included, read with `ast`) points one
+way, and docs/architecture.md shows the graph as it is.
+
+    rgbd -> nothing of ours        model -> rgbd (rgbd.files only)       training -> model, rgbd
+    export -> model, rgbd          server -> model, export, rgbd         clients -> server.protocol, rgbd
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+ALLOWED: dict[str, set[str]] = {
+    "rgbd": set(),
+    "model": {"rgbd"},
+    "training": {"model", "rgbd"},
+    "export": {"model", "rgbd"},
+    "server": {"model", "export", "rgbd"},
+    "clients": {"server.protocol", "rgbd"},
+}
+# model needs nothing of the ground floor but its atomic file writer
+ALLOWED_MODULES: dict[str, tuple[str, ...]] = {"model": ("rgbd.files",)}
+
+# KNOWN EDGE TO REMOVE, named on purpose (issue 10, "one batch-scoring path"): local `r3d-score --bundle` still runs
+# the server's scoring modules. The "seams" helper moves batch scoring into a package both may import; when that
+# lands, clients.local_score no longer imports these and this entry must be deleted (the stale-allowance test below
+# fails until it is).
+SEAMS_LOCAL_SCORE_ALLOWANCE: dict[str, set[str]] = {
+    "clients.local_score": {
+        "server.engine", "server.job_sources", "server.metrics", "server.runtime", "server.scoring",
+        "server.settings", "server.streaming.worker",
+    },
+}  # fmt: skip
+
+
+def _load_import_graph() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("import_graph", REPOSITORY / "scripts" / "import_graph.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GRAPH = _load_import_graph()
+IMPORTS: dict[str, set[str]] = GRAPH.project_imports(REPOSITORY)
+
+
+def _forbidden(module: str, target: str) -> bool:
+    source, node = module.split(".")[0], GRAPH.owner(target)
+    if node is None or node.split(".")[0] == source:
+        return False
+    if target in SEAMS_LOCAL_SCORE_ALLOWANCE.get(module, set()):
+        return False
+    if node not in ALLOWED[source]:
+        return True
+    only = ALLOWED_MODULES.get(source)
+    return only is not None and not any(target == m or target.startswith(m + ".") for m in only)
+
+
+def test_the_graph_covers_every_package_and_sees_lazy_imports() -> None:
+    assert {m.split(".")[0] for m in IMPORTS} == set(ALLOWED)
+    assert len(IMPORTS) > 100
+    # a lazy import inside a function body counts (clients.local_score imports the server only there)
+    assert "server.engine" in IMPORTS["clients.local_score"] or not SEAMS_LOCAL_SCORE_ALLOWANCE
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_package_imports_only_what_the_layout_allows(package: str) -> None:
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in IMPORTS.items()
+        if module.split(".")[0] == package
+        for target in targets
+        if _forbidden(module, target)
+    )
+    allowed = ", ".join(sorted(ALLOWED[package])) or "nothing of ours"
+    assert wrong == [], f"{package} may import {allowed}; these imports point against the layout: {wrong}"
+
+
+def test_every_allowance_is_still_used() -> None:
+    stale = sorted(
+        f"{module} -> {target}"
+        for module, targets in SEAMS_LOCAL_SCORE_ALLOWANCE.items()
+        for target in targets
+        if target not in IMPORTS.get(module, set())
+    )
+    assert stale == [], f"these allowed edges are gone: delete them from SEAMS_LOCAL_SCORE_ALLOWANCE: {stale}"
+
+
+def test_the_forbidden_check_catches_an_upward_import() -> None:
+    assert _forbidden("rgbd.frame", "model.r3d")
+    assert _forbidden("model.checkpoint", "rgbd.realsense")
+    assert _forbidden("clients.stream_cli", "server.engine")
+    assert _forbidden("server.jobs", "clients.timeline")
+    assert not _forbidden("clients.stream_cli", "server.protocol.messages")
+    assert not _forbidden("training.train", "model.r3d")
+
+
+def test_architecture_doc_shows_the_import_graph_as_it_is() -> None:
+    doc = (REPOSITORY / "docs" / "architecture.md").read_text()
+    expected = GRAPH.render(GRAPH.package_arrows(IMPORTS))
+    begin, end = doc.find(GRAPH.BEGIN), doc.find(GRAPH.END)
+    assert begin >= 0 and end > begin, "docs/architecture.md lacks the generated import-graph block"
+    assert doc[begin : end + len(GRAPH.END)] == expected, (
+        "docs/architecture.md's import graph is out of date; replace its block with the output of "
+        f"`python scripts/import_graph.py`:\n{expected}"
+    )
