@@ -1,7 +1,8 @@
 """The import graph of the project's packages AS IT IS, read from the source with `ast` (every import statement,
-including the lazy ones inside functions): which package imports which, and how many modules do so.
+including the lazy ones inside functions): which package imports which.
 
     python scripts/import_graph.py            # the markdown block docs/architecture.md carries (a test compares them)
+    python scripts/import_graph.py --counts   # with how many modules of each package import each target
 
 tests/test_layout.py checks every arrow against the allowed layout.
 """
@@ -81,20 +82,22 @@ def package_arrows(graph: dict[str, set[str]]) -> dict[str, dict[str, int]]:
     }
 
 
-def render(arrows: dict[str, dict[str, int]]) -> str:
-    """The markdown block for docs/architecture.md: one line per package, its arrows with module counts."""
+def render(arrows: dict[str, dict[str, int]], counts: bool = False) -> str:
+    """The markdown block for docs/architecture.md: one line per package and its arrows (with `counts`: how many of
+    its modules import each target; the document leaves them out, so that it changes only when an arrow does)."""
     lines = [BEGIN, "```"]
     width = max(len(p) for p in PACKAGES)
     for package in PACKAGES:
         targets = arrows.get(package, {})
-        text = ", ".join(f"{t} ({n})" for t, n in targets.items()) if targets else "nothing of ours"
+        text = ", ".join(f"{t} ({n})" if counts else t for t, n in targets.items()) or "nothing of ours"
         lines.append(f"{package:<{width}} -> {text}")
-    lines += ["```", "(N): how many modules of the package import it, lazy imports inside functions included.", END]
+    lines += ["```", END]
     return "\n".join(lines)
 
 
-def main() -> int:
-    sys.stdout.write(render(package_arrows(project_imports())) + "\n")
+def main(argv: list[str] | None = None) -> int:
+    counts = "--counts" in (sys.argv[1:] if argv is None else argv)
+    sys.stdout.write(render(package_arrows(project_imports()), counts) + "\n")
     return 0
 
 
