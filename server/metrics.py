@@ -17,7 +17,7 @@ from server.protocol import ModalityHealth, ModelInfo
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 64)
+BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 64, 128, 256)
 
 
 class Metrics:
@@ -34,7 +34,10 @@ class Metrics:
         self.encode_s = Histogram("r3d_encode_seconds", "FrameEncoder batch time", buckets=LATENCY_BUCKETS, registry=r)
         self.batch = Histogram("r3d_encode_batch_frames", "Frames per encoder batch", buckets=BATCH_BUCKETS, registry=r)
         self.anticipate_s = Histogram(
-            "r3d_anticipate_seconds", "Anticipator time per tick", buckets=LATENCY_BUCKETS, registry=r
+            "r3d_anticipate_seconds", "Anticipator time per batch of ticks", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.ticks = Histogram(
+            "r3d_anticipate_batch_ticks", "Ticks per Anticipator batch", buckets=BATCH_BUCKETS, registry=r
         )
         self.latency_s = Histogram(
             "r3d_frame_to_prediction_seconds", "Frame receipt to prediction", buckets=LATENCY_BUCKETS, registry=r
@@ -65,10 +68,11 @@ class Metrics:
         self.encode_s.observe(seconds)
         self.batch.observe(frames)
 
-    def observe_prediction(
-        self, session: str, anticipate_s: float, latency_s: float, modality: ModalityHealth | None
-    ) -> None:
-        self.anticipate_s.observe(anticipate_s)
+    def observe_anticipate(self, seconds: float, ticks: int) -> None:
+        self.anticipate_s.observe(seconds)
+        self.ticks.observe(ticks)
+
+    def observe_prediction(self, session: str, latency_s: float, modality: ModalityHealth | None) -> None:
         self.latency_s.observe(latency_s)
         self.predictions.labels(session).inc()
         if modality is not None:
@@ -123,7 +127,5 @@ class NullMetrics(Metrics):
     def frame(self, session: str, outcome: str) -> None:
         pass
 
-    def observe_prediction(
-        self, session: str, anticipate_s: float, latency_s: float, modality: ModalityHealth | None
-    ) -> None:
+    def observe_prediction(self, session: str, latency_s: float, modality: ModalityHealth | None) -> None:
         pass

@@ -1,6 +1,7 @@
 """The inference worker: one dedicated thread that owns the model. It batches queued frames across sessions through
 the FrameEncoder (up to ``max_batch`` frames, waiting at most ``max_delay_s`` to fill a batch), appends the tokens to
-each session's window in order, runs the Anticipator for every due tick, and hands predictions back to the sessions.
+each session's window in order, runs the Anticipator once for every tick due after that batch (across sessions, one
+padded and masked batch: Engine.anticipate_batch), and hands predictions back to the sessions.
 Batch jobs submit their encode / anticipate calls here too; session frames go first, one job call runs after each
 session batch so jobs are never starved.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from server.engine import Engine
 from server.metrics import Metrics
 from server.protocol import AnticipationOut, ErrorCode, ErrorOut, Latency
+from server.streaming.processor import TickRequest
 from server.streaming.session import PreparedFrame, Session
 
 logger = logging.getLogger(__name__)
@@ -153,43 +155,49 @@ class InferenceWorker:
             return
         encode_s = time.perf_counter() - t_start
         self.metrics.observe_encode(encode_s, len(batch))
+        ticks: list[tuple[Session, PreparedFrame, TickRequest]] = []
         for (s, f), tok in zip(batch, tokens, strict=True):
-            self._push(s, f, tok, t_start, encode_s, engine)
+            with s.lock:
+                if s.closed:
+                    continue
+                request = s.processor.push(f.seq, f.ts, tok)
+                s.fps_window.append(time.perf_counter())
+            if request is not None:
+                ticks.append((s, f, request))
+        if ticks:
+            self._anticipate(ticks, t_start, encode_s, engine)
 
-    def _push(
-        self, s: Session, f: PreparedFrame, tok: np.ndarray, t_start: float, encode_s: float, engine: Engine
+    def _anticipate(
+        self, ticks: list[tuple[Session, PreparedFrame, TickRequest]], t_start: float, encode_s: float, engine: Engine
     ) -> None:
-        with s.lock:
-            if s.closed:
-                return
-            request = s.processor.push(f.seq, f.ts, tok)
-            s.fps_window.append(time.perf_counter())
-        if request is None:
-            return
+        """Every tick due after this encoder batch, across sessions, in one padded and masked Anticipator call."""
         t0 = time.perf_counter()
         try:
-            result = engine.anticipate(request.tokens)
+            results = engine.anticipate_batch([request.tokens for _, _, request in ticks])
         except Exception as exc:
-            logger.exception("anticipator failed for session %s", s.id)
-            s.send(ErrorOut(code=ErrorCode.MODEL_ERROR, message=f"the anticipator failed: {type(exc).__name__}"))
+            logger.exception("anticipator failed on a batch of %d ticks", len(ticks))
+            for s in {s.id: s for s, _, _ in ticks}.values():
+                s.send(ErrorOut(code=ErrorCode.MODEL_ERROR, message=f"the anticipator failed: {type(exc).__name__}"))
             return
         anticipate_s = time.perf_counter() - t0
-        with s.lock:
-            outcome = s.processor.complete(request, result, engine)
-            counters = s.processor.counters.public()
-            seq = s.processor.predictions
-        done = time.perf_counter()
-        latency = Latency(
-            frame_to_prediction_ms=round((done - f.t_recv) * 1e3, 3),
-            queue_ms=round((t_start - f.t_queued) * 1e3, 3),
-            encode_ms=round(encode_s * 1e3, 3),
-            anticipate_ms=round(anticipate_s * 1e3, 3),
-        )
-        s.send(
-            AnticipationOut(
-                session_id=s.id, seq=seq, frame_seq=outcome.frame_seq, frame_ts=outcome.frame_ts,
-                model_id=engine.model_id, current=outcome.current, future=outcome.future, window=outcome.window,
-                latency=latency, modality=outcome.modality, counters=counters,
+        self.metrics.observe_anticipate(anticipate_s, len(ticks))
+        for (s, f, request), result in zip(ticks, results, strict=True):
+            with s.lock:
+                outcome = s.processor.complete(request, result, engine)
+                counters = s.processor.counters.public()
+                seq = s.processor.predictions
+            done = time.perf_counter()
+            latency = Latency(
+                frame_to_prediction_ms=round((done - f.t_recv) * 1e3, 3),
+                queue_ms=round((t_start - f.t_queued) * 1e3, 3),
+                encode_ms=round(encode_s * 1e3, 3),
+                anticipate_ms=round(anticipate_s * 1e3, 3),
             )
-        )  # fmt: skip
-        self.metrics.observe_prediction(s.id, anticipate_s, done - f.t_recv, outcome.modality)
+            s.send(
+                AnticipationOut(
+                    session_id=s.id, seq=seq, frame_seq=outcome.frame_seq, frame_ts=outcome.frame_ts,
+                    model_id=engine.model_id, current=outcome.current, future=outcome.future, window=outcome.window,
+                    latency=latency, modality=outcome.modality, counters=counters,
+                )
+            )  # fmt: skip
+            self.metrics.observe_prediction(s.id, done - f.t_recv, outcome.modality)
