@@ -29,6 +29,7 @@ from model import ConfigError, Preprocessing, R3DConfig
 PROTOCOLS = ("paper", "streaming")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STANDARD_HORIZONS = (0.1, 0.2, 0.3, 0.5)
+RGB_DROPOUT_MODES = ("zero", "dark")
 
 
 @dataclass
@@ -66,6 +67,9 @@ class ModelConfig:
     dropout: float = 0.1
     n_queries: int = 8
     max_len: int = 2000
+    depth_encoder: str = "linear"  # "linear" (the paper's Linear(h*w -> C)) or "conv" (model/r3d.py DEPTH_ENCODERS)
+    position_init_std: float = 1.0  # positional table init std (1.0: nn.Embedding's N(0, 1); 0.02: small)
+    decoder_value_positions: bool = False  # decoder self-attention values carry the query positions
     fps: float = 15.0  # streaming: sequences are resampled to it; paper: set to dataset fps / frame_step
     window_s: float = 8.0
     horizon_s: float = 8.0
@@ -101,6 +105,9 @@ class OptimConfig:
     segmentation_weight: float = 1.0
     anticipation_weight: float = 1.0
     duration_weight: float = 1.0
+    rgb_dropout: float = 0.0  # share of training windows whose RGB features are replaced (teaches fallback on depth)
+    rgb_dropout_mode: str = "zero"  # "zero": RGB features zeroed; "dark": the rgb_dark cache's features (built once)
+    rgb_dropout_severity: int = 3  # "dark": the rgb_dark severity (training/robustness.py: gain 0.5 / 0.25 / 0.1)
 
 
 @dataclass
@@ -116,6 +123,7 @@ class RunConfig:
     num_workers: int = 0  # DataLoader workers (features are in memory; 0 is usually fastest)
     progress: bool = True  # tqdm progress bars
     validate_every: int = 1  # epochs between validations (the last epoch is always validated)
+    calibrate: bool = True  # after training, fit the logit temperatures of best.safetensors on the val split
 
 
 @dataclass
@@ -158,6 +166,10 @@ class TrainConfig:
         need(0 <= o.warmup_epochs < o.epochs, "optim.warmup_epochs", "a value in [0, epochs)", o.warmup_epochs)
         need(0 <= o.min_lr <= o.lr, "optim.min_lr", "a value in [0, lr]", o.min_lr)
         need(o.grad_clip >= 0, "optim.grad_clip", "0 (off) or a positive norm", o.grad_clip)
+        need(0 <= o.rgb_dropout <= 1, "optim.rgb_dropout", "a share in [0, 1]", o.rgb_dropout)
+        need(o.rgb_dropout_mode in RGB_DROPOUT_MODES, "optim.rgb_dropout_mode", f"one of {RGB_DROPOUT_MODES}",
+             o.rgb_dropout_mode)  # fmt: skip
+        need(o.rgb_dropout_severity in (1, 2, 3), "optim.rgb_dropout_severity", "1, 2 or 3", o.rgb_dropout_severity)
         need(o.transition_weight > 0, "optim.transition_weight", "a positive weight", o.transition_weight)
         need(r.precision in PRECISIONS, "run.precision", f"one of {PRECISIONS}", r.precision)
         need(r.max_epochs is None or r.max_epochs >= 1, "run.max_epochs", "None or an integer >= 1", r.max_epochs)

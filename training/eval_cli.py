@@ -5,6 +5,11 @@ checkpoints (the paper's seeds 1, 10, 13452) every figure is reported as mean an
 
     r3d-eval runs/paper-s1/best.safetensors runs/paper-s10/best.safetensors data/utkinect --ratios 0.2 0.3
     r3d-eval runs/service/best.safetensors data/synth --rank --robustness
+    r3d-eval runs/service/best.safetensors data/synth --summary --out models/default   # the contract summary
+
+Streaming results carry, on the same windows, the simple baselines (majority; true current action -> its most
+frequent follower; true previous + current action; the model's current action -> follower), 95 % bootstrap
+intervals over test sequences and paired model - baseline differences (training.baselines).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from training.evaluate import (
 )
 from training.features import ensure_features
 from training.robustness import DEGRADATIONS, SEVERITIES, degradation_table
+from training.summary import contract_summary
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", type=float, nargs="+", default=list(STANDARD_HORIZONS), help="paper: horizons")
     p.add_argument("--rank", action="store_true", help="effective-rank analysis and spectra plots")
     p.add_argument("--robustness", action="store_true", help="evaluate with each degradation at each severity")
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="the contract summary (streaming): also rgb_dark severity 3, dead channels and test ECE; written as the "
+        "top-level 'summary' of results.json (training/summary.py)",
+    )
     p.add_argument("--degradations", nargs="+", default=sorted(DEGRADATIONS), choices=sorted(DEGRADATIONS))
     p.add_argument("--severities", type=int, nargs="+", default=list(SEVERITIES), choices=list(SEVERITIES))
     p.add_argument(
@@ -99,6 +111,40 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.4f}" + (f" ± {stat['std']:.4f}" if stat["n"] > 1 else "")
 
 
+def _baseline_lines(results: list[dict[str, Any]]) -> list[str]:
+    """Per checkpoint: the model and the baselines on the same windows, 95 % intervals, paired differences."""
+    lines: list[str] = []
+    for i, res in enumerate(results):
+        s = res["clean"].get("streaming", {})
+        if "baselines" not in s:
+            continue
+        ci = s["ci95"]
+        lines += ["", f"### Checkpoint {i + 1}: next-action accuracy against simple baselines (same windows)", ""]
+        lines += [
+            "| predictor | accuracy | 95 % interval | model - it [95 % interval] | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        lo, hi = ci["next_action_acc"]
+        lines.append(f"| the model | {s['next_action_acc']:.3f} | [{lo:.3f}, {hi:.3f}] | | |")
+        for name, acc in s["baselines"].items():
+            lo, hi = ci[f"baseline_{name}"]
+            d = s["model_minus_baseline"][name]
+            dlo, dhi = d["ci95"]
+            lines.append(
+                f"| {name} | {acc:.3f} | [{lo:.3f}, {hi:.3f}] | {d['difference']:+.3f} [{dlo:+.3f}, {dhi:+.3f}] "
+                f"| {d['verdict'].replace('first', 'model').replace('second', 'baseline')} |"
+            )
+        lo, hi = ci["current_action_acc"]
+        lines.append(f"\nCurrent-action (last frame) accuracy: {s['current_action_acc']:.3f} [{lo:.3f}, {hi:.3f}].")
+        if "summary" in res:
+            lines += ["", "| summary | value |", "|---|---|"]
+            lines += [f"| {k} | {v} |" for k, v in res["summary"].items() if not isinstance(v, dict)]
+        if "dead_channels" in res:
+            dead = res["dead_channels"]
+            lines.append(f"\nDead token channels (zero on every frame): RGB {dead['rgb']}, depth {dead['depth']}.")
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     agg = report["aggregate"]
     lines = [f"# R3D evaluation on {report['dataset']} ({report['split']} split)", ""]
@@ -113,7 +159,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"| {a} | " + " | ".join(_fmt(row[b]) for b in betas) + " |" for a, row in moc.items()]
     if "streaming" in clean:
         lines += ["", "## Streaming metrics", "", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in clean["streaming"].items()]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in clean["streaming"].items() if "mean" in v]
+        lines += _baseline_lines(report["results"])
     if "robustness" in agg:
         rob = agg["robustness"]
         cols = list(next(iter(rob.values())))
@@ -171,6 +218,12 @@ def _evaluate_one(path: Path, dataset_root: Path, args: argparse.Namespace, out:
         ranks, spectra = rank_analysis.analyse(model, data, spec, args.ratios)
         rank_analysis.plot_spectra(out / f"spectra-{i}.png", spectra, title=f"{path} ({model.cfg.fusion})")
         result["rank"] = ranks
+        result["dead_channels"] = rank_analysis.dead_channels(model, data)
+    if args.summary:
+        summary_kw = {"split": args.split, "cache_root": args.cache_root, "batch_size": args.batch_size}
+        result["summary"] = contract_summary(
+            path, dataset_root, result["clean"], device=args.device, progress=not args.no_progress, **summary_kw
+        )
     return result
 
 
@@ -192,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     except (R3DError, ValueError, FileNotFoundError) as exc:
         log.error("%s", exc)
         return 2
-    report = {
+    report: dict[str, Any] = {
         "dataset": dataset.name,
         "dataset_root": str(dataset_root),
         "split": args.split,
@@ -200,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": per,
         "aggregate": aggregate(per),
     }
+    if args.summary and len(per) == 1:
+        report = {"summary": per[0]["summary"], **report}  # the contract: one model's summary at the top level
     if args.robustness:
         report["degradations"] = {n: {"modality": d.modality, "levels": d.levels} for n, d in DEGRADATIONS.items()}
     write_json_atomic(out / "results.json", finite_json(report))

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,18 @@ import torch
 from model import R3D, AnticipatorOutput, R3DConfig, load_checkpoint
 from model.decoding import decode_frames
 from rgbd.dataset import Dataset
+from training.baselines import (
+    FollowerTables,
+    baseline_hits,
+    bootstrap_ci,
+    paired_difference,
+    training_tables,
+    window_facts,
+)
 from training.config import STANDARD_HORIZONS, TrainConfig, config_from_dict
 from training.features import SequenceFeatures, ensure_features
 from training.losses import r3d_loss
-from training.metrics import MoC, StreamingMetrics
+from training.metrics import MoC, StreamingMetrics, next_change
 from training.sampler import ProtocolSpec, Window, WindowDataset, collate, evaluation_windows, frames_of
 
 logger = logging.getLogger(__name__)
@@ -119,9 +128,15 @@ def evaluate_paper(
 
 
 def evaluate_streaming(
-    model: R3D, data: dict[str, SequenceFeatures], spec: ProtocolSpec, **kw: Any
+    model: R3D,
+    data: dict[str, SequenceFeatures],
+    spec: ProtocolSpec,
+    records: list[dict[str, Any]] | None = None,
+    **kw: Any,
 ) -> dict[str, float]:
-    """Next-action accuracy, time-to-next-action MAE (s) and MoC over the horizon, on windows every stride_s."""
+    """Next-action accuracy, time-to-next-action MAE (s) and MoC over the horizon, on windows every stride_s.
+    With `records`, one record per window is appended to it: its sequence, the true previous / current / next
+    actions (training.baselines.window_facts), the model's current and next action and whether the next is right."""
     cfg = model.cfg
     acc = StreamingMetrics(cfg.n_classes, cfg.none_index, spec.fps)
     windows = evaluation_windows(data, spec)
@@ -132,7 +147,54 @@ def evaluate_streaming(
             labels = data[w.seq].labels
             pred = decode_frames(out.action_logits[i], out.duration_logits[i], cfg.none_index, spec.horizon_frames)
             acc.update(pred, labels[w.future], int(current[i]), int(labels[w.observed[-1]]))
+            if records is not None:
+                facts = window_facts(data[w.seq], w, cfg.none_index)
+                change = next_change(pred, int(current[i]))
+                guess = change[0] if change else cfg.none_index
+                records.append(
+                    {
+                        **asdict(facts),
+                        "current_pred": int(current[i]),
+                        "next_pred": guess,
+                        "hit": int(guess == facts.next),
+                    }
+                )
     return acc.result()
+
+
+def label_sequences(dataset: Dataset, ids: list[str]) -> dict[str, SequenceFeatures]:
+    """Sequences with labels and timestamps only (no features): enough to count the baselines' tables."""
+    index = {c: i for i, c in enumerate(dataset.classes)}
+    out = {}
+    for seq_id in ids:
+        times, labels = dataset.labels(seq_id)
+        ints = np.array([-1 if lab is None else index[lab] for lab in labels], dtype=np.int64)
+        empty = np.zeros((len(ints), 0), dtype=np.float16)
+        out[seq_id] = SequenceFeatures(seq_id, empty, empty, ints, np.asarray(times, dtype=np.float64))
+    return out
+
+
+def with_baselines(
+    streaming: dict[str, float], records: list[dict[str, Any]], tables: FollowerTables
+) -> dict[str, Any]:
+    """The streaming result with the current-action accuracy, the baselines on the same windows, 95 % intervals over
+    sequences for each, and paired differences model - baseline."""
+    seqs = [r["seq"] for r in records]
+    hits = np.array([r["hit"] for r in records], dtype=np.float64)
+    known = [r for r in records if r["current"] >= 0]
+    cur_hits = np.array([float(r["current_pred"] == r["current"]) for r in known])
+    base = baseline_hits(records, tables)
+    out: dict[str, Any] = dict(streaming)
+    out["sequences"] = len(set(seqs))
+    out["current_action_acc"] = float(cur_hits.mean()) if len(cur_hits) else float("nan")
+    out["ci95"] = {
+        "next_action_acc": bootstrap_ci(seqs, hits),
+        "current_action_acc": bootstrap_ci([r["seq"] for r in known], cur_hits),
+        **{f"baseline_{k}": bootstrap_ci(seqs, v) for k, v in base.items()},
+    }
+    out["baselines"] = {k: float(v.mean()) if len(v) else float("nan") for k, v in base.items()}
+    out["model_minus_baseline"] = {k: paired_difference(seqs, hits, v) for k, v in base.items()}
+    return out
 
 
 def validation_loss(
@@ -253,7 +315,11 @@ def evaluate_checkpoint(
             model, data, spec, ratios or list(PAPER_RATIOS), horizons or list(STANDARD_HORIZONS), **kw
         )
     else:
-        result["streaming"] = evaluate_streaming(model, data, spec, **kw)
+        records: list[dict[str, Any]] = []
+        streaming = evaluate_streaming(model, data, spec, records=records, **kw)
+        tables = training_tables(label_sequences(dataset, dataset.split(cfg.data.train_split)), spec)
+        result["streaming"] = with_baselines(streaming, records, tables)
+        result["windows"] = records
     return result
 
 
@@ -264,4 +330,5 @@ def headline(result: dict[str, Any]) -> dict[str, float]:
         std = [moc[a][b] for a in ("0.2", "0.3") if a in moc for b in moc[a]]
         return {"moc_standard": float(np.nanmean(std)) if std else result["paper"]["mean"]}
     s = result["streaming"]
-    return {k: s[k] for k in ("next_action_acc", "moc_horizon", "time_to_next_mae_s")}
+    keys = ("next_action_acc", "current_action_acc", "moc_horizon", "time_to_next_mae_s")
+    return {k: s[k] for k in keys if k in s}

@@ -5,6 +5,9 @@ TokenFuser; for each window the (T, C) matrices of the RGB and depth tokens befo
 after it, and of the fused tokens get their effective rank (model.effective_rank). Reported: the mean ERank of each
 over the windows and the harmonic-mean gain H (model.rank_gain) of RGB and depth through the exchange. The spectra
 are the singular values of each matrix divided by its largest, averaged over windows, on a log scale.
+
+Dead channels: a channel of a modality's token (the FrameEncoder's output, before fusion) that is exactly zero on
+every frame of the evaluated sequences; it carries nothing, and |gamma| selection cannot see it (no gradient).
 """
 
 from __future__ import annotations
@@ -63,6 +66,22 @@ def token_matrices(
         for i, n in enumerate(batch["valid"].sum(dim=1).tolist()):
             out.append({k: v[i, :n].double().numpy() for k, v in mats.items()})
     return out
+
+
+@torch.no_grad()
+def dead_channels(model: R3D, data: dict[str, SequenceFeatures], chunk: int = 512) -> dict[str, int]:
+    """{"rgb": n, "depth": n}: token channels that are zero on every frame of `data`."""
+    model.eval()
+    c = model.cfg.hidden
+    alive = torch.zeros(2, c, dtype=torch.bool)
+    for seq in data.values():
+        for start in range(0, len(seq), chunk):
+            features = torch.from_numpy(seq.rgb[start : start + chunk]).float()
+            depth = torch.from_numpy(seq.depth[start : start + chunk]).float()
+            tokens = model.frame_encoder.project(features, depth)  # (N, 2, C)
+            alive |= (tokens != 0).any(dim=0)
+    dead = (~alive).sum(dim=1).tolist()
+    return {"rgb": int(dead[0]), "depth": int(dead[1])}
 
 
 def _spectrum(m: np.ndarray) -> np.ndarray:

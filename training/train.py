@@ -2,17 +2,18 @@
 
 Run folder (run.out):
   config.yaml              the resolved configuration
-  best.safetensors         model.save_checkpoint of the best epoch by the selection metric (see evaluate.validate)
+  best.safetensors         model.save_checkpoint of the best epoch by the selection metric (see evaluate.validate);
+                           at the end its logit temperatures are fitted on the val split (training.calibration)
   last.safetensors         the same for the last completed epoch
   train_state.safetensors  weights, optimiser and RNG states and the epoch (training.train_state) for --resume
   log.csv, curves.png      one row per epoch; losses and validation metrics
   summary.json             the final figures (and, under DDP, each replica's weight digest)
 
-Determinism: the model is initialised from run.seed; each epoch's windows, shuffling and dropout draw from
-generators seeded by (seed, epoch, rank), so an epoch's work depends only on the state at its start and a resumed
-run reproduces an uninterrupted one exactly on CPU. Distributed: under torchrun (WORLD_SIZE > 1) the model is wrapped
-in DistributedDataParallel (gloo on CPU, NCCL on CUDA), each rank sees its DistributedSampler share, and only rank 0
-validates and writes.
+Determinism: the model is initialised from run.seed; each epoch's windows, shuffling, dropout and modality dropout
+(optim.rgb_dropout) draw from generators seeded by (seed, epoch, rank), so an epoch's work depends only on the state
+at its start and a resumed run reproduces an uninterrupted one exactly on CPU. Distributed: under torchrun
+(WORLD_SIZE > 1) the model is wrapped in DistributedDataParallel (gloo on CPU, NCCL on CUDA), each rank sees its
+DistributedSampler share, and only rank 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -36,17 +37,19 @@ from tqdm import tqdm
 from model import R3D, AnticipatorOutput, ConfigError, save_checkpoint
 from rgbd.dataset import Dataset
 from rgbd.files import write_bytes_atomic, write_json_atomic
+from training.calibration import calibrate_checkpoint
 from training.config import TrainConfig, config_from_dict, dump_yaml
 from training.evaluate import amp_context, protocol_spec, validate
-from training.features import ensure_features
+from training.features import SequenceFeatures, ensure_features
 from training.losses import r3d_loss
 from training.run_log import environment, git_revision, plot_curves, write_csv
-from training.sampler import WindowDataset, collate, training_windows
+from training.sampler import Window, WindowDataset, collate, evaluation_windows, training_windows
 from training.train_state import read_train_state, restore_train_state, save_train_state
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "train_state.safetensors"
-RESUME_FREE = {"run.max_epochs", "run.progress", "run.threads", "run.num_workers", "run.device", "run.validate_every"}
+RESUME_FREE = {"run.max_epochs", "run.progress", "run.threads", "run.num_workers", "run.device", "run.validate_every",
+               "run.calibrate"}  # fmt: skip
 
 
 @dataclass
@@ -152,6 +155,25 @@ def _digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def drop_rgb(
+    batch: dict[str, torch.Tensor],
+    windows: list[Window],
+    share: float,
+    generator: torch.Generator,
+    dark: dict[str, SequenceFeatures] | None,
+) -> int:
+    """Modality dropout: replace the RGB features of a `share` of the batch's windows, in place, by zeros or (with
+    `dark`) by the same frames' features from the darkened-RGB cache; returns how many windows were replaced."""
+    chosen = (torch.rand(len(batch["valid"]), generator=generator) < share).nonzero().flatten().tolist()
+    for row in chosen:
+        if dark is None:
+            batch["features"][row] = 0.0
+            continue
+        w = windows[int(batch["index"][row])]
+        batch["features"][row, : len(w.observed)] = torch.from_numpy(dark[w.seq].rgb[w.observed]).float()
+    return len(chosen)
+
+
 def _finite_or_not_float(v: Any) -> bool:
     return not isinstance(v, float) or math.isfinite(v)
 
@@ -197,6 +219,14 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         dist.barrier()
         cache, data = ensure_features(dataset, model_cfg.backbone, pre, train_ids + val_ids, **cache_kw)
     model_cfg.backbone_weights_sha256 = cache.weights_sha256
+    dark: dict[str, SequenceFeatures] | None = None
+    if o.rgb_dropout > 0 and o.rgb_dropout_mode == "dark":  # the darkened-RGB features of the training frames
+        dark_kw = {**cache_kw, "degradation": "rgb_dark", "severity": o.rgb_dropout_severity}
+        if not dist.main:
+            dist.barrier()
+        dark = ensure_features(dataset, model_cfg.backbone, pre, train_ids, **dark_kw)[1]
+        if dist.main:
+            dist.barrier()
     train_data = {k: data[k] for k in train_ids}
     val_data = {k: data[k] for k in val_ids}
     spec = protocol_spec(cfg, model_cfg)
@@ -266,7 +296,10 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         wrapped.train()
         sums = torch.zeros(5, dtype=torch.float64)  # total, seg, ant, dur, samples
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{o.epochs}", disable=not (r.progress and dist.main), leave=False)
+        dropout_gen = torch.Generator().manual_seed(r.seed * 6_007 + epoch * 101 + dist.rank)
         for batch in bar:
+            if o.rgb_dropout > 0:
+                drop_rgb(batch, windows, o.rgb_dropout, dropout_gen, dark)
             lr = lr_at(step, total_steps, warmup_steps, o.lr, o.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -325,6 +358,13 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         dist.barrier()
 
     summary: dict[str, Any] = {"epochs": epoch, "best_selection": best, "out": str(out)}
+    if dist.main and r.calibrate and val_data and (out / "best.safetensors").is_file():
+        if spec.protocol == "paper":
+            cal_windows = [w for ratio in d.val_ratios for w in evaluation_windows(val_data, spec, ratio)]
+        else:
+            cal_windows = evaluation_windows(val_data, spec)
+        summary["calibration"] = calibrate_checkpoint(out / "best.safetensors", val_data, cal_windows, spec, **eval_kw)
+        logger.info("calibrated %s: %s", out / "best.safetensors", summary["calibration"])
     if dist.world > 1:
         digests: list[Any] = [None] * dist.world
         torch_dist.all_gather_object(digests, _digest(model))

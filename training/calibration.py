@@ -1,0 +1,119 @@
+"""Calibrated probabilities: one temperature per served distribution, fitted on the validation split.
+
+The service shows two distributions: the current action (softmax of the segmentation logits at the newest frame) and
+each anticipated action (softmax of an action query's logits). After training, each gets a temperature T that
+minimises the negative log-likelihood on validation windows (logits / T; a grid over log T, then the best grid
+point refined by a finer grid, which is exact enough for one parameter and has no optimiser state to tune). The
+temperatures go into the model's config (R3D.set_temperatures), so evaluation, export and the service all divide by
+them. Expected calibration error (ECE): |accuracy - confidence| per confidence bin (15 equal-width bins), weighted by
+the bin's share of predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from model import R3D, load_checkpoint, save_checkpoint
+from training.evaluate import iterate_outputs
+from training.features import SequenceFeatures
+from training.sampler import ProtocolSpec, Window
+
+ECE_BINS = 15
+
+
+@dataclass
+class LogitSets:
+    """Uncalibrated (temperature 1) logits with their labels: current action per window, every real query slot."""
+
+    current_logits: torch.Tensor  # (N, K)
+    current_labels: torch.Tensor  # (N,)
+    action_logits: torch.Tensor  # (M, K + 1)
+    action_labels: torch.Tensor  # (M,)
+
+
+def collect_logits(
+    model: R3D, data: dict[str, SequenceFeatures], windows: list[Window], spec: ProtocolSpec, **kw: Any
+) -> LogitSets:
+    """Run the model over windows; the logits are multiplied back by the model's temperatures (i.e. raw)."""
+    t_seg, t_act = model.cfg.segment_temperature, model.cfg.action_temperature
+    cur, cur_y, act, act_y = [], [], [], []
+    for ws, out, batch in iterate_outputs(model, data, windows, spec, **kw):
+        last = batch["valid"].sum(dim=1) - 1  # (B,)
+        rows = torch.arange(len(ws))
+        labels = batch["segmentation"][rows, last]
+        keep = labels >= 0
+        cur.append(out.segment_logits[rows, last][keep] * t_seg)
+        cur_y.append(labels[keep])
+        slots = batch["actions"] >= 0  # (B, Q)
+        act.append(out.action_logits[slots] * t_act)
+        act_y.append(batch["actions"][slots])
+    k = model.cfg.n_classes
+    return LogitSets(
+        torch.cat(cur) if cur else torch.zeros(0, k),
+        torch.cat(cur_y) if cur_y else torch.zeros(0, dtype=torch.long),
+        torch.cat(act) if act else torch.zeros(0, k + 1),
+        torch.cat(act_y) if act_y else torch.zeros(0, dtype=torch.long),
+    )
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The T in [0.05, 20] minimising the NLL of softmax(logits / T); 1.0 when there is nothing to fit."""
+    if len(labels) == 0:
+        return 1.0
+    logits = logits.double()
+
+    def nll(ts: np.ndarray) -> np.ndarray:
+        return np.array([float(F.cross_entropy(logits / t, labels)) for t in ts])
+
+    coarse = np.exp(np.linspace(np.log(0.05), np.log(20.0), 121))
+    best = coarse[int(np.argmin(nll(coarse)))]
+    fine = best * np.exp(np.linspace(-0.06, 0.06, 61))  # the coarse grid's step is 0.05 in log T
+    return float(fine[int(np.argmin(nll(fine)))])
+
+
+def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """ECE of the argmax predictions of softmax(logits) (NaN without samples)."""
+    if len(labels) == 0:
+        return float("nan")
+    probs = logits.double().softmax(-1)
+    conf, pred = probs.max(-1)
+    correct = (pred == labels).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += float(inside.double().mean() * (correct[inside].mean() - conf[inside].mean()).abs())
+    return ece
+
+
+def calibration_figures(sets: LogitSets, t_current: float, t_action: float) -> dict[str, float]:
+    """ECE before (T = 1) and after (the given temperatures) for both distributions."""
+    return {
+        "ece_current_before": expected_calibration_error(sets.current_logits, sets.current_labels),
+        "ece_current_after": expected_calibration_error(sets.current_logits / t_current, sets.current_labels),
+        "ece_action_before": expected_calibration_error(sets.action_logits, sets.action_labels),
+        "ece_action_after": expected_calibration_error(sets.action_logits / t_action, sets.action_labels),
+    }
+
+
+def calibrate_checkpoint(
+    path: Path, data: dict[str, SequenceFeatures], windows: list[Window], spec: ProtocolSpec, **kw: Any
+) -> dict[str, float]:
+    """Fit both temperatures on these (validation) windows and rewrite the checkpoint with them installed; returns
+    the temperatures and the validation ECE before and after."""
+    model, meta = load_checkpoint(path, with_backbone=False)
+    sets = collect_logits(model, data, windows, spec, **kw)
+    t_current = fit_temperature(sets.current_logits, sets.current_labels)
+    t_action = fit_temperature(sets.action_logits, sets.action_labels)
+    figures = {"segment_temperature": t_current, "action_temperature": t_action}
+    figures |= {f"val_{k}": v for k, v in calibration_figures(sets, t_current, t_action).items()}
+    model.set_temperatures(t_current, t_action)
+    save_checkpoint(path, model, provenance=meta["provenance"], metrics={**meta["metrics"], "calibration": figures})
+    return figures
