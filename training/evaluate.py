@@ -178,12 +178,15 @@ def with_baselines(
     streaming: dict[str, float], records: list[dict[str, Any]], tables: FollowerTables
 ) -> dict[str, Any]:
     """The streaming result with the current-action accuracy, the baselines on the same windows, 95 % intervals over
-    sequences for each, and paired differences model - baseline."""
+    sequences for each, and paired differences model - baseline; each record gains the baselines' hits (hit_NAME)."""
     seqs = [r["seq"] for r in records]
     hits = np.array([r["hit"] for r in records], dtype=np.float64)
     known = [r for r in records if r["current"] >= 0]
     cur_hits = np.array([float(r["current_pred"] == r["current"]) for r in known])
     base = baseline_hits(records, tables)
+    for name, name_hits in base.items():  # per window too, so reports can pair any two predictors
+        for r, h in zip(records, name_hits.tolist(), strict=True):
+            r[f"hit_{name}"] = int(h)
     out: dict[str, Any] = dict(streaming)
     out["sequences"] = len(set(seqs))
     out["current_action_acc"] = float(cur_hits.mean()) if len(cur_hits) else float("nan")

@@ -5,9 +5,14 @@
 Runs, each in OUT/runs/<protocol>-<variant>-s<seed>/ and resumable one by one (a finished run is skipped, an
 interrupted one continues from its last completed epoch, so an interrupted report continues where it stopped):
   comparisons   {streaming, paper} x {rtf, rgb, depth, concat, attention, cen} x seeds
-  ablations     paper protocol, R3D with exchange ratio 0.2 and 0.3, variance selection, temporal encoder off
+  ablations     paper protocol, R3D with exchange ratio 0.2 and 0.3, variance selection, temporal encoder off;
+                streaming protocol, R3D with the paper's linear depth branch, the conv depth encoder, modality
+                dropout (zeroed or darkened RGB features) and the decoder changes (value positions, small position init)
 Every run is evaluated on the test split (never the checkpoint-selection split): MoC for the paper protocol,
-next-action accuracy / MoC over the horizon / time-to-next-action error for the streaming one. Streaming runs are
+next-action accuracy / MoC over the horizon / time-to-next-action error for the streaming one. Streaming results
+also carry, on the same windows, the simple baselines (training.baselines), 95 % bootstrap intervals over test
+sequences, and R3D - other differences as paired bootstraps with a verdict ("not distinguishable" when the interval
+contains 0); a method's per-window hits are averaged over its seeds before pairing. Streaming runs are
 also evaluated under every RGB and depth degradation at severity 2 (training/robustness.py). R3D's first seed gets
 the effective-rank analysis and Figure-2-style spectra. All runs share one feature cache (computed once).
 Writes OUT/results.json, OUT/REPORT.md and OUT/rank_spectra.png.
@@ -31,6 +36,7 @@ from tqdm import tqdm
 from model import load_checkpoint
 from rgbd.dataset import Dataset
 from rgbd.files import write_bytes_atomic, write_json_atomic
+from training.baselines import bootstrap_ci, paired_difference
 from training.config import load_config
 from training.eval_cli import aggregate, finite_json
 from training.evaluate import evaluate_checkpoint, evaluation_split, headline, protocol_spec
@@ -57,6 +63,15 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "rtf-variance": {"model.selection": "variance"},
     "rtf-no-encoder": {"model.temporal_encoder": False},
 }
+# streaming-protocol ablations of the service recipe's choices (each relative to the recipe, one setting changed)
+STREAMING_ABLATIONS: dict[str, dict[str, Any]] = {
+    "rtf-linear-depth": {"model.depth_encoder": "linear"},
+    "rtf-conv-depth": {"model.depth_encoder": "conv"},
+    "rtf-no-rgb-dropout": {"optim.rgb_dropout": 0.0},
+    "rtf-rgb-dropout-zero": {"optim.rgb_dropout": 0.3, "optim.rgb_dropout_mode": "zero"},
+    "rtf-no-value-positions": {"model.decoder_value_positions": False},
+    "rtf-position-init-1": {"model.position_init_std": 1.0},
+}
 LABELS = {
     "rtf": "R3D (RTF)",
     "rgb": "RGB only (FUTR)",
@@ -68,6 +83,12 @@ LABELS = {
     "rtf-ratio0.3": "R3D, exchange ratio 0.3",
     "rtf-variance": "R3D, variance selection",
     "rtf-no-encoder": "R3D, temporal encoder off",
+    "rtf-linear-depth": "R3D, the paper's linear depth branch",
+    "rtf-conv-depth": "R3D, conv depth encoder",
+    "rtf-no-rgb-dropout": "R3D, no modality dropout",
+    "rtf-rgb-dropout-zero": "R3D, modality dropout with zeroed RGB",
+    "rtf-no-value-positions": "R3D, decoder values without positions",
+    "rtf-position-init-1": "R3D, positional table N(0, 1)",
 }
 SEVERITY = 2
 
@@ -87,6 +108,8 @@ class Run:
 def plan(seeds: list[int], ablation_seeds: list[int]) -> list[Run]:
     runs = [Run(p, v, s, o) for p in ("streaming", "paper") for v, o in VARIANTS.items() for s in seeds]
     runs += [Run("paper", v, s, {"model.fusion": "rtf", **o}) for v, o in ABLATIONS.items() for s in ablation_seeds]
+    runs += [Run("streaming", v, s, {"model.fusion": "rtf", **o}) for v, o in STREAMING_ABLATIONS.items()
+             for s in ablation_seeds]  # fmt: skip
     return runs
 
 
@@ -223,10 +246,73 @@ def verdicts(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def markdown(summary: dict[str, Any], rank: dict[str, Any], meta: dict[str, Any]) -> str:
+def paired_comparisons(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Streaming protocol, test windows: every method's and baseline's next-action accuracy with its 95 % interval
+    over sequences, and R3D minus each as a paired bootstrap difference (hits averaged over each method's seeds)."""
+    hits: dict[str, list[list[float]]] = {}
+    seqs: list[str] = []
+    baseline_rows: dict[str, list[float]] = {}
+    for r in records:
+        windows = r["evaluation"].get("windows") if r["protocol"] == "streaming" else None
+        if not windows:
+            continue
+        ws = [w["seq"] for w in windows]
+        if seqs and ws != seqs:
+            raise ValueError(f"run {r['run']} was evaluated on other windows than the first run; expected the same")
+        seqs = ws
+        hits.setdefault(r["variant"], []).append([float(w["hit"]) for w in windows])
+        if r["variant"] == "rtf" and not baseline_rows:
+            names = [k.removeprefix("hit_") for k in windows[0] if k.startswith("hit_")]
+            baseline_rows = {f"baseline: {n}": [float(w[f"hit_{n}"]) for w in windows] for n in names}
+    if "rtf" not in hits:
+        return {}
+    means = {v: np.mean(h, axis=0) for v, h in hits.items()} | {k: np.asarray(v) for k, v in baseline_rows.items()}
+    ours = means["rtf"]
+    return {
+        "windows": len(seqs),
+        "sequences": len(set(seqs)),
+        "methods": {
+            name: {
+                "accuracy": float(h.mean()),
+                "ci95": bootstrap_ci(seqs, h),
+                **({} if name == "rtf" else {"r3d_minus": paired_difference(seqs, ours, h)}),
+            }
+            for name, h in means.items()
+        },
+    }
+
+
+def comparison_lines(comparisons: dict[str, Any]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = [
+        "",
+        f"## Streaming next-action accuracy with 95 % intervals ({comparisons['windows']} test windows, "
+        f"{comparisons['sequences']} sequences; bootstrap over sequences; R3D - method paired on the same windows)",
+        "",
+        "| method | accuracy | 95 % interval | R3D - method [95 % interval] | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in comparisons["methods"].items():
+        lo, hi = m["ci95"]
+        label = LABELS.get(name, name)
+        diff = ""
+        verdict = ""
+        if "r3d_minus" in m:
+            d = m["r3d_minus"]
+            diff = f"{d['difference'] * 100:+.1f} [{d['ci95'][0] * 100:+.1f}, {d['ci95'][1] * 100:+.1f}]"
+            verdict = {"first better": "R3D better", "second better": "R3D worse"}.get(d["verdict"], d["verdict"])
+        lines.append(f"| {label} | {m['accuracy'] * 100:.1f} | [{lo * 100:.1f}, {hi * 100:.1f}] | {diff} | {verdict} |")
+    return lines
+
+
+def markdown(
+    summary: dict[str, Any], rank: dict[str, Any], meta: dict[str, Any], comparisons: dict[str, Any] | None = None
+) -> str:
     lines = ["# R3D on the synthetic RGB-D benchmark", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += ["", "## Where R3D wins and where it does not", ""] + verdicts(summary)
+    lines += comparison_lines(comparisons or {})
     for protocol, variants in summary.items():
         metrics = [m for m in HIGHER_IS_BETTER if any(m in s["headline"] for s in variants.values())]
         lines += ["", f"## {protocol} protocol (test split, mean ± std over seeds, percentages)", ""]
@@ -285,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     records = [json.loads(f.read_text()) for f in finished if f.is_file()]
     missing = [r.name for r, f in zip(runs, finished, strict=True) if not f.is_file()]
     summary = summarise(records)
+    comparisons = paired_comparisons(records)
     rank = rank_section(records, args)
     dataset = Dataset(args.dataset)
     meta = {
@@ -300,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m training.report " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / "results.json", finite_json({"meta": meta, "summary": summary, "rank": rank}))
-    write_bytes_atomic(args.out / "REPORT.md", markdown(summary, rank, meta).encode())
+    results = {"meta": meta, "summary": summary, "comparisons": comparisons, "rank": rank}
+    write_json_atomic(args.out / "results.json", finite_json(results))
+    write_bytes_atomic(args.out / "REPORT.md", markdown(summary, rank, meta, comparisons).encode())
     logger.info("wrote %s", args.out / "REPORT.md")
     return 0
 

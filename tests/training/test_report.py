@@ -1,13 +1,25 @@
 from __future__ import annotations
 
-from training.report import ABLATIONS, VARIANTS, curve_flattened, plan, verdicts
+import pytest
+
+from training.report import (
+    ABLATIONS,
+    STREAMING_ABLATIONS,
+    VARIANTS,
+    comparison_lines,
+    curve_flattened,
+    paired_comparisons,
+    plan,
+    verdicts,
+)
 
 
 def test_plan_covers_every_comparison_and_ablation_once() -> None:
     runs = plan([1, 10, 13452], [1])
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)) == 2 * len(VARIANTS) * 3 + len(ABLATIONS)
+    assert len(names) == len(set(names)) == 2 * len(VARIANTS) * 3 + len(ABLATIONS) + len(STREAMING_ABLATIONS)
     assert "streaming-cen-s13452" in names and "paper-rtf-variance-s1" in names
+    assert "streaming-rtf-linear-depth-s1" in names and "streaming-rtf-no-rgb-dropout-s1" in names
     ratio = next(r for r in runs if r.variant == "rtf-ratio0.3")
     assert ratio.overrides == {"model.fusion": "rtf", "model.exchange_ratio": 0.3}
 
@@ -48,3 +60,36 @@ def test_curve_flattened_compares_the_last_epochs() -> None:
     assert curve_flattened(flat) is True
     assert curve_flattened(flat, "train_loss") is False  # still falling: overfitting, not undertraining
     assert curve_flattened(flat[:3]) is None
+
+
+def _record(variant: str, seed: int, hits: list[int], baseline: list[int] | None = None) -> dict[str, object]:
+    seqs = ["a", "a", "b", "b", "c", "c"]
+    windows = [
+        {"seq": q, "hit": h, **({"hit_majority": b} if baseline else {})}
+        for q, h, b in zip(seqs, hits, baseline or hits, strict=True)
+    ]
+    return {"run": f"streaming-{variant}-s{seed}", "protocol": "streaming", "variant": variant,
+            "evaluation": {"windows": windows}}  # fmt: skip
+
+
+def test_paired_comparisons_average_seeds_then_pair_r3d_with_each_method_and_baseline() -> None:
+    records = [
+        _record("rtf", 1, [1, 1, 1, 1, 1, 0], baseline=[0, 0, 0, 0, 0, 0]),
+        _record("rtf", 10, [1, 1, 1, 1, 0, 0]),
+        _record("rgb", 1, [1, 1, 1, 1, 1, 0]),
+    ]
+    comp = paired_comparisons(records)
+    methods = comp["methods"]
+    assert (comp["windows"], comp["sequences"]) == (6, 3)
+    assert methods["rtf"]["accuracy"] == pytest.approx(0.75)  # per-window hits averaged over the two seeds
+    assert methods["rgb"]["r3d_minus"]["difference"] == pytest.approx(0.75 - 5 / 6)
+    assert methods["baseline: majority"]["r3d_minus"]["verdict"] == "first better"
+    lines = comparison_lines(comp)
+    assert any(line.startswith("| baseline: majority | 0.0 | [0.0, 0.0] | +75.0") for line in lines)
+
+
+def test_paired_comparisons_refuse_runs_evaluated_on_other_windows() -> None:
+    other = _record("rgb", 1, [1, 1, 1, 1, 1, 0])
+    other["evaluation"]["windows"] = other["evaluation"]["windows"][:4]  # type: ignore[index]
+    with pytest.raises(ValueError, match="evaluated on other windows"):
+        paired_comparisons([_record("rtf", 1, [1, 1, 1, 1, 1, 0]), other])
