@@ -5,30 +5,34 @@
     r3d-score recording.db3 --bundle models/default --out results/            # locally, no server (needs torch)
 
 Outputs in --out: results.json (the server's JobResults: per sequence every frame with its ground truth and the
-current action, and every anticipation), frames.csv, ticks.csv, and timeline.png (timeline-<sequence>.png when there
-are several) showing ground truth where known, the current action and the anticipated actions.
+current action, and every anticipation), frames.csv and ticks.csv (columns: docs/batch_scoring.md), and timeline.png
+(timeline-<sequence>.png when there are several) showing ground truth where known, the current action and the
+anticipated actions. Both ways the three result files are written by the server's batch code: a server job's are
+downloaded as they are; --bundle runs `python -m server.batch` (the same interpreter, the same options), which scores
+with the code of server jobs in a process of its own (this camera-side package never imports torch or the server).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
+import importlib.util
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import clients
 from clients.sdk import Client, ClientError
 from clients.timeline import entry_from_prediction, plot_timeline_png
+from rgbd.files import write_bytes_atomic
 from server.protocol import JobPublic, JobResults, JobState, SequenceResult
 
-__all__ = ["ScoreArgs", "main", "run_score", "write_outputs"]
+__all__ = ["LocalScoringFailed", "ScoreArgs", "main", "run_score", "write_timelines"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +62,17 @@ def _upload_path(source: Path, tmp: Path) -> Path:
     raise ValueError(f"expected a recording file or a dataset folder, got {str(source)!r} (does not exist)")
 
 
-def _score_on_server(args: ScoreArgs) -> JobResults:
+class LocalScoringFailed(Exception):
+    """`python -m server.batch` ended with an error; it has already said what was wrong on stderr."""
+
+    def __init__(self, returncode: int) -> None:
+        super().__init__(f"local scoring exited with status {returncode}")
+        self.returncode = returncode
+
+
+def _score_on_server(args: ScoreArgs, folder: Path) -> JobResults:
+    """A job on the server; its results.json, frames.csv and ticks.csv are saved in `folder` as the server wrote
+    them."""
     from tqdm import tqdm
 
     token = args.token or os.environ.get("R3D_API_KEY")
@@ -81,43 +95,46 @@ def _score_on_server(args: ScoreArgs) -> JobResults:
         if final.state is not JobState.SUCCEEDED:
             failed = [f"{s.id}: {s.error}" for s in final.sequences if s.error]
             raise ClientError(f"job {final.id} ended {final.state.value}: {final.error or '; '.join(failed)}")
-        return client.job_results(job.id)
+        results = client.job_results(job.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(folder / "results.json", results.model_dump_json().encode())
+        for table in ("frames", "ticks"):
+            write_bytes_atomic(folder / f"{table}.csv", client.job_results_csv(job.id, table))
+    return results
 
 
-def _score_locally(args: ScoreArgs) -> JobResults:
-    """Score without a server: lazily imports the scoring code (torch, export) that the server's jobs run."""
-    from clients.local_score import score_locally  # imports torch: only on this path
-
+def _batch_command(args: ScoreArgs, folder: Path) -> list[str]:
+    """`python -m server.batch` with this run's options (that command takes the same names)."""
     assert args.bundle is not None
-    return score_locally(args.source, args.bundle, backend=args.backend, tick_hz=args.tick_hz,
-                         sequences=args.sequences, progress=args.progress)  # fmt: skip
+    cmd = [sys.executable, "-m", "server.batch", args.source, "--bundle", str(args.bundle), "--out", str(folder),
+           "--backend", args.backend]  # fmt: skip
+    if args.tick_hz is not None:
+        cmd += ["--tick-hz", repr(args.tick_hz)]
+    for seq in args.sequences or []:
+        cmd += ["--sequence", seq]
+    if not args.progress:
+        cmd.append("--no-progress")
+    return cmd
 
 
-def _csv(rows: list[dict[str, Any]]) -> bytes:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buf.getvalue().encode()
-
-
-def _frame_rows(seq: SequenceResult) -> list[dict[str, Any]]:
-    return [{"sequence": seq.id, **f.model_dump(mode="json")} for f in seq.frames]
-
-
-def _tick_rows(seq: SequenceResult) -> list[dict[str, Any]]:
-    rows = []
-    for t in seq.ticks:
-        nxt = t.future[0] if t.future else None
-        rows.append({
-            "sequence": seq.id, "frame_index": t.frame_index, "frame_ts": t.frame_ts, "current": t.current.label,
-            "current_probability": round(t.current.probability, 6), "next": nxt.label if nxt else "",
-            "next_start_s": round(nxt.start_s, 4) if nxt else "", "next_duration_s": round(nxt.duration_s, 4) if nxt
-            else "", "future": json.dumps([[f.label, round(f.start_s, 3), round(f.duration_s, 3),
-                                            round(f.probability, 4)] for f in t.future]),
-        })  # fmt: skip
-    return rows
+def _score_locally(args: ScoreArgs, folder: Path) -> JobResults:
+    """Score on this machine by running the server's batch code in a child process (its progress and errors come
+    through on this terminal); it writes the three result files into `folder`."""
+    if importlib.util.find_spec("torch") is None:
+        raise ValueError(
+            "--bundle scores on this machine and needs the model runtime (torch), which is not installed here: "
+            "pip install 'r3d[full]', or score on a server with --server URL"
+        )
+    # the child imports `server` from the installation this `clients` package belongs to (a checkout on sys.path)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(Path(clients.__file__).resolve().parent.parent), env.get("PYTHONPATH")) if p
+    )
+    sys.stdout.flush()
+    returncode = subprocess.run(_batch_command(args, folder), env=env, check=False).returncode
+    if returncode != 0:
+        raise LocalScoringFailed(returncode)
+    return JobResults.model_validate_json((folder / "results.json").read_bytes())
 
 
 def plot_sequence(seq: SequenceResult, path: Path, title: str) -> Path | None:
@@ -132,22 +149,15 @@ def plot_sequence(seq: SequenceResult, path: Path, title: str) -> Path | None:
     return plot_timeline_png(entries, path, truth=truth, title=title)
 
 
-def write_outputs(results: JobResults, out: Path) -> dict[str, Any]:
-    """results.json, frames.csv, ticks.csv and the timeline PNG(s) in `out`; returns what was written."""
-    from rgbd.files import write_bytes_atomic
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / "results.json", results.model_dump_json(indent=1).encode())
-    write_bytes_atomic(out / "frames.csv", _csv([r for s in results.sequences for r in _frame_rows(s)]))
-    write_bytes_atomic(out / "ticks.csv", _csv([r for s in results.sequences for r in _tick_rows(s)]))
+def write_timelines(results: JobResults, out: Path) -> list[Path]:
+    """The timeline PNG(s) of scored results in `out`: timeline.png, or timeline-<sequence>.png for several."""
     pngs = []
     for seq in results.sequences:
         name = "timeline.png" if len(results.sequences) == 1 else f"timeline-{seq.id}.png"
         png = plot_sequence(seq, out / name, f"{results.job.source} / {seq.id} ({results.model.model_id})")
         if png is not None:
-            pngs.append(str(png))
-    return {"results": str(out / "results.json"), "frames_csv": str(out / "frames.csv"),
-            "ticks_csv": str(out / "ticks.csv"), "png": pngs}  # fmt: skip
+            pngs.append(png)
+    return pngs
 
 
 def _accuracy(seq: SequenceResult) -> float | None:
@@ -158,9 +168,10 @@ def _accuracy(seq: SequenceResult) -> float | None:
 def run_score(args: ScoreArgs, out: IO[str] | None = None) -> dict[str, Any]:
     """Score SOURCE on the server (or locally with --bundle) and write the outputs; returns what was written."""
     out = out or sys.stdout
-    results = _score_locally(args) if args.bundle is not None else _score_on_server(args)
     folder = args.out or Path(f"r3d-score-{Path(args.source).name.split('.')[0] or 'results'}")
-    written = write_outputs(results, folder)
+    results = _score_locally(args, folder) if args.bundle is not None else _score_on_server(args, folder)
+    written: dict[str, Any] = {name: str(folder / name) for name in ("results.json", "frames.csv", "ticks.csv")}
+    written["png"] = [str(p) for p in write_timelines(results, folder)]
     for seq in results.sequences:
         acc = _accuracy(seq)
         out.write(
@@ -197,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ScoreArgs(**{k: v for k, v in vars(ns).items() if k != "verbose"})
     try:
         run_score(args)
+    except LocalScoringFailed as exc:
+        return exc.returncode
     except (ClientError, ValueError, OSError) as exc:
         sys.stderr.write(f"r3d-score: {exc}\n")
         return 1

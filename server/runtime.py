@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 import torch
 
+from server.batch.jobs import JobManager
 from server.engine import Engine, load_engine_backend
 from server.errors import ModelError, NotReady
-from server.jobs import JobManager
 from server.metrics import Metrics
 from server.model_store import model_by_id, resolve_model_path
 from server.protocol import ReloadOut

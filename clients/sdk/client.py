@@ -207,6 +207,13 @@ class AsyncClient:
     async def job_results(self, job_id: str) -> JobResults:
         return await self._get(f"{API_PREFIX}/jobs/{job_id}/results", JobResults, timeout=None)
 
+    async def job_results_csv(self, job_id: str, table: str) -> bytes:
+        """A finished job's ``frames`` or ``ticks`` table as the server wrote it (docs/batch_scoring.md)."""
+        if table not in ("frames", "ticks"):
+            raise ValueError(f"expected table 'frames' or 'ticks', got {table!r}")
+        url = f"{API_PREFIX}/jobs/{job_id}/results.csv"
+        return (await self._request("GET", url, params={"table": table}, timeout=None)).content
+
     async def wait_job(
         self, job_id: str, *, interval: float = 0.25, on_progress: Callable[[JobPublic], None] | None = None
     ) -> JobPublic:

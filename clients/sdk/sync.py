@@ -190,6 +190,9 @@ class Client:
     def job_results(self, job_id: str) -> JobResults:
         return self._portal.call(self.inner.job_results(job_id))
 
+    def job_results_csv(self, job_id: str, table: str) -> bytes:
+        return self._portal.call(self.inner.job_results_csv(job_id, table))
+
     def wait_job(self, job_id: str, **kwargs: Any) -> JobPublic:
         return self._portal.call(self.inner.wait_job(job_id, **kwargs))
 

@@ -17,10 +17,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from rgbd.files import write_bytes_atomic, write_json_atomic
-from server.engine import Engine
-from server.errors import JobNotFound, JobNotReady, NotReady, ServerError, public_reason
-from server.job_sources import (
+from rgbd.files import write_json_atomic
+from server.batch.results import write_results
+from server.batch.scoring import Cancelled, score_sequence
+from server.batch.sources import (
     ArchiveLimits,
     SourceSequence,
     check_archive,
@@ -28,6 +28,8 @@ from server.job_sources import (
     open_sequences,
     resolve_data_path,
 )
+from server.engine import Engine
+from server.errors import JobNotFound, JobNotReady, NotReady, ServerError, public_reason
 from server.metrics import Metrics
 from server.protocol import (
     ErrorCode,
@@ -39,7 +41,6 @@ from server.protocol import (
     SequenceProgress,
     SequenceResult,
 )
-from server.scoring import Cancelled, frames_csv, score_sequence, ticks_csv
 from server.settings import Settings
 from server.streaming.worker import InferenceWorker
 
@@ -190,10 +191,8 @@ class JobManager:
             if job.cancel.is_set():
                 raise Cancelled("cancelled before it started")
             result = score_sequence(
-                seq, worker=self.worker, engine=engine, tick_hz=job.tick_hz or engine.spec.fps,
-                health_interval_s=self.settings.health_interval_s, max_jump_s=self.settings.max_timestamp_jump_s,
-                chunk=self.settings.encoder_max_batch, progress=lambda n: job.update(seq.id, frames_done=n),
-                cancelled=job.cancel.is_set,
+                seq, worker=self.worker, engine=engine, settings=self.settings, tick_hz=job.tick_hz,
+                progress=lambda n: job.update(seq.id, frames_done=n), cancelled=job.cancel.is_set,
             )  # fmt: skip
             with job.lock:
                 job.results[seq.id] = result
@@ -224,9 +223,7 @@ class JobManager:
         results = [job.results[s] for s in job.sequences]
         doc = JobResults(job=job.public().model_copy(update={"state": JobState.SUCCEEDED, "progress": 1.0}),
                          model=self._engine().info, sequences=results)  # fmt: skip
-        write_bytes_atomic(job.work_dir / "results.json", doc.model_dump_json().encode())
-        write_bytes_atomic(job.work_dir / "frames.csv", frames_csv(results).encode())
-        write_bytes_atomic(job.work_dir / "ticks.csv", ticks_csv(results).encode())
+        write_results(doc, job.work_dir)
         job.results.clear()  # served from disk from now on
         self._finish(job, JobState.SUCCEEDED, None)
 

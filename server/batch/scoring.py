@@ -1,5 +1,6 @@
-"""Batch scoring of one recording: the batch-job driver of the same StreamProcessor, FrameEncoder and Anticipator that
-streaming sessions use (docs/architecture.md: a recording replayed through a session gives the same predictions).
+"""Batch scoring of one recording: the batch driver of the same StreamProcessor, FrameEncoder and Anticipator that
+streaming sessions use (a recording replayed through a session gives the same predictions). Server jobs
+(server.batch.jobs) and local scoring (``python -m server.batch``, behind ``r3d-score --bundle``) both run it.
 
 Frames are checked and resampled exactly as a session does (timestamps, size against the first frame, depth with no
 reading), encoded in chunks of ``encoder_max_batch`` frames and anticipated at every due tick through the inference
@@ -9,24 +10,22 @@ worker, so jobs share the model with live sessions and never run inference on th
 from __future__ import annotations
 
 import bisect
-import csv
-import io
 import logging
 from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
 
+from server.batch.sources import SourceSequence
 from server.engine import Engine
 from server.errors import ModelError
-from server.job_sources import SourceSequence
 from server.protocol import ErrorCode, FrameResult, ProtocolError, SequenceResult, TickResult, check_depth_content
+from server.settings import Settings
 from server.streaming.processor import StreamProcessor
 from server.streaming.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-FRAME_COLUMNS = "sequence frame timestamp accepted label action action_label probability error".split()
 
 
 class Cancelled(Exception):
@@ -49,15 +48,17 @@ def score_sequence(
     *,
     worker: InferenceWorker,
     engine: Engine,
-    tick_hz: float,
-    health_interval_s: float,
-    max_jump_s: float,
-    chunk: int,
+    settings: Settings,
+    tick_hz: float | None = None,
     progress: Callable[[int], None] = lambda n: None,
     cancelled: Callable[[], bool] = lambda: False,
 ) -> SequenceResult:
-    """Score every frame of one recording; the ticks are what a session at ``tick_hz`` would have sent."""
-    proc = StreamProcessor(engine.spec, min(tick_hz, engine.spec.fps), health_interval_s, max_jump_s)
+    """Score every frame of one recording; the ticks are what a session at ``tick_hz`` (default: one per model
+    frame) would have sent. ``settings`` give the modality-health period, the timestamp-jump limit and the encoder
+    batch, as for sessions."""
+    tick = min(tick_hz or engine.spec.fps, engine.spec.fps)
+    proc = StreamProcessor(engine.spec, tick, settings.health_interval_s, settings.max_timestamp_jump_s)
+    chunk = settings.encoder_max_batch
     names = engine.spec.classes
     frames: list[dict[str, object]] = []
     ticks: list[TickResult] = []
@@ -135,40 +136,3 @@ def _frame_results(rows: list[dict[str, object]], ticks: list[TickResult], names
             )
         )  # fmt: skip
     return out
-
-
-def frames_csv(results: list[SequenceResult]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(FRAME_COLUMNS)
-    for seq in results:
-        for f in seq.frames:
-            w.writerow([seq.id, f.index, f"{f.ts:.6f}", int(f.accepted), f.label or "", _opt(f.action),
-                        f.action_label or "", _num(f.probability), f.error or ""])  # fmt: skip
-    return buf.getvalue()
-
-
-def ticks_csv(results: list[SequenceResult]) -> str:
-    """One row per anticipated action per tick (rank 0 = next); a tick with no future action has one empty row."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sequence", "frame", "timestamp", "window_frames", "current", "current_probability", "rank",
-                "action", "start_s", "duration_s", "probability", "erank_rgb", "erank_depth"])  # fmt: skip
-    for seq in results:
-        for t in seq.ticks:
-            head = [seq.id, t.frame_index, f"{t.frame_ts:.6f}", t.window.frames, t.current.label,
-                    _num(t.current.probability)]  # fmt: skip
-            health = [_num(t.modality.erank_rgb), _num(t.modality.erank_depth)] if t.modality else ["", ""]
-            if not t.future:
-                w.writerow([*head, "", "", "", "", "", *health])
-            for r, a in enumerate(t.future):
-                w.writerow([*head, r, a.label, f"{a.start_s:.4f}", f"{a.duration_s:.4f}", _num(a.probability), *health])
-    return buf.getvalue()
-
-
-def _num(x: float | None) -> str:
-    return "" if x is None else f"{x:.6f}"
-
-
-def _opt(x: int | None) -> str:
-    return "" if x is None else str(x)
