@@ -47,7 +47,7 @@ def score_locally(
         raise ValueError(f"expected an export bundle folder or a checkpoint file at {str(bundle)!r}; it does not exist")
     settings = Settings.model_validate({"model_path": bundle, "backend": backend})
     created = time.time()
-    engine = asyncio.run(load_engine(bundle, backend, settings))
+    engine = asyncio.run(load_engine(bundle, backend, settings, str(bundle)))  # its failure is logged with the reason
     configure_threads(settings, engine)
     worker = InferenceWorker(engine, NullMetrics(), max_batch=settings.encoder_max_batch, max_delay_s=0.0)
     worker.start()
