@@ -26,17 +26,6 @@ ALLOWED: dict[str, set[str]] = {
 # model needs nothing of the ground floor but its atomic file writer
 ALLOWED_MODULES: dict[str, tuple[str, ...]] = {"model": ("rgbd.files",)}
 
-# KNOWN EDGE TO REMOVE, named on purpose (issue 10, "one batch-scoring path"): local `r3d-score --bundle` still runs
-# the server's scoring modules. The "seams" helper moves batch scoring into a package both may import; when that
-# lands, clients.local_score no longer imports these and this entry must be deleted (the stale-allowance test below
-# fails until it is).
-SEAMS_LOCAL_SCORE_ALLOWANCE: dict[str, set[str]] = {
-    "clients.local_score": {
-        "server.engine", "server.job_sources", "server.metrics", "server.runtime", "server.scoring",
-        "server.settings", "server.streaming.worker",
-    },
-}  # fmt: skip
-
 
 def _load_import_graph() -> ModuleType:
     spec = importlib.util.spec_from_file_location("import_graph", REPOSITORY / "scripts" / "import_graph.py")
@@ -54,8 +43,6 @@ def _forbidden(module: str, target: str) -> bool:
     source, node = module.split(".")[0], GRAPH.owner(target)
     if node is None or node.split(".")[0] == source:
         return False
-    if target in SEAMS_LOCAL_SCORE_ALLOWANCE.get(module, set()):
-        return False
     if node not in ALLOWED[source]:
         return True
     only = ALLOWED_MODULES.get(source)
@@ -65,8 +52,8 @@ def _forbidden(module: str, target: str) -> bool:
 def test_the_graph_covers_every_package_and_sees_lazy_imports() -> None:
     assert {m.split(".")[0] for m in IMPORTS} == set(ALLOWED)
     assert len(IMPORTS) > 100
-    # a lazy import inside a function body counts (clients.local_score imports the server only there)
-    assert "server.engine" in IMPORTS["clients.local_score"] or not SEAMS_LOCAL_SCORE_ALLOWANCE
+    # a lazy import inside a function body counts (training.importers.recordings reads recordings only there)
+    assert "rgbd.open" in IMPORTS["training.importers.recordings"]
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -82,20 +69,11 @@ def test_package_imports_only_what_the_layout_allows(package: str) -> None:
     assert wrong == [], f"{package} may import {allowed}; these imports point against the layout: {wrong}"
 
 
-def test_every_allowance_is_still_used() -> None:
-    stale = sorted(
-        f"{module} -> {target}"
-        for module, targets in SEAMS_LOCAL_SCORE_ALLOWANCE.items()
-        for target in targets
-        if target not in IMPORTS.get(module, set())
-    )
-    assert stale == [], f"these allowed edges are gone: delete them from SEAMS_LOCAL_SCORE_ALLOWANCE: {stale}"
-
-
 def test_the_forbidden_check_catches_an_upward_import() -> None:
     assert _forbidden("rgbd.frame", "model.r3d")
     assert _forbidden("model.checkpoint", "rgbd.realsense")
     assert _forbidden("clients.stream_cli", "server.engine")
+    assert _forbidden("clients.score_cli", "server.batch.local")
     assert _forbidden("server.jobs", "clients.timeline")
     assert not _forbidden("clients.stream_cli", "server.protocol.messages")
     assert not _forbidden("training.train", "model.r3d")
