@@ -46,7 +46,10 @@ def run(windows: list[int], repeats: int, chunk: int = 32) -> dict[str, object]:
     dh, dw = cfg.preprocessing.depth_size
     enc = model.frame_encoder
 
-    images, depths = torch.randn(chunk, 3, h, w), torch.rand(chunk, 1, dh, dw)  # made once, outside the timings
+    images, depths = (
+        torch.randn(chunk, 3, h, w),
+        torch.rand(chunk, cfg.preprocessing.depth_channels, dh, dw),
+    )  # made once, outside the timings
 
     def encode(n: int) -> torch.Tensor:  # the whole window, in chunks as a batch scorer would
         out = [enc(images[: min(chunk, n - i)], depths[: min(chunk, n - i)]) for i in range(0, n, chunk)]

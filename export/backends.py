@@ -1,7 +1,7 @@
 """One inference interface over PyTorch, ONNX Runtime and TensorRT (docs/architecture.md: FrameEncoder + Anticipator).
 
     backend = load_backend("bundle/", "auto")           # tensorrt > onnxruntime for bundles; pytorch for checkpoints
-    tokens = backend.encode(images, depths)             # (N, 3, H, W) f32 normalised, (N, 1, h, w) f32 -> (N, 2, C)
+    tokens = backend.encode(images, depths)             # (N, 3, H, W) f32 normalised, (N, D, h, w) f32 -> (N, 2, C)
     result = backend.anticipate(window, valid)          # (B, T, 2, C) f32, (B, T) bool -> AnticipatorResult
     backend.info()                                      # backend, device / providers actually used, precision, ids
 

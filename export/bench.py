@@ -209,7 +209,7 @@ def _measure(
     base = {"backend": cand.label, "device_type": cand.device_type, "device": str(backend.info().get("device"))}
     for b in encoder_batches:
         images = rng.standard_normal((b, 3, h, w), dtype=np.float32)
-        depths = rng.random((b, 1, dh, dw), dtype=np.float32)
+        depths = rng.random((b, cfg.preprocessing.depth_channels, dh, dw), dtype=np.float32)
         st = _stats(_time(lambda: backend.encode(images, depths), repeats, warmup, budget_s))  # noqa: B023
         rows.append(base | {"graph": "frame_encoder", "batch": b, "T": None, **st})
         rows[-1]["frames_per_s"] = b / st["median_ms"] * 1e3

@@ -3,7 +3,7 @@
     BUNDLE/
       manifest.json        format, version, model ids, exporter versions, and the SHA-256 and size of every file
       config.json          {"format": "r3d-config", "version": 1, "config": R3DConfig, "provenance", "metrics"}
-      frame_encoder.onnx   image (N, 3, H, W) + depth (N, 1, h, w) -> tokens (N, 2, C), dynamic N
+      frame_encoder.onnx   image (N, 3, H, W) + depth (N, D, h, w) -> tokens (N, 2, C), dynamic N
       anticipator.onnx     tokens (B, T, 2, C) + valid (B, T) bool -> action, duration, segment logits, fused tokens
       model.safetensors    the source checkpoint, byte for byte (the PyTorch backend and the benchmark's reference)
       parity.json          ONNX Runtime against PyTorch, measured at export time

@@ -45,10 +45,10 @@ class InferenceBackend(ABC):
     frame_encoder_id: str
 
     def encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
-        """Normalised images (N, 3, H, W) and depth maps (N, 1, h, w) in [0, 1] -> tokens (N, 2, C) float32."""
+        """Normalised images (N, 3, H, W) and depth inputs (N, D, h, w) (model.preprocess) -> tokens (N, 2, C)."""
         pre = self.config.preprocessing
         images = _float_array(images, "images", (None, 3, *pre.image_size))
-        depths = _float_array(depths, "depths", (images.shape[0], 1, *pre.depth_size))
+        depths = _float_array(depths, "depths", (images.shape[0], pre.depth_channels, *pre.depth_size))
         if images.shape[0] == 0:
             return np.zeros((0, 2, self.config.hidden), np.float32)
         return self._encode(images, depths)

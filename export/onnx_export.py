@@ -72,11 +72,11 @@ def check_onnx(path: str | Path) -> None:
 
 
 def export_frame_encoder(model: R3D, path: str | Path) -> Path:
-    """image (N, 3, H, W) + depth (N, 1, h, w) -> tokens (N, 2, C), N dynamic."""
+    """image (N, 3, H, W) + depth (N, D, h, w), D = depth_channels -> tokens (N, 2, C), N dynamic."""
     cfg, path = model.cfg, Path(path)
     (h, w), (dh, dw) = cfg.preprocessing.image_size, cfg.preprocessing.depth_size
     n = torch.export.Dim("N", min=1)
-    args = (torch.randn(2, 3, h, w), torch.rand(2, 1, dh, dw))
+    args = (torch.randn(2, 3, h, w), torch.rand(2, cfg.preprocessing.depth_channels, dh, dw))
     _export(model.frame_encoder, args, path, input_names=list(FRAME_ENCODER_INPUTS),
             output_names=list(FRAME_ENCODER_OUTPUTS), dynamic_shapes={"image": {0: n}, "depth": {0: n}})  # fmt: skip
     return path

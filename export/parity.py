@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from export.bundle import ANTICIPATOR_OUTPUTS
 from export.errors import ParityError
@@ -76,10 +75,7 @@ def load_frames_npz(path: str | Path) -> Frames:
 def preprocess_frames(cfg: R3DConfig, frames: Frames) -> tuple[np.ndarray, np.ndarray]:
     rgb, depth, scale = frames
     pre = cfg.preprocessing
-    images = preprocess_rgb(rgb, pre.image_size)
-    depths = preprocess_depth(torch.from_numpy(depth.astype(np.int32)), scale, pre.depth_size, pre.depth_min_m,
-                              pre.depth_max_m)  # fmt: skip
-    return images.numpy(), depths.numpy()
+    return preprocess_rgb(rgb, pre.image_size).numpy(), preprocess_depth(depth, scale, pre).numpy()
 
 
 def _as_tuple(result: Any) -> tuple[np.ndarray, ...]:
@@ -132,7 +128,7 @@ def run_parity(
 
     for b in batches:
         images = rng.standard_normal((b, 3, h, w), dtype=np.float32)
-        depths = rng.random((b, 1, dh, dw), dtype=np.float32)
+        depths = rng.random((b, cfg.preprocessing.depth_channels, dh, dw), dtype=np.float32)
         camera = (_tile(cam_images, b), _tile(cam_depths, b))
         for inputs, (im, de) in (("random", (images, depths)), ("camera", camera)):
             ref, got = reference.encode(im, de), candidate.encode(im, de)

@@ -52,7 +52,10 @@ def profiles(cfg: R3DConfig, encoder_batch: int = 64, anticipator_batch: int = 8
     ab = [1, 1, anticipator_batch]
     ts = [1, min(cfg.window_frames, cfg.max_len), cfg.max_len]
     return {
-        "frame_encoder": {"image": [(b, 3, h, w) for b in eb], "depth": [(b, 1, dh, dw) for b in eb]},
+        "frame_encoder": {
+            "image": [(b, 3, h, w) for b in eb],
+            "depth": [(b, cfg.preprocessing.depth_channels, dh, dw) for b in eb],
+        },
         "anticipator": {
             "tokens": [(b, t, 2, c) for b, t in zip(ab, ts, strict=True)],
             "valid": [(b, t) for b, t in zip(ab, ts, strict=True)],

@@ -1,64 +1,169 @@
-"""The model's input contract: camera RGB and depth -> the tensors the FrameEncoder takes.
+"""The model's input contract: one camera frame -> the FrameEncoder's inputs, by one function (`prepare_inputs`).
 
-RGB uint8 (H, W, 3) -> float (3, h, w) resized and normalised with ImageNet mean/std.
-Depth uint16 (H, W) in sensor units + depth scale -> metres -> valid range (outside, and 0, are invalid)
--> per-frame min-max to [0, 1] over valid pixels (the paper) -> invalid pixels set to 0 -> resized (1, h, w).
+Training (the feature cache), evaluation, batch scoring and streaming all call `prepare_inputs`, so the same
+encoded frame gives bit-identical tensors everywhere. Every step works at model resolution as early as it can,
+because the model sees 160x120 colour and 80x60 depth while cameras send 640x480:
+
+- colour, JPEG bytes: libjpeg-turbo (simplejpeg, strict) decodes straight to a DCT-scaled size, M/8 of the
+  original, the smallest that stays >= the model size (640x480 -> 160x120 in one step); decoded colour: as is.
+  Then an OpenCV INTER_AREA resize in uint8 to the model size (skipped when already there), and one conversion to
+  float32 normalised with ImageNet mean/std: (3, h, w).
+- depth, uint16 sensor units: a validity-aware INTER_AREA resize at model size: the sums of valid metres and of
+  the validity mask are resized and divided, so a hole (0, or outside [depth_min_m, depth_max_m]) never pulls a
+  surface towards 0; a model pixel is valid when at least half of the sensor pixels under it are. Then the
+  depth input the config selects (`Preprocessing.depth_input`):
+    "minmax" (the paper; what models without the field were trained on): per-frame min-max of the valid pixels to
+             [0, 1], holes 0: (1, h, w).
+    "metric": metres standardised by fixed statistics, (m - depth_mean_m) / depth_std_m, holes 0, plus the
+             validity mask as a second channel, so a hole is told apart from a near surface: (2, h, w).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+import cv2
 import numpy as np
+import simplejpeg
 import torch
-import torch.nn.functional as F
 
 from model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from model.errors import ConfigError, ImageDecodeError
+
+DepthInput = Literal["minmax", "metric"]
+DEPTH_INPUTS: tuple[str, ...] = ("minmax", "metric")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
     image_size: tuple[int, int] = (120, 160)  # (H, W) of the RGB input to the backbone
-    depth_size: tuple[int, int] = (120, 160)  # (H, W) of the depth map fed to the depth projection
-    depth_min_m: float = 0.1  # nearer readings are invalid
-    depth_max_m: float = 10.0  # farther readings are invalid
+    depth_size: tuple[int, int] = (120, 160)  # (H, W) of the depth map fed to the depth encoder
+    depth_min_m: float = 0.1  # nearer readings are invalid (holes)
+    depth_max_m: float = 10.0  # farther readings are invalid (holes)
+    # "minmax" (the paper's, and what a config without this field means) or "metric" (see the module docstring)
+    depth_input: DepthInput = "minmax"
+    # fixed statistics of "metric": indoor RGB-D cameras see rooms at about 0.5-5 m (a uniform spread over that
+    # range has mean 2.75 m, standard deviation 1.3 m); rounded to 2.5 / 1.5 so that the usual range maps to
+    # about [-1.3, 1.7]. Training may fit them on its data; they are part of the model's config once trained.
+    depth_mean_m: float = 2.5
+    depth_std_m: float = 1.5
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.depth_input not in DEPTH_INPUTS:
+            problems.append(f"depth_input: expected one of {list(DEPTH_INPUTS)}, got {self.depth_input!r}")
+        if not 0 <= self.depth_min_m < self.depth_max_m:
+            problems.append(f"expected 0 <= depth_min_m < depth_max_m, got {self.depth_min_m}, {self.depth_max_m}")
+        if not self.depth_std_m > 0:
+            problems.append(f"depth_std_m: expected > 0, got {self.depth_std_m}")
+        for name in ("image_size", "depth_size"):
+            size = getattr(self, name)
+            if len(size) != 2 or min(size) < 1:
+                problems.append(f"{name}: expected (H, W) of positive integers, got {size}")
+        if problems:
+            raise ConfigError("preprocessing: " + "; ".join(problems))
+
+    @property
+    def depth_channels(self) -> int:
+        """Channels of the depth input: 1 ("minmax") or 2 ("metric": standardised metres, validity)."""
+        return 2 if self.depth_input == "metric" else 1
+
+
+def jpeg_size(data: bytes) -> tuple[int, int]:
+    """(H, W) from a JPEG's header, without decoding; ImageDecodeError when there is no readable header."""
+    try:
+        h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as exc:
+        raise ImageDecodeError(f"JPEG of {len(data)} bytes has no readable header ({exc})") from exc
+    return int(h), int(w)
+
+
+def decode_jpeg_reduced(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """JPEG bytes -> RGB uint8 decoded at the smallest DCT scale (M/8) that stays >= size (H, W), strictly: a
+    truncated or damaged file raises ImageDecodeError instead of decoding to grey."""
+    try:
+        rgb: np.ndarray = simplejpeg.decode_jpeg(
+            data, colorspace="RGB", min_height=size[0], min_width=size[1], strict=True
+        )
+    except ValueError as exc:
+        raise ImageDecodeError(f"JPEG of {len(data)} bytes could not be decoded ({exc})") from exc
+    return rgb
+
+
+# (x / 255 - mean) / std as one multiply-add in float32
+_RGB_SCALE = (1.0 / (255.0 * np.asarray(IMAGENET_STD, dtype=np.float64))).astype(np.float32)
+_RGB_OFFSET = (-np.asarray(IMAGENET_MEAN, dtype=np.float64) / np.asarray(IMAGENET_STD, dtype=np.float64)).astype(
+    np.float32
+)
+
+
+def prepare_rgb(color: np.ndarray | bytes, size: tuple[int, int]) -> np.ndarray:
+    """JPEG bytes or RGB uint8 (H, W, 3) -> float32 (3, h, w) at size (h, w), ImageNet-normalised."""
+    if isinstance(color, bytes | bytearray | memoryview):
+        rgb = decode_jpeg_reduced(bytes(color), size)
+    else:
+        rgb = np.asarray(color)
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"expected RGB uint8 (H, W, 3) or JPEG bytes, got {rgb.dtype} {rgb.shape}")
+    h, w = size
+    if rgb.shape[:2] != (h, w):
+        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
+    x = rgb.astype(np.float32) * _RGB_SCALE + _RGB_OFFSET  # (h, w, 3)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def prepare_depth(depth: np.ndarray, depth_scale: float, pre: Preprocessing) -> np.ndarray:
+    """uint16 (H, W) in sensor units -> float32 (pre.depth_channels, h, w) at pre.depth_size (module docstring).
+
+    A frame with no valid pixel becomes all zeros (the model then sees "no depth", not garbage).
+    """
+    depth = np.asarray(depth)
+    if depth.dtype != np.uint16 or depth.ndim != 2:
+        raise ValueError(f"expected depth uint16 (H, W) in sensor units, got {depth.dtype} {depth.shape}")
+    if not depth_scale > 0:
+        raise ValueError(f"expected a positive depth scale (metres per unit), got {depth_scale!r}")
+    metres = depth.astype(np.float32) * np.float32(depth_scale)
+    valid = ((metres >= pre.depth_min_m) & (metres <= pre.depth_max_m)).astype(np.float32)
+    h, w = pre.depth_size
+    if depth.shape != (h, w):
+        fraction = cv2.resize(valid, (w, h), interpolation=cv2.INTER_AREA)
+        total = cv2.resize(metres * valid, (w, h), interpolation=cv2.INTER_AREA)
+        valid = (fraction >= 0.5).astype(np.float32)
+        metres = np.divide(total, fraction, out=np.zeros_like(total), where=valid > 0)
+    mask = valid > 0
+    if pre.depth_input == "metric":
+        standardised = np.where(mask, (metres - np.float32(pre.depth_mean_m)) / np.float32(pre.depth_std_m), 0.0)
+        return np.stack([standardised.astype(np.float32), valid])
+    if not mask.any():
+        return np.zeros((1, h, w), np.float32)
+    lo, hi = metres[mask].min(), metres[mask].max()
+    span = max(float(hi - lo), 1e-6)
+    return np.where(mask, (metres - lo) / np.float32(span), 0.0).astype(np.float32)[None]
+
+
+def prepare_inputs(
+    color: np.ndarray | bytes, depth: np.ndarray, depth_scale: float, pre: Preprocessing
+) -> tuple[np.ndarray, np.ndarray]:
+    """One camera frame -> (image float32 (3, h, w), depth float32 (depth_channels, h', w')): THE input path.
+
+    color: JPEG bytes (decoded straight to model resolution) or decoded RGB uint8 (H, W, 3); depth: uint16 (H, W)
+    in sensor units, metres = value * depth_scale.
+    """
+    return prepare_rgb(color, pre.image_size), prepare_depth(depth, depth_scale, pre)
 
 
 def preprocess_rgb(rgb: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """uint8 (B, H, W, 3) or (H, W, 3) RGB -> float32 (B, 3, h, w) normalised."""
-    x = torch.as_tensor(rgb)
-    if x.dtype != torch.uint8 or x.shape[-1] != 3 or x.ndim not in (3, 4):
+    """uint8 (B, H, W, 3) or (H, W, 3) RGB -> float32 (B, 3, h, w) normalised (prepare_rgb per frame)."""
+    x = rgb.numpy() if isinstance(rgb, torch.Tensor) else np.asarray(rgb)
+    if x.dtype != np.uint8 or x.shape[-1] != 3 or x.ndim not in (3, 4):
         raise ValueError(f"expected RGB uint8 (H, W, 3) or (B, H, W, 3), got {x.dtype} {tuple(x.shape)}")
-    x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return torch.from_numpy(np.stack([prepare_rgb(frame, size) for frame in x.reshape(-1, *x.shape[-3:])]))
 
 
-def preprocess_depth(
-    depth: np.ndarray | torch.Tensor, depth_scale: float, size: tuple[int, int], min_m: float, max_m: float
-) -> torch.Tensor:
-    """uint16 (B, H, W) or (H, W) in sensor units -> float32 (B, 1, h, w) in [0, 1]; invalid pixels are 0.
-
-    A frame with no valid pixel at all becomes all zeros (the model then sees "no depth", not garbage).
-    """
-    if isinstance(depth, np.ndarray):
-        if depth.dtype != np.uint16:
-            raise ValueError(f"expected depth uint16 in sensor units, got {depth.dtype} {depth.shape}")
-        depth = torch.from_numpy(depth.astype(np.int32))
-    if depth.ndim not in (2, 3):
-        raise ValueError(f"expected depth (H, W) or (B, H, W), got {tuple(depth.shape)}")
-    if not depth_scale > 0:
-        raise ValueError(f"expected a positive depth scale (metres per unit), got {depth_scale!r}")
-    m = depth.reshape(-1, 1, *depth.shape[-2:]).float() * depth_scale  # (B, 1, H, W) metres
-    valid = (m >= min_m) & (m <= max_m)
-    big = torch.finfo(torch.float32).max
-    lo = torch.where(valid, m, big).amin(dim=(2, 3), keepdim=True)
-    hi = torch.where(valid, m, -big).amax(dim=(2, 3), keepdim=True)
-    span = (hi - lo).clamp_min(1e-6)
-    x = torch.where(valid, (m - lo) / span, torch.zeros_like(m))
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="area")  # area keeps holes as partial values, no ringing
-    return x
+def preprocess_depth(depth: np.ndarray | torch.Tensor, depth_scale: float, pre: Preprocessing) -> torch.Tensor:
+    """uint16 (B, H, W) or (H, W) in sensor units -> float32 (B, depth_channels, h, w) (prepare_depth per frame)."""
+    x = depth.numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"expected depth (H, W) or (B, H, W), got {tuple(x.shape)}")
+    return torch.from_numpy(np.stack([prepare_depth(d, depth_scale, pre) for d in x.reshape(-1, *x.shape[-2:])]))

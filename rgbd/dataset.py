@@ -290,13 +290,19 @@ class Dataset:
         for i in range(meta.num_frames):
             yield self._frame(seq_id, meta, i, times, labels)
 
+    def frame_files(self, seq_id: str, index: int) -> tuple[Path, Path]:
+        """The colour JPEG and depth PNG of one frame, for readers that decode them their own way (the model's input
+        path decodes JPEG straight to model resolution)."""
+        seq_dir = self.root / "sequences" / seq_id
+        return seq_dir / "rgb" / f"{index:06d}.jpg", seq_dir / "depth" / f"{index:06d}.png"
+
     def _frame(
         self, seq_id: str, meta: SequenceMeta, index: int, times: list[float], labels: list[str | None]
     ) -> Frame:
-        seq_dir = self.root / "sequences" / seq_id
+        rgb_path, depth_path = self.frame_files(seq_id, index)
         return Frame(
-            rgb=read_rgb(seq_dir / "rgb" / f"{index:06d}.jpg"),
-            depth=read_depth(seq_dir / "depth" / f"{index:06d}.png"),
+            rgb=read_rgb(rgb_path),
+            depth=read_depth(depth_path),
             depth_scale=meta.depth_scale,
             timestamp=times[index],
             index=index,

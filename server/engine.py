@@ -16,7 +16,7 @@ import torch
 
 from export.backends import load_backend
 from export.interface import AnticipatorResult, InferenceBackend
-from model import Preprocessing, R3DConfig, decode_timed, preprocess_depth, preprocess_rgb
+from model import Preprocessing, R3DConfig, decode_timed, prepare_inputs
 from server.protocol import CurrentAction, FutureAction, ModelInfo, SessionCreate
 
 
@@ -76,13 +76,13 @@ class Engine:
             backend_info=_jsonable(backend.info()),
         )
 
-    def prepare(self, rgb: np.ndarray, depth: np.ndarray, depth_scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """Decoded RGB uint8 (H, W, 3) and depth uint16 (h, w) -> image (3, H', W') and depth (1, h', w') float32."""
-        pre = self.spec.preprocessing
-        with torch.inference_mode():
-            image = preprocess_rgb(rgb, pre.image_size)[0].numpy()
-            dmap = preprocess_depth(depth, depth_scale, pre.depth_size, pre.depth_min_m, pre.depth_max_m)[0].numpy()
-        return image, dmap
+    def prepare(
+        self, color: np.ndarray | bytes, depth: np.ndarray, depth_scale: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """JPEG bytes or decoded RGB uint8 (H, W, 3), and depth uint16 (h, w) -> image (3, H', W') and depth
+        (D, h', w') float32: model.prepare_inputs, the same function the feature cache uses (ImageDecodeError when
+        the JPEG cannot be decoded)."""
+        return prepare_inputs(color, depth, depth_scale, self.spec.preprocessing)
 
     def frame_shapes(self, stream: SessionCreate) -> tuple[tuple[int, int], tuple[int, int]]:
         """(colour (H, W), depth (H, W)) of the frames a stream sends: its camera's, or this model's input size."""
@@ -90,7 +90,7 @@ class Engine:
         return stream.frame_shapes(pre.image_size, pre.depth_size)
 
     def encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W), (N, 1, h, w) -> tokens (N, 2, C) float32."""
+        """(N, 3, H, W), (N, D, h, w) -> tokens (N, 2, C) float32."""
         return np.asarray(self.backend.encode(images, depths), dtype=np.float32)
 
     def anticipate(self, tokens: np.ndarray) -> AnticipatorResult:

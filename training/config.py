@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from model import ConfigError, Preprocessing, R3DConfig
+from model.preprocess import DEPTH_INPUTS
 
 PROTOCOLS = ("paper", "streaming")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -77,17 +78,25 @@ class ModelConfig:
     depth_size: tuple[int, int] = (120, 160)  # (H, W) of the depth map fed to the depth projection
     depth_min_m: float = 0.1
     depth_max_m: float = 10.0
+    depth_input: str = "minmax"  # "minmax" (the paper) or "metric" (model.preprocess)
+    depth_mean_m: float = 2.5  # "metric" standardisation (model.preprocess.Preprocessing)
+    depth_std_m: float = 1.5
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(tuple(self.image_size), tuple(self.depth_size), self.depth_min_m, self.depth_max_m)  # type: ignore[arg-type]
+        own: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k in PREPROCESSING_FIELDS
+                               for v in [getattr(self, k)]}  # fmt: skip
+        return Preprocessing(**own)
 
     def to_r3d(self, classes: list[str], *, fps: float | None = None) -> R3DConfig:
         own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        for key in ("image_size", "depth_size", "depth_min_m", "depth_max_m"):
+        for key in PREPROCESSING_FIELDS:
             own.pop(key)
         if fps is not None:
             own["fps"] = fps
         return R3DConfig(classes=list(classes), preprocessing=self.preprocessing(), **own)
+
+
+PREPROCESSING_FIELDS = tuple(f.name for f in dataclasses.fields(Preprocessing))
 
 
 @dataclass
@@ -159,6 +168,8 @@ class TrainConfig:
             size = getattr(m, key)
             need(len(size) == 2 and min(size) >= 1, f"model.{key}", "two positive integers (H, W)", size)
         need(0 <= m.depth_min_m < m.depth_max_m, "model.depth_min_m", "0 <= depth_min_m < depth_max_m", m.depth_min_m)
+        need(m.depth_input in DEPTH_INPUTS, "model.depth_input", f"one of {list(DEPTH_INPUTS)}", m.depth_input)
+        need(m.depth_std_m > 0, "model.depth_std_m", "a positive number of metres", m.depth_std_m)
         need(o.lr > 0, "optim.lr", "a positive learning rate", o.lr)
         need(o.weight_decay >= 0, "optim.weight_decay", "a non-negative number", o.weight_decay)
         need(o.batch_size >= 1, "optim.batch_size", "an integer >= 1", o.batch_size)

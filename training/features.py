@@ -2,10 +2,16 @@
 
 Layout, one folder per backbone, weights hash, preprocessing and (optional) degradation::
 
-    DATASET/features/<backbone>-<sha12>-img<H>x<W>-depth<h>x<w>-<min>-<max>m[-<degradation>-s<severity>]/
+    DATASET/features/<backbone>-<sha12>-img<H>x<W>-depth<h>x<w>-<min>-<max>m-<depth input>-v<version>
+                     [-<degradation>-s<severity>]/
       cache.json        backbone, weights SHA-256, preprocessing, degradation, dataset name and classes
-      <seq>.npz         rgb (T, F) float16 pooled backbone features; depth (T, 1, h, w) float16 preprocessed maps
-                        (model.preprocess_depth); labels (T,) int16 class index, -1 where unknown; timestamps (T,)
+      <seq>.npz         rgb (T, F) float16 pooled backbone features; depth (T, D, h, w) float16 depth inputs;
+                        labels (T,) int16 class index, -1 where unknown; timestamps (T,)
+
+Frames go through model.prepare_inputs, the function the server uses: the clean cache hands it the dataset's JPEG
+bytes (decoded straight to model resolution, as a streaming frame is), so cached inputs are bit-identical to the
+served ones. Degraded caches degrade the decoded full-size frame first, then call the same function.
+Version 2: the fast input path (v1 resized float tensors with torch; v1 caches are left alone, not reused).
 
 Each sequence file is written atomically, so an interrupted run resumes by skipping the finished sequences.
 """
@@ -13,10 +19,11 @@ Each sequence file is written atomically, so an interrupted run resumes by skipp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +32,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
+from model import Preprocessing, build_backbone, prepare_inputs
 from model.backbones import PooledBackbone
-from rgbd.dataset import Dataset
+from rgbd.dataset import Dataset, read_depth
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "r3d-feature-cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,10 @@ class CacheSpec:
         p = self.preprocessing
         (ih, iw), (dh, dw) = p.image_size, p.depth_size
         key = f"{self.backbone}-{self.weights_sha256[:12]}-img{ih}x{iw}-depth{dh}x{dw}"
-        key += f"-{p.depth_min_m:g}-{p.depth_max_m:g}m"
+        key += f"-{p.depth_min_m:g}-{p.depth_max_m:g}m-{p.depth_input}"
+        if p.depth_input == "metric":
+            key += f"{p.depth_mean_m:g}+-{p.depth_std_m:g}"
+        key += f"-v{CACHE_VERSION}"
         return key + (f"-{self.degradation}-s{self.severity}" if self.degradation else "")
 
     def clean(self) -> CacheSpec:
@@ -64,12 +74,7 @@ class CacheSpec:
             "version": CACHE_VERSION,
             "backbone": self.backbone,
             "weights_sha256": self.weights_sha256,
-            "preprocessing": {
-                "image_size": list(p.image_size),
-                "depth_size": list(p.depth_size),
-                "depth_min_m": p.depth_min_m,
-                "depth_max_m": p.depth_max_m,
-            },
+            "preprocessing": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(p).items()},
             "degradation": self.degradation,
             "severity": self.severity,
             "dataset": dataset.name,
@@ -83,7 +88,7 @@ class SequenceFeatures:
 
     id: str
     rgb: np.ndarray  # (T, F) float16
-    depth: np.ndarray  # (T, 1, h, w) float16
+    depth: np.ndarray  # (T, D, h, w) float16
     labels: np.ndarray  # (T,) int64, -1 = unknown
     timestamps: np.ndarray  # (T,) float64 seconds
 
@@ -130,16 +135,15 @@ class FeatureExtractor:
     def spec(self, degradation: str | None = None, severity: int = 0) -> CacheSpec:
         return CacheSpec(self.name, self.digest, self.pre, degradation, severity)
 
+    def inputs(self, color: np.ndarray | bytes, depth: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """One frame (JPEG bytes or RGB uint8, depth uint16) -> model.prepare_inputs: image (3, h, w), depth."""
+        return prepare_inputs(color, depth, scale, self.pre)
+
     @torch.inference_mode()
     def rgb(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W, 3) -> float16 (N, F)."""
-        x = preprocess_rgb(images, self.pre.image_size).to(self.device)
+        """Prepared images float32 (N, 3, h, w) -> pooled backbone features float16 (N, F)."""
+        x = torch.from_numpy(images).to(self.device)
         return self.backbone(x).float().cpu().numpy().astype(np.float16)
-
-    def depth(self, depths: np.ndarray, scale: float) -> np.ndarray:
-        """uint16 (N, H, W) -> float16 (N, 1, h, w)."""
-        p = self.pre
-        return preprocess_depth(depths, scale, p.depth_size, p.depth_min_m, p.depth_max_m).numpy().astype(np.float16)
 
 
 def _prepare_dir(path: Path, manifest: dict[str, Any]) -> None:
@@ -202,37 +206,44 @@ def _sequence_arrays(
     meta = dataset.meta(seq_id)
     times, labels = dataset.labels(seq_id)
     rgb_parts: list[np.ndarray] = []
-    depth_parts: list[np.ndarray] = []
     images: list[np.ndarray] = []
     depths: list[np.ndarray] = []
 
     def flush() -> None:
         if rgb_reuse is None:
             rgb_parts.append(ex.rgb(np.stack(images)))
-        depth_parts.append(ex.depth(np.stack(depths), meta.depth_scale))
-        bar.update(len(depths))
+        bar.update(len(images))
         images.clear()
-        depths.clear()
 
-    for frame in dataset.frames(seq_id):
-        rgb, depth = frame.rgb, frame.depth
-        if degradation:
-            rgb, depth = degrade_frame(rgb, depth, meta.depth_scale, degradation, severity, seq_id, frame.index)
-        if images and (rgb.shape != images[0].shape or depth.shape != depths[0].shape):
-            flush()  # frames of another size cannot share a batch
-        images.append(rgb)
-        depths.append(depth)
-        if len(depths) >= batch_size:
+    for color, depth in _raw_frames(dataset, seq_id, meta.num_frames, degradation, severity):
+        image, depth_in = ex.inputs(color, depth, meta.depth_scale)  # every frame arrives at model size
+        images.append(image)
+        depths.append(depth_in.astype(np.float16))
+        if len(images) >= batch_size:
             flush()
-    if depths:
+    if images:
         flush()
     rgb_all = rgb_reuse if rgb_reuse is not None else np.concatenate(rgb_parts)
     return {
         "rgb": rgb_all,
-        "depth": np.concatenate(depth_parts),
+        "depth": np.stack(depths),
         "labels": _label_indices(labels, dataset.classes, seq_id),
         "timestamps": np.asarray(times, dtype=np.float64),
     }
+
+
+def _raw_frames(
+    dataset: Dataset, seq_id: str, num_frames: int, degradation: str | None, severity: int
+) -> Iterator[tuple[np.ndarray | bytes, np.ndarray]]:
+    """(colour, depth uint16) per frame: the JPEG bytes as stored (clean), or the degraded decoded RGB."""
+    if degradation is None:
+        for i in range(num_frames):
+            rgb_path, depth_path = dataset.frame_files(seq_id, i)
+            yield rgb_path.read_bytes(), read_depth(depth_path)
+        return
+    scale = dataset.meta(seq_id).depth_scale
+    for frame in dataset.frames(seq_id):
+        yield degrade_frame(frame.rgb, frame.depth, scale, degradation, severity, seq_id, frame.index)
 
 
 def load_sequence(path: Path, seq_id: str) -> SequenceFeatures:
@@ -324,11 +335,10 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_config(args.config, {"data.dataset": str(args.dataset)}).model if args.config else ModelConfig()
     pre = model.preprocessing()
-    pre = Preprocessing(
-        tuple(args.image_size) if args.image_size else pre.image_size,
-        tuple(args.depth_size) if args.depth_size else pre.depth_size,
-        pre.depth_min_m,
-        pre.depth_max_m,
+    pre = dataclasses.replace(
+        pre,
+        image_size=tuple(args.image_size) if args.image_size else pre.image_size,
+        depth_size=tuple(args.depth_size) if args.depth_size else pre.depth_size,
     )
     if args.batch_size < 1:
         raise ValueError(f"--batch-size: expected an integer >= 1, got {args.batch_size}")

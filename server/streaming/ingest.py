@@ -11,10 +11,15 @@ import asyncio
 import time
 from concurrent.futures import Executor
 
+import numpy as np
+
+from model import ImageDecodeError
+from model.preprocess import jpeg_size
 from server.engine import Engine
 from server.metrics import Metrics
 from server.protocol import (
     Backpressure,
+    ColorCodec,
     ErrorCode,
     FrameIn,
     FrameStatus,
@@ -33,13 +38,16 @@ def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: f
     depth_scale = msg.depth_scale or stream.depth_scale
     color_shape, depth_shape = engine.frame_shapes(stream)
     try:
-        rgb = decode_color(msg, color_shape)
+        color = _color(msg, color_shape)
         depth = decode_depth(msg, depth_shape, depth_scale)
     except ProtocolError as exc:
         if exc.code is ErrorCode.WRONG_RESOLUTION:  # say which contract the size comes from
             raise ProtocolError(exc.code, f"{exc.message} ({_size_contract(stream)})", seq=exc.seq) from exc
         raise
-    image, dmap = engine.prepare(rgb, depth, depth_scale)
+    try:
+        image, dmap = engine.prepare(color, depth, depth_scale)
+    except ImageDecodeError as exc:  # strict decoding: a truncated or damaged JPEG is an error, not grey pixels
+        raise _corrupt_jpeg(msg) from exc
     return PreparedFrame(msg.seq, msg.ts, image, dmap, engine.spec.preprocessing, t_recv, time.perf_counter())
 
 
@@ -47,6 +55,32 @@ def _size_contract(stream: SessionCreate) -> str:
     if stream.send_size is SendSize.MODEL:
         return "hello.send_size is 'model': frames resized to welcome.model.image_size / depth_size"
     return "hello.send_size is 'full': frames at the hello's width x height and depth_width x depth_height"
+
+
+def _corrupt_jpeg(msg: FrameIn) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.CORRUPT_IMAGE,
+        f"colour JPEG of {len(msg.color)} bytes could not be decoded (corrupt or truncated)",
+        seq=msg.seq,
+    )
+
+
+def _color(msg: FrameIn, expected: tuple[int, int]) -> np.ndarray | bytes:
+    """JPEG colour stays encoded once its header shows the expected (H, W): the model's input path decodes it
+    straight to model resolution (model.prepare_inputs). Other codecs are decoded here."""
+    if msg.color_codec is not ColorCodec.JPEG:
+        return decode_color(msg, expected)
+    try:
+        size = jpeg_size(msg.color)
+    except ImageDecodeError as exc:
+        raise _corrupt_jpeg(msg) from exc
+    if size != expected:
+        raise ProtocolError(
+            ErrorCode.WRONG_RESOLUTION,
+            f"expected colour {expected[0]}x{expected[1]}, got {size[0]}x{size[1]}",
+            seq=msg.seq,
+        )
+    return msg.color
 
 
 async def ingest_frame(

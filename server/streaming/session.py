@@ -56,7 +56,7 @@ class PreparedFrame:
     seq: int
     ts: float
     image: np.ndarray  # (3, H, W) float32
-    depth: np.ndarray  # (1, h, w) float32
+    depth: np.ndarray  # (D, h, w) float32, D = preprocessing.depth_channels
     preprocessing: Preprocessing
     t_recv: float  # time.perf_counter() when the message arrived
     t_queued: float

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from model import Preprocessing, build_backbone, preprocess_depth, preprocess_rgb
-from rgbd.dataset import Dataset
+from model import R3D, Preprocessing, R3DConfig, build_backbone, prepare_inputs, save_checkpoint
+from rgbd.dataset import Dataset, read_depth
+from server.engine import Engine, load_engine_backend
+from server.protocol import FrameIn, SessionCreate, encode_frame, parse_client_message
+from server.streaming.ingest import prepare_frame
 from tests.training.train_fixtures import CLASSES, FRAMES, one_thread, shared_tiny_dataset, tiny_config
 from training import features
 from training.features import FeatureExtractor, build_cache, cache_dir, load_cache
@@ -38,7 +41,7 @@ def extractor() -> FeatureExtractor:
 
 def test_cache_holds_float16_features_depth_maps_and_labels(tiny_dataset: Path, extractor: FeatureExtractor) -> None:
     folder = cache_dir(tiny_dataset, extractor.spec())
-    assert folder.name == f"efficientnet_lite0-{extractor.digest[:12]}-img60x80-depth30x40-0.1-10m"
+    assert folder.name == f"efficientnet_lite0-{extractor.digest[:12]}-img60x80-depth30x40-0.1-10m-minmax-v2"
     manifest = json.loads((folder / "cache.json").read_text())
     assert manifest["weights_sha256"] == extractor.digest and manifest["classes"] == CLASSES
     seq = load_cache(folder, ["seq00"])["seq00"]
@@ -50,13 +53,38 @@ def test_cache_holds_float16_features_depth_maps_and_labels(tiny_dataset: Path, 
 
 def test_cache_entries_equal_the_models_own_preprocessing(tiny_dataset: Path, extractor: FeatureExtractor) -> None:
     seq = load_cache(cache_dir(tiny_dataset, extractor.spec()), ["seq01"])["seq01"]
-    frame = Dataset(tiny_dataset).frame("seq01", 5)
-    depth = preprocess_depth(frame.depth, frame.depth_scale, PRE.depth_size, PRE.depth_min_m, PRE.depth_max_m)
-    np.testing.assert_allclose(seq.depth[5].astype(np.float32), depth[0].numpy(), atol=1e-3)
+    ds = Dataset(tiny_dataset)
+    rgb_path, depth_path = ds.frame_files("seq01", 5)
+    image, depth = prepare_inputs(rgb_path.read_bytes(), read_depth(depth_path), ds.meta("seq01").depth_scale, PRE)
+    np.testing.assert_array_equal(seq.depth[5], depth.astype(np.float16))
     backbone, _ = build_backbone("efficientnet_lite0", PRE.image_size)
     with torch.no_grad():
-        rgb = backbone(preprocess_rgb(frame.rgb, PRE.image_size))[0].numpy()
+        rgb = backbone(torch.from_numpy(image)[None])[0].numpy()
     np.testing.assert_allclose(seq.rgb[5].astype(np.float32), rgb, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("depth_codec", ["png", "zstd"])
+def test_feature_cache_and_streaming_server_prepare_bit_identical_inputs(
+    tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path, depth_codec: str
+) -> None:
+    """The same JPEG file and depth PNG: the cache's path and the server's frame path give equal tensors."""
+    ds = Dataset(tiny_dataset)
+    meta = ds.meta("seq01")
+    cached = list(features._raw_frames(ds, "seq01", meta.num_frames, None, 0))[4]
+    image, depth = (torch.from_numpy(a) for a in extractor.inputs(*cached, meta.depth_scale))
+    cfg = R3DConfig(classes=list(CLASSES), window_s=1.0, max_len=32, preprocessing=PRE)
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", R3D(cfg).eval())
+    engine = Engine(load_engine_backend(checkpoint, "pytorch", None, False), "test")
+    jpeg, depth_map = ds.frame_files("seq01", 4)[0].read_bytes(), read_depth(ds.frame_files("seq01", 4)[1])
+    wire = encode_frame(ds.frame("seq01", 4).rgb, depth_map, 0.0, 0, depth_codec=depth_codec)
+    msg = parse_client_message(wire)
+    assert isinstance(msg, FrameIn)
+    msg = msg.model_copy(update={"color": jpeg})  # the dataset's own JPEG bytes on the wire
+    h, w = depth_map.shape
+    stream = SessionCreate(width=w, height=h, depth_scale=meta.depth_scale)
+    served = prepare_frame(engine, stream, msg, 0.0)
+    assert torch.equal(image, torch.from_numpy(served.image))
+    assert torch.equal(depth, torch.from_numpy(served.depth))
 
 
 def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(
