@@ -51,7 +51,7 @@ def test_jpeg_size_reads_the_frame_header() -> None:
                                                         ((240, 320), (120, 160), (120, 160)),
                                                         ((480, 640), (130, 150), (180, 240)),
                                                         ((120, 160), (120, 160), (120, 160))])  # fmt: skip
-def test_jpeg_decodes_at_the_largest_reduction_that_stays_at_least_model_size(
+def test_jpeg_decodes_at_the_smallest_dct_scaled_size_that_stays_at_least_model_size(
     full: tuple[int, int], model: tuple[int, int], decoded: tuple[int, int]
 ) -> None:
     assert decode_jpeg_reduced(_jpeg(_smooth_rgb(*full)), model).shape == (*decoded, 3)
