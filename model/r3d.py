@@ -224,9 +224,7 @@ class FrameEncoder(nn.Module):
         pre = cfg.preprocessing
         self.backbone = backbone  # frozen; None when training from cached features
         self.rgb_proj = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.hidden), nn.ReLU())
-        self.depth_proj = build_depth_encoder(
-            cfg.depth_encoder, pre.depth_channels, pre.depth_size, cfg.hidden
-        )
+        self.depth_proj = build_depth_encoder(cfg.depth_encoder, pre.depth_channels, pre.depth_size, cfg.hidden)
 
     def project(self, features: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """Backbone features (N, F) and depth maps (N, ch, h, w) -> tokens (N, 2, C)."""
