@@ -260,8 +260,7 @@ class StreamConnection:
             )
         )  # fmt: skip
         if resumed:
-            with session.lock:
-                counters = session.processor.counters.public()
+            counters = session.counters()
             self.post(Notice(code=NoticeCode.SESSION_RESUMED, message=f"session {session.id} resumed with "
                              f"{len(session.processor.window)} tokens in its window",
                              details={"counters": counters.model_dump()}))  # fmt: skip

@@ -218,8 +218,7 @@ class SessionRegistry:
         sid = doc.session_id
         session = self.create(doc.stream, session_id=sid if sid and sid not in self._sessions else None, client=client)
         try:
-            with session.lock:
-                session.processor.load_state(processor_state(doc))
+            session.load_processor_state(processor_state(doc))
         except Exception:
             self.close(session, "its snapshot could not be loaded")
             raise

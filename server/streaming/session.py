@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from export.interface import AnticipatorResult
 from model import Preprocessing
-from server.engine import ModelSpec
+from server.engine import Engine, ModelSpec
 from server.errors import SessionStateError
 from server.metrics import Metrics, NullMetrics
 from server.protocol import (
@@ -32,9 +33,10 @@ from server.protocol import (
     SessionCreate,
     SessionPublic,
     SessionStateName,
+    StreamCounters,
     WireModel,
 )
-from server.streaming.processor import FrameOutcome, StreamProcessor
+from server.streaming.processor import FrameOutcome, StreamProcessor, TickOutcome, TickRequest
 
 logger = logging.getLogger(__name__)
 
@@ -296,7 +298,35 @@ class Session:
                     pass
         return self.latest if newer() else None
 
+    # --- tokens and ticks (the inference worker) ------------------------------------------------------------------
+
+    def push_tokens(self, frame: PreparedFrame, tokens: np.ndarray) -> TickRequest | None:
+        """An encoded frame's tokens (2, C) into the window; the tick request when a prediction is due. Nothing
+        happens to a closed session."""
+        with self.lock:
+            if self.closed:
+                return None
+            self.fps_window.append(time.perf_counter())
+            return self.processor.push(frame.seq, frame.ts, tokens)
+
+    def complete_tick(
+        self, request: TickRequest, result: AnticipatorResult, engine: Engine
+    ) -> tuple[TickOutcome, StreamCounters, int]:
+        """Decode a tick's Anticipator outputs: the outcome, the counters then, and the prediction's sequence number."""
+        with self.lock:
+            outcome = self.processor.complete(request, result, engine)
+            return outcome, self.processor.counters.public(), self.processor.predictions
+
     # --- views ---------------------------------------------------------------------------------------------------
+
+    def counters(self) -> StreamCounters:
+        with self.lock:
+            return self.processor.counters.public()
+
+    def load_processor_state(self, state: dict[str, Any]) -> None:
+        """Continue from a snapshot's processor state."""
+        with self.lock:
+            self.processor.load_state(state)
 
     def public(self) -> SessionPublic:
         with self.lock:

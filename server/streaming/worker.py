@@ -157,11 +157,7 @@ class InferenceWorker:
         self.metrics.observe_encode(encode_s, len(batch))
         ticks: list[tuple[Session, PreparedFrame, TickRequest]] = []
         for (s, f), tok in zip(batch, tokens, strict=True):
-            with s.lock:
-                if s.closed:
-                    continue
-                request = s.processor.push(f.seq, f.ts, tok)
-                s.fps_window.append(time.perf_counter())
+            request = s.push_tokens(f, tok)
             if request is not None:
                 ticks.append((s, f, request))
         if ticks:
@@ -182,10 +178,7 @@ class InferenceWorker:
         anticipate_s = time.perf_counter() - t0
         self.metrics.observe_anticipate(anticipate_s, len(ticks))
         for (s, f, request), result in zip(ticks, results, strict=True):
-            with s.lock:
-                outcome = s.processor.complete(request, result, engine)
-                counters = s.processor.counters.public()
-                seq = s.processor.predictions
+            outcome, counters, seq = s.complete_tick(request, result, engine)
             done = time.perf_counter()
             latency = Latency(
                 frame_to_prediction_ms=round((done - f.t_recv) * 1e3, 3),

@@ -45,9 +45,7 @@ async def post_frame(request: Request, session: SessionDep, runtime: RuntimeDep,
     frame_status = await ingest_frame(
         session, msg, t_recv, worker=runtime.worker, pool=runtime.decode_pool, metrics=runtime.metrics
     )
-    with session.lock:
-        counters = session.processor.counters.public()
-    return FrameAck(seq=msg.seq, status=frame_status, queue_depth=session.queue_depth(), counters=counters)
+    return FrameAck(seq=msg.seq, status=frame_status, queue_depth=session.queue_depth(), counters=session.counters())
 
 
 @router.get("/{session_id}/prediction", response_model=AnticipationOut, responses={204: {"description": "none yet"}})
