@@ -44,7 +44,9 @@ def test_score_cli_server_job_writes_json_csv_and_timeline(server_scored: Path) 
     assert len(rows) == 45 and rows[0]["sequence"] == seq["id"] and rows[-1]["frame"] == "44"
     with (server_scored / "ticks.csv").open() as f:
         ticks = list(csv.DictReader(f))
-    assert len(ticks) == len(seq["ticks"]) and {t["current"] for t in ticks} <= set(CLASSES)
+    assert len(ticks) == sum(max(1, len(t["future"])) for t in seq["ticks"])  # a row per anticipated action
+    assert sorted({int(t["frame"]) for t in ticks}) == [t["frame_index"] for t in seq["ticks"]]
+    assert {t["current"] for t in ticks} <= set(CLASSES)
     image = cv2.imread(str(server_scored / "timeline.png"))
     assert image is not None and image.shape[1] >= 600
 
