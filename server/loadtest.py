@@ -1,119 +1,48 @@
 """Load benchmark (a command, not a test): N concurrent synthetic RGB-D streams against a real ``r3d-serve``.
 
     python -m server.loadtest [--model BUNDLE] [--backend onnxruntime] [--streams 8] [--fps 15] [--seconds 60]
-                              [--width 640 --height 480] [--tick-hz 15] [--json out.json] [--url http://host:port]
+                              [--send-size full|model] [--soak] [--tick-hz 15] [--json out.json] [--url URL]
 
 Without --url it starts ``r3d-serve`` in a subprocess on a free loopback port; without --model it builds a
 random-weights model with the default service config (8 s window at 15 fps) and exports it to an ONNX bundle under
---work-dir (once; reused). Every stream sends pre-encoded 640x480 frames (JPEG q80 colour, zstd depth) at --fps on
-an absolute schedule and measures frame-to-prediction latency on the client (send -> prediction for that frame).
-It reports sustained frames/s, drops, latency percentiles, server CPU and memory at start and end, and which
-resource limits it when the goal (p99 < 150 ms, no drops, flat memory) is missed.
+--work-dir (once; reused). Every stream sends pre-encoded frames (JPEG q80 colour, zstd depth) of --width x --height
+camera frames, resized on the client to the model's input size first with --send-size model (the size the server
+announces in welcome), at --fps on an absolute schedule, and measures frame-to-prediction latency on the client
+(send -> the prediction for that frame). It reports sustained frames/s, bytes per frame, drops, latency percentiles,
+server CPU and memory (RSS sampled every 10 s with --soak, 5 s otherwise), the machine's load average during the run,
+and the verdict: the goal (p99 < 100 ms, no drops, RSS growth after warm-up <= 5 %) or which resource limits.
+--soak runs 5 minutes (unless --seconds says otherwise) and judges RSS growth after a 60 s warm-up.
+--client-processes splits the streams over that many load-generator processes (one Python process cannot feed
+hundreds of streams); --profile FILE records the server with py-spy and adds its top functions to the report.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
+import multiprocessing
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
-import msgpack
 import numpy as np
-from websockets.asyncio.client import connect
 
-from server.protocol import Hello, encode_frame, pack, parse_server_message
+from rgbd.files import write_json_atomic
+from server.loadgen import StreamStats, client_process, run_streams, synthetic_frames
+from server.protocol import SendSize
 
 logger = logging.getLogger(__name__)
-GOAL_P99_MS = 150.0
-
-
-@dataclass
-class StreamStats:
-    sent: int = 0
-    send_times: dict[int, float] = field(default_factory=dict)
-    latencies_ms: list[float] = field(default_factory=list)
-    server_ms: list[float] = field(default_factory=list)
-    late_sends: int = 0
-    last_counters: dict[str, int] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-
-
-def synthetic_frames(n: int, h: int, w: int) -> list[bytes]:
-    """``n`` distinct frames with camera-like content (smooth shapes, texture, depth noise), encoded once."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    out = []
-    for i in range(n):
-        p = 2 * np.pi * i / n
-        rgb = np.stack(
-            [110 + 70 * np.sin(xx / 37 + p), 120 + 60 * np.cos(yy / 29 - p), 100 + 50 * np.sin((xx + yy) / 53)], -1
-        )
-        rgb += rng.normal(0, 4, rgb.shape)
-        depth = 1800 + 700 * np.sin(xx / 90 + p) * np.cos(yy / 70) + rng.normal(0, 6, (h, w))
-        depth[(xx - w / 2 - 80 * np.sin(p)) ** 2 + (yy - h / 2) ** 2 < 60**2] = 900  # a person-sized blob moving
-        out.append(encode_frame(np.clip(rgb, 0, 255).astype(np.uint8), depth.astype(np.uint16), 0.0, 0))
-    return out
-
-
-def retimed(frame: bytes, seq: int, ts: float) -> bytes:
-    msg = msgpack.unpackb(frame)
-    msg["seq"], msg["ts"] = seq, ts
-    return msgpack.packb(msg, use_bin_type=True)
-
-
-async def run_stream(ws_url: str, key: str | None, frames: list[bytes], args: argparse.Namespace, stats: StreamStats,
-                     t_start: float, t_end: float) -> None:  # fmt: skip
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    async with connect(ws_url, compression=None, max_size=2**26, additional_headers=headers) as ws:
-        await ws.send(pack(Hello(camera="loadtest", width=args.width, height=args.height, depth_scale=0.001,
-                                 tick_hz=args.tick_hz)))  # fmt: skip
-        welcome = parse_server_message(await ws.recv())
-        if welcome.type != "welcome":
-            raise RuntimeError(f"expected welcome, got {welcome}")
-
-        async def receive() -> None:
-            async for raw in ws:
-                msg = parse_server_message(raw)
-                now = time.perf_counter()
-                if msg.type == "prediction":
-                    sent = stats.send_times.pop(msg.frame_seq, None)
-                    if sent is not None:
-                        stats.latencies_ms.append((now - sent) * 1e3)
-                        stats.server_ms.append(msg.latency.frame_to_prediction_ms)
-                    stats.last_counters = msg.counters.model_dump()
-                elif msg.type == "error":
-                    stats.errors.append(msg.message)
-
-        receiver = asyncio.create_task(receive())
-        period = 1.0 / args.fps
-        seq = 0
-        while True:
-            due = t_start + seq * period
-            if due >= t_end or time.perf_counter() >= t_end:  # a client that fell behind stops on time too
-                break
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -period:
-                stats.late_sends += 1
-            data = retimed(frames[seq % len(frames)], seq, seq * period)
-            stats.send_times[seq] = time.perf_counter()
-            await ws.send(data)
-            stats.sent += 1
-            seq += 1
-        await asyncio.sleep(1.0)  # the last predictions
-        await ws.send(pack({"type": "bye"}))
-        receiver.cancel()
+GOAL_P99_MS = 100.0
+GOAL_RSS_GROWTH = 0.05  # after warm-up
+SOAK_SECONDS, SOAK_WARMUP_S, SOAK_SAMPLE_S = 300.0, 60.0, 10.0
 
 
 def rss_mib(pid: int) -> float:
@@ -154,17 +83,22 @@ def ensure_model(args: argparse.Namespace) -> Path:
 
 
 def start_server(model: Path, args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, R3D_LOG_LEVEL="warning", R3D_MAX_SESSIONS=str(max(32, args.streams + 4)))
+    sessions = str(max(32, args.streams + 4))  # every stream comes from this one loopback address
+    env = dict(os.environ, R3D_LOG_LEVEL="warning", R3D_MAX_SESSIONS=sessions, R3D_MAX_SESSIONS_PER_CLIENT=sessions)
     cmd = [sys.executable, "-m", "server.cli", str(model), "--backend", args.backend, "--port", str(port)]
+    cmd += ["--device", args.device] if args.device else []
+    cmd += ["--fp16"] if args.fp16 else []
     cpus = {int(c) for c in args.server_cpus.split(",")} if args.server_cpus else None
     with (args.work_dir / "server.log").open("wb") as log:
         return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log,
                                 preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)  # fmt: skip
 
 
-def wait_ready(url: str, timeout: float = 300.0) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"r3d-serve exited with status {proc.returncode} before it was ready (see server.log)")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
                 return
@@ -186,57 +120,114 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def start_profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes] | None:
+    """py-spy over the server for the run (collapsed stacks, every thread); None when py-spy is not installed."""
+    exe = shutil.which("py-spy")
+    if exe is None:
+        logger.warning("--profile: py-spy is not installed (pip install py-spy); no profile recorded")
+        return None
+    cmd = [exe, "record", "-p", str(pid), "-f", "raw", "-o", str(out), "-d", str(int(seconds)), "-r", "50"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def profile_summary(collapsed: Path, top: int = 12) -> list[tuple[str, float]]:
+    """(function, share of all samples whose stack contains it), the largest first, from py-spy's raw output."""
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        for name in {frame.split(" (")[0] for frame in stack.split(";")}:
+            inclusive[name] += n
+    return [(name, round(n / max(total, 1), 3)) for name, n in inclusive.most_common(top)]
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     args.work_dir.mkdir(parents=True, exist_ok=True)
-    proc = None
+    proc = profiler = None
     url = args.url
     if url is None:
-        model = ensure_model(args)
         url = f"http://127.0.0.1:{free_port()}"
-        proc = start_server(model, args, int(url.rsplit(":", 1)[1]))
+        proc = start_server(ensure_model(args), args, int(url.rsplit(":", 1)[1]))
     try:
-        wait_ready(url)
+        wait_ready(url, proc)
         info = httpx.get(f"{url}/v1/model", headers=_auth(args.key)).json()
-        frames = synthetic_frames(30, args.height, args.width)
+        model_sizes = (tuple(info["image_size"]), tuple(info["depth_size"])) if args.send_size == "model" else None
+        frames = synthetic_frames(30, args.height, args.width, model_sizes)
         pid = proc.pid if proc else None
-        rss_start = rss_mib(pid) if pid else float("nan")
+        samples: list[tuple[float, float, float]] = []  # (seconds into the run, RSS MiB, 1-min load average)
         cpu_start = cpu_seconds(pid) if pid else 0.0
-        server_cores = len(os.sched_getaffinity(pid or 0))
-        rss_samples: list[float] = []
-        stats = [StreamStats() for _ in range(args.streams)]
-        t_start = time.perf_counter() + 1.0
+        cores = len(os.sched_getaffinity(pid or 0))
+        client_cpu_start = sum(os.times()[:4])
+        t_start = time.monotonic() + 2.0
         t_end = t_start + args.seconds
+        if pid and args.profile:
+            profiler = start_profiler(pid, args.profile, args.seconds)
         ws_url = "ws" + url[len("http") :] + "/v1/stream"
+        opts = {k: getattr(args, k) for k in ("key", "width", "height", "tick_hz", "fps", "send_size")}
+        interval = SOAK_SAMPLE_S if args.soak else 5.0
 
-        async def sample_memory() -> None:
-            while pid and time.perf_counter() < t_end:
-                rss_samples.append(rss_mib(pid))
-                await asyncio.sleep(5.0)
+        async def sample() -> None:
+            await asyncio.sleep(max(t_start - time.monotonic(), 0.0))
+            while pid and time.monotonic() < t_end:
+                samples.append((time.monotonic() - t_start, rss_mib(pid), os.getloadavg()[0]))
+                await asyncio.sleep(interval)
 
-        sampler = asyncio.create_task(sample_memory())
-        await asyncio.gather(*(run_stream(ws_url, args.key, frames, args, s, t_start, t_end) for s in stats))
+        sampler = asyncio.create_task(sample())
+        shares = [len(part) for part in np.array_split(np.arange(args.streams), args.client_processes) if len(part)]
+        if len(shares) == 1:
+            stats = await run_streams(ws_url, frames, opts, args.streams, t_start, t_end)
+        else:
+            with multiprocessing.get_context("spawn").Pool(len(shares)) as pool:
+                jobs = [(ws_url, frames, opts, n, t_start, t_end) for n in shares]
+                parts = await asyncio.to_thread(pool.map, client_process, jobs)
+            stats = [s for part in parts for s in part]
         sampler.cancel()
-        wall = time.perf_counter() - t_start
+        wall = time.monotonic() - t_start  # the send window plus the wait for the last predictions
         text = httpx.get(f"{url}/metrics", headers=_auth(args.key)).text
         rss_end = rss_mib(pid) if pid else float("nan")
         cpu_used = (cpu_seconds(pid) - cpu_start) if pid else float("nan")
+        client_cpu = sum(os.times()[:4]) - client_cpu_start
     finally:
+        if profiler is not None:
+            profiler.wait(60)
         if proc is not None:
             proc.terminate()
             proc.wait(60)
+    report = summarise(args, info, stats, text, samples, wall, cpu_used, client_cpu, rss_end, cores)
+    if profiler is not None and args.profile.exists():
+        report["profile_top"] = profile_summary(args.profile)
+    report["verdict"] = verdict(report)
+    return report
+
+
+def summarise(args: argparse.Namespace, info: dict[str, Any], stats: list[StreamStats], text: str,
+              samples: list[tuple[float, float, float]], wall: float, cpu_used: float, client_cpu: float,
+              rss_end: float, cores: int) -> dict[str, Any]:  # fmt: skip
+    window = args.seconds  # rates are per second of sending
     lat = [v for s in stats for v in s.latencies_ms]
     server_lat = [v for s in stats for v in s.server_ms]
     sent = sum(s.sent for s in stats)
     used = sum(s.last_counters.get("accepted", 0) for s in stats)
-    dropped = sum(s.last_counters.get("dropped", 0) for s in stats)
     batches = metric(text, "r3d_encode_batch_frames_count")
-    report = {
+    tick_batches = metric(text, "r3d_anticipate_batch_ticks_count")
+    rss = [r for _, r, _ in samples]
+    warm = [r for t, r, _ in samples if t >= min(SOAK_WARMUP_S, args.seconds / 5)]
+    growth = (rss_end - warm[0]) / warm[0] if warm else float("nan")
+    loads = [load for _, _, load in samples] or [os.getloadavg()[0]]
+    return {
         "streams": args.streams, "fps_per_stream": args.fps, "resolution": f"{args.width}x{args.height}",
-        "seconds": round(wall, 1), "backend": info["backend"], "model_window_frames": info["window_frames"],
-        "tick_hz": args.tick_hz, "frames_sent_per_s": round(sent / wall, 1),
-        "frames_used_per_s": round(used / wall, 1), "predictions_per_s": round(len(lat) / wall, 1),
-        "dropped": dropped, "rejected": sum(s.last_counters.get("rejected", 0) for s in stats),
-        "unanswered": sum(len(s.send_times) for s in stats), "late_sends": sum(s.late_sends for s in stats),
+        "send_size": args.send_size, "seconds": round(window, 1), "backend": info["backend"],
+        "model_window_frames": info["window_frames"], "tick_hz": args.tick_hz,
+        "bytes_per_frame": round(sum(s.bytes_sent for s in stats) / max(sent, 1)),
+        "frames_sent_per_s": round(sent / window, 1), "frames_used_per_s": round(used / window, 1),
+        "predictions_per_s": round(len(lat) / window, 1),
+        "dropped": sum(s.last_counters.get("dropped", 0) for s in stats),
+        "rejected": sum(s.last_counters.get("rejected", 0) for s in stats),
+        "unanswered": sum(s.unanswered for s in stats), "late_sends": sum(s.late_sends for s in stats),
         "latency_ms": {"p50": round(pct(lat, 50), 1), "p95": round(pct(lat, 95), 1), "p99": round(pct(lat, 99), 1),
                        "max": round(max(lat, default=float("nan")), 1)},
         "server_latency_p99_ms": round(pct(server_lat, 99), 1),
@@ -244,30 +235,34 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "encode_ms_per_batch": round(1e3 * metric(text, "r3d_encode_seconds_sum") / max(batches, 1), 2),
         "decode_ms_per_frame": round(1e3 * metric(text, "r3d_decode_seconds_sum")
                                      / max(metric(text, "r3d_decode_seconds_count"), 1), 2),
-        "anticipate_ms": round(1e3 * metric(text, "r3d_anticipate_seconds_sum")
-                               / max(metric(text, "r3d_anticipate_seconds_count"), 1), 2),
-        "server_cpu_cores": round(cpu_used / wall, 2), "machine_cores": server_cores,
-        "load_average_1m": round(os.getloadavg()[0], 2),
-        "rss_mib_start": round(rss_start, 1), "rss_mib_end": round(rss_end, 1),
-        "rss_mib_samples": [round(r, 1) for r in rss_samples], "errors": sorted({e for s in stats for e in s.errors}),
+        "anticipate_batch_mean": round(metric(text, "r3d_anticipate_batch_ticks_sum") / max(tick_batches, 1), 2),
+        "anticipate_ms_per_batch": round(1e3 * metric(text, "r3d_anticipate_seconds_sum") / max(tick_batches, 1), 2),
+        "server_cpu_cores": round(cpu_used / wall, 2), "loadgen_cpu_cores": round(client_cpu / wall, 2),
+        "machine_cores": cores, "cpus_online": os.cpu_count(),
+        "load_average_1m": {"mean": round(float(np.mean(loads)), 2), "max": round(max(loads), 2)},
+        "rss_mib_start": round(rss[0], 1) if rss else float("nan"), "rss_mib_end": round(rss_end, 1),
+        "rss_growth_after_warmup": round(growth, 4), "rss_mib_samples": [round(r, 1) for r in rss],
+        "errors": sorted({e for s in stats for e in s.errors}),
     }  # fmt: skip
-    report["verdict"] = verdict(report)
-    return report
 
 
 def verdict(r: dict[str, Any]) -> str:
-    ok = r["latency_ms"]["p99"] < GOAL_P99_MS and r["dropped"] == 0 and r["unanswered"] == 0
-    if ok:
-        return f"goal met: p99 {r['latency_ms']['p99']} ms < {GOAL_P99_MS:g} ms, no drops"
+    p99, growth = r["latency_ms"]["p99"], r["rss_growth_after_warmup"]
+    memory_ok = not growth > GOAL_RSS_GROWTH  # NaN (no samples: --url) is not judged
+    if p99 < GOAL_P99_MS and r["dropped"] == 0 and r["unanswered"] == 0 and memory_ok:
+        return f"goal met: p99 {p99} ms < {GOAL_P99_MS:g} ms, no drops, RSS growth {growth:.1%} after warm-up"
     cores = r["machine_cores"] or 1
-    if r["server_cpu_cores"] >= 0.8 * cores or r["load_average_1m"] >= cores:
-        limit = (f"CPU: the server used {r['server_cpu_cores']} of {cores} cores (load average "
-                 f"{r['load_average_1m']}); per frame decode {r['decode_ms_per_frame']} ms (JPEG + zstd + "
-                 f"preprocessing), encode {r['encode_ms_per_batch']} ms per batch of {r['encode_batch_mean']}, "
-                 f"anticipate {r['anticipate_ms']} ms per tick")  # fmt: skip
+    load = r["load_average_1m"]["mean"]
+    if not memory_ok:
+        limit = f"memory: RSS grew {growth:.1%} after warm-up (goal <= {GOAL_RSS_GROWTH:.0%})"
+    elif r["server_cpu_cores"] + r["loadgen_cpu_cores"] >= 0.8 * cores or load >= cores:
+        limit = (f"CPU: the server used {r['server_cpu_cores']} and the load generator {r['loadgen_cpu_cores']} of "
+                 f"{cores} cores (load average {load}); per frame decode {r['decode_ms_per_frame']} ms, encode "
+                 f"{r['encode_ms_per_batch']} ms per batch of {r['encode_batch_mean']}, anticipate "
+                 f"{r['anticipate_ms_per_batch']} ms per batch of {r['anticipate_batch_mean']} ticks")  # fmt: skip
     else:
         limit = "not CPU-bound: look at the event loop (one Python thread receives every message) and the GIL"
-    return f"goal missed (p99 {r['latency_ms']['p99']} ms, {r['dropped']} dropped); limited by {limit}"
+    return f"goal missed (p99 {p99} ms, {r['dropped']} dropped, {r['unanswered']} unanswered); limited by {limit}"
 
 
 def _auth(key: str | None) -> dict[str, str]:
@@ -276,45 +271,69 @@ def _auth(key: str | None) -> dict[str, str]:
 
 def table(r: dict[str, Any]) -> str:
     rows = [
-        ("streams x fps", f"{r['streams']} x {r['fps_per_stream']:g} ({r['resolution']}, tick {r['tick_hz']:g} Hz)"),
+        ("streams x fps", f"{r['streams']} x {r['fps_per_stream']:g} ({r['resolution']}, send size {r['send_size']}, "
+                          f"tick {r['tick_hz']:g} Hz)"),
         ("backend / window", f"{r['backend']} / {r['model_window_frames']} frames"),
         ("duration", f"{r['seconds']} s"),
+        ("bytes per frame", f"{r['bytes_per_frame']} ({r['bytes_per_frame'] * r['fps_per_stream'] * 8 / 1e6:.2f} "
+                            "Mbit/s per stream)"),
         ("frames sent / used per s", f"{r['frames_sent_per_s']} / {r['frames_used_per_s']}"),
         ("predictions per s", str(r["predictions_per_s"])),
         ("dropped / rejected / unanswered", f"{r['dropped']} / {r['rejected']} / {r['unanswered']}"),
         ("latency p50 / p95 / p99 / max", "{p50} / {p95} / {p99} / {max} ms".format(**r["latency_ms"])),
         ("server-side latency p99", f"{r['server_latency_p99_ms']} ms"),
         ("encode batch (mean) / time", f"{r['encode_batch_mean']} frames / {r['encode_ms_per_batch']} ms"),
-        ("decode per frame / anticipate", f"{r['decode_ms_per_frame']} ms / {r['anticipate_ms']} ms"),
-        ("server CPU", f"{r['server_cpu_cores']} of {r['machine_cores']} cores (load avg {r['load_average_1m']})"),
-        ("server RSS start / end", f"{r['rss_mib_start']} / {r['rss_mib_end']} MiB"),
+        ("anticipate batch (mean) / time", f"{r['anticipate_batch_mean']} ticks / {r['anticipate_ms_per_batch']} ms"),
+        ("decode per frame", f"{r['decode_ms_per_frame']} ms"),
+        ("CPU: server / load generator", f"{r['server_cpu_cores']} / {r['loadgen_cpu_cores']} of "
+                                         f"{r['machine_cores']} cores"),
+        ("load average (1 min) mean / max", "{mean} / {max}".format(**r["load_average_1m"])),
+        ("server RSS start / end / growth", f"{r['rss_mib_start']} / {r['rss_mib_end']} MiB / "
+                                            f"{r['rss_growth_after_warmup']:.1%} after warm-up"),
+        *([("profile (share of samples)", ", ".join(f"{n} {s:.0%}" for n, s in r["profile_top"]))]
+          if r.get("profile_top") else []),
         ("verdict", r["verdict"]),
-    ]
+    ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k.ljust(width)} | {v} |" for k, v in rows) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m server.loadtest", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m server.loadtest", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", type=Path, help="bundle (or checkpoint with --backend pytorch); default: build one")
     p.add_argument("--backend", default="onnxruntime", choices=("auto", "pytorch", "onnxruntime", "tensorrt"))
+    p.add_argument("--device", help="the server's device, e.g. cuda (default: the backend's choice)")
+    p.add_argument("--fp16", action="store_true", help="the server runs in half precision (CUDA backends)")
     p.add_argument("--url", help="an already running server instead of starting one")
     p.add_argument("--key", default=os.environ.get("R3D_LOADTEST_KEY"), help="API key of --url (or R3D_LOADTEST_KEY)")
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--tick-hz", type=float, default=15.0, help="predictions per second per stream")
-    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--seconds", type=float, help="duration (default 60; 300 with --soak)")
+    p.add_argument("--soak", action="store_true", help="5 minutes, RSS every 10 s, verdict on its growth")
+    p.add_argument("--send-size", choices=[s.value for s in SendSize], default="full",
+                   help="'model': streams resize to the model's input size first (default %(default)s)")  # fmt: skip
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
+    p.add_argument("--client-processes", type=int, default=1, help="load-generator processes sharing the streams")
     p.add_argument("--work-dir", type=Path, default=Path("outputs/loadtest"))
     p.add_argument("--server-cpus", help="pin the started server to these CPUs, e.g. 0,1 (default: inherit)")
+    p.add_argument("--profile", type=Path, help="record the server with py-spy (collapsed stacks) to this file")
     p.add_argument("--json", type=Path, help="write the report here too")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    args.seconds = args.seconds or (SOAK_SECONDS if args.soak else 60.0)
+    if args.streams < 1 or args.client_processes < 1:
+        sys.stderr.write("loadtest: --streams and --client-processes must be at least 1\n")
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = asyncio.run(run(args))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(args.json, report)
     sys.stdout.write(table(report))
     return 0
 
