@@ -73,6 +73,7 @@ class Engine:
             server_version=server_version,
             image_size=self.spec.preprocessing.image_size,
             depth_size=self.spec.preprocessing.depth_size,
+            depth_range_m=(self.spec.preprocessing.depth_min_m, self.spec.preprocessing.depth_max_m),
             backend_info=_jsonable(backend.info()),
         )
 

@@ -12,8 +12,9 @@ import msgpack
 import numpy as np
 from websockets.asyncio.client import connect
 
-from server.protocol import Hello, downscale_frame, encode_frame, pack, parse_server_message
+from server.protocol import Hello, ModelInfo, downscale_frame, encode_frame, pack, parse_server_message
 
+DEPTH_SCALE = 0.001  # metres per depth unit of the synthetic streams
 UNANSWERED_AFTER_S = 1.0  # a frame sent this long before the end with no prediction at or after it: a missing tick
 
 
@@ -30,9 +31,9 @@ class StreamStats:
     errors: list[str] = field(default_factory=list)
 
 
-def synthetic_frames(n: int, h: int, w: int, sizes: tuple[tuple[int, int], tuple[int, int]] | None) -> list[bytes]:
-    """``n`` distinct camera-like frames (smooth shapes, texture, depth noise, a moving person-sized blob), encoded
-    once; with ``sizes`` (the model's colour and depth (H, W)) resized first, as a send_size 'model' client does."""
+def synthetic_frames(n: int, h: int, w: int, model: ModelInfo | None = None) -> list[bytes]:
+    """``n`` distinct camera-like frames (smooth shapes, texture, depth noise, a moving person-sized blob; depth in
+    mm), encoded once; with ``model`` resized first to its input size, as a send_size 'model' client does."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     out = []
@@ -45,8 +46,9 @@ def synthetic_frames(n: int, h: int, w: int, sizes: tuple[tuple[int, int], tuple
         depth = 1800 + 700 * np.sin(xx / 90 + p) * np.cos(yy / 70) + rng.normal(0, 6, (h, w))
         depth[(xx - w / 2 - 80 * np.sin(p)) ** 2 + (yy - h / 2) ** 2 < 60**2] = 900
         rgb8, depth16 = np.clip(rgb, 0, 255).astype(np.uint8), depth.astype(np.uint16)
-        if sizes is not None:
-            rgb8, depth16 = downscale_frame(rgb8, depth16, *sizes)
+        if model is not None and model.image_size is not None and model.depth_size is not None:
+            rgb8, depth16 = downscale_frame(rgb8, depth16, model.image_size, model.depth_size, DEPTH_SCALE,
+                                            model.depth_range_m)  # fmt: skip
         out.append(encode_frame(rgb8, depth16, 0.0, 0))
     return out
 
@@ -62,7 +64,7 @@ async def run_stream(ws_url: str, frames: list[bytes], opts: dict[str, Any], sta
     """One stream: hello, frames on an absolute (time.monotonic) schedule until t_end, latencies per prediction."""
     headers = {"Authorization": f"Bearer {opts['key']}"} if opts["key"] else {}
     async with connect(ws_url, compression=None, max_size=2**26, additional_headers=headers) as ws:
-        await ws.send(pack(Hello(camera="loadtest", width=opts["width"], height=opts["height"], depth_scale=0.001,
+        await ws.send(pack(Hello(camera="loadtest", width=opts["width"], height=opts["height"], depth_scale=DEPTH_SCALE,
                                  tick_hz=opts["tick_hz"], send_size=opts["send_size"])))  # fmt: skip
         welcome = parse_server_message(await ws.recv())
         if welcome.type != "welcome":

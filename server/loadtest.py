@@ -37,7 +37,7 @@ import numpy as np
 
 from rgbd.files import write_json_atomic
 from server.loadgen import StreamStats, client_process, run_streams, synthetic_frames
-from server.protocol import SendSize
+from server.protocol import ModelInfo, SendSize
 
 logger = logging.getLogger(__name__)
 GOAL_P99_MS = 100.0
@@ -155,8 +155,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         wait_ready(url, proc)
         info = httpx.get(f"{url}/v1/model", headers=_auth(args.key)).json()
-        model_sizes = (tuple(info["image_size"]), tuple(info["depth_size"])) if args.send_size == "model" else None
-        frames = synthetic_frames(30, args.height, args.width, model_sizes)
+        model = ModelInfo.model_validate(info) if args.send_size == "model" else None
+        frames = synthetic_frames(30, args.height, args.width, model)
         pid = proc.pid if proc else None
         samples: list[tuple[float, float, float]] = []  # (seconds into the run, RSS MiB, 1-min load average)
         cpu_start = cpu_seconds(pid) if pid else 0.0

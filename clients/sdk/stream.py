@@ -26,6 +26,7 @@ from server.protocol import (
     DepthCodec,
     ErrorOut,
     Hello,
+    ModelInfo,
     Notice,
     Ping,
     Pong,
@@ -109,7 +110,7 @@ class AsyncStream:
     ) -> None:
         self._url, self._hello, self._connect, self._headers = url, hello, connector, headers
         self._codecs = (color_codec, depth_codec, jpeg_quality)
-        self._model_sizes: tuple[tuple[int, int], tuple[int, int]] | None = None  # send_size 'model': from welcome
+        self._model_input: ModelInfo | None = None  # send_size 'model': the sizes to resize to, from the welcome
         self._max_retries, self._backoff_s = max_retries, backoff_s
         self._conn: WSConnection | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -164,11 +165,10 @@ class AsyncStream:
 
     def _input_sizes(self, welcome: Welcome) -> None:
         """send_size 'model': the colour and depth sizes the server's model takes, from its welcome."""
-        image, depth = welcome.model.image_size, welcome.model.depth_size
-        if image is None or depth is None:
+        if welcome.model.image_size is None or welcome.model.depth_size is None:
             raise ServerError(0, "unsupported_send_size", f"the server ({welcome.model.server_version}) does not "
                               "announce its model's input size; stream with send_size 'full'")  # fmt: skip
-        self._model_sizes = (image, depth)
+        self._model_input = welcome.model
 
     async def _reconnect(self, failed: WSConnection) -> None:
         """Resume the session on a new connection unless another task already did."""
@@ -272,8 +272,10 @@ class AsyncStream:
 
     def _encode(self, rgb: np.ndarray, depth: np.ndarray, ts: float, seq: int, depth_scale: float | None) -> bytes:
         color, depth_codec, quality = self._codecs
-        if self._model_sizes is not None:
-            rgb, depth = downscale_frame(rgb, depth, *self._model_sizes)
+        model = self._model_input
+        if model is not None and model.image_size is not None and model.depth_size is not None:
+            scale = depth_scale or self._hello.depth_scale
+            rgb, depth = downscale_frame(rgb, depth, model.image_size, model.depth_size, scale, model.depth_range_m)
         return encode_frame(rgb, depth, ts, seq, color_codec=color, depth_codec=depth_codec, jpeg_quality=quality,
                             depth_scale=depth_scale)  # fmt: skip
 

@@ -250,6 +250,9 @@ class ModelInfo(ServerWireModel):
         tuple[int, int] | None, Field(description="(H, W) of the model's colour input; None from servers before it")
     ] = None
     depth_size: Annotated[tuple[int, int] | None, Field(description="(H, W) of the model's depth input")] = None
+    depth_range_m: Annotated[
+        tuple[float, float] | None, Field(description="(min, max) metres of a valid depth reading; others are holes")
+    ] = None
     backend_info: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -39,7 +39,7 @@ def test_loadtest_two_model_size_streams_report_every_prediction_and_small_frame
     ]
     assert loadtest.main(argv) == 0  # fmt: skip
     report = json.loads(out.read_text())
-    full_frame = len(synthetic_frames(1, 480, 640, None)[0])
+    full_frame = len(synthetic_frames(1, 480, 640)[0])
     assert report["streams"] == 2 and report["send_size"] == "model" and report["rejected"] == 0
     assert report["errors"] == [] and report["frames_sent_per_s"] == pytest.approx(30, rel=0.2)
     assert 0 < report["bytes_per_frame"] < full_frame / 8  # 160x120 colour and 32x24 depth against 640x480
