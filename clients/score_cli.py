@@ -39,7 +39,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ScoreArgs:
-    """Options of r3d-score (the CLI is built from these fields)."""
+    """Options of r3d-score. build_parser() declares one flag per field by hand (groups, choices and paired flags
+    read better that way); tests/clients/test_cli_args.py keeps the flags and these defaults in step."""
 
     source: str
     server: str = "http://127.0.0.1:8000"  # base URL of the R3D service

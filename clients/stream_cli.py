@@ -37,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StreamArgs:
-    """Options of r3d-stream (the CLI is built from these fields)."""
+    """Options of r3d-stream. build_parser() declares one flag per field by hand (groups, choices and paired flags
+    read better that way); tests/clients/test_cli_args.py keeps the flags and these defaults in step."""
 
     source: str
     server: str = "http://127.0.0.1:8000"  # base URL of the R3D service
@@ -260,7 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default=StreamArgs.server, help="service base URL (default %(default)s)")
     p.add_argument("--token", help="API key (default: $R3D_API_KEY)")
     pace = p.add_mutually_exclusive_group()
-    pace.add_argument("--realtime", dest="fast", action="store_false", help="pace by frame timestamps (default)")
+    # one dest, two flags: argparse takes the default of the first, and store_false's own default would be True
+    pace.add_argument("--realtime", dest="fast", action="store_false", default=StreamArgs.fast,
+                      help="pace by frame timestamps (default)")  # fmt: skip
     pace.add_argument("--fast", dest="fast", action="store_true", help="send as fast as the server accepts")
     p.add_argument("--jsonl", type=Path, help="write every prediction as a JSON line to this file")
     p.add_argument("--png", type=Path, help="write the timeline PNG to this file at the end")

@@ -52,35 +52,48 @@ class DataConfig:
     feature_batch_size: int = 32  # frames per backbone batch when a missing feature cache is built
 
 
+def _r3d_default(name: str) -> Any:
+    """R3DConfig's default for field `name`: the model owns its defaults, the training recipe only mirrors the
+    fields (tests/training/test_train_config.py checks that every model field is mirrored)."""
+    spec = R3DConfig.__dataclass_fields__[name]
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    raise AssertionError(f"R3DConfig.{name} has no plain default")  # an internal invariant, not user input
+
+
+_PREPROCESSING = Preprocessing()  # the model's preprocessing defaults
+
+
 @dataclass
 class ModelConfig:
-    """R3DConfig fields (model/r3d.py) except the classes, which come from the dataset."""
+    """R3DConfig fields (model/r3d.py) except the classes, which come from the dataset, with Preprocessing's fields
+    flattened. Every default is the model's own (read from R3DConfig and Preprocessing, never re-typed here)."""
 
-    fusion: str = "rtf"
-    exchange_ratio: float = 0.1
-    selection: str = "gamma"
-    hidden: int = 128
-    backbone: str = "efficientnet_lite0"
-    temporal_encoder: bool = True
-    encoder_layers: int = 2
-    heads: int = 8
-    ffn: int = 512
-    dropout: float = 0.1
-    n_queries: int = 8
-    max_len: int = 2000
-    depth_encoder: str = "linear"  # "linear" (the paper's Linear(h*w -> C)) or "conv" (model/r3d.py DEPTH_ENCODERS)
-    position_init_std: float = 1.0  # positional table init std (1.0: nn.Embedding's N(0, 1); 0.02: small)
-    decoder_value_positions: bool = False  # decoder self-attention values carry the query positions
-    fps: float = 15.0  # streaming: sequences are resampled to it; paper: set to dataset fps / frame_step
-    window_s: float = 8.0
-    horizon_s: float = 8.0
-    image_size: tuple[int, int] = (120, 160)  # (H, W) of the backbone's RGB input
-    depth_size: tuple[int, int] = (120, 160)  # (H, W) of the depth map fed to the depth projection
-    depth_min_m: float = 0.1
-    depth_max_m: float = 10.0
-    depth_input: str = "minmax"  # "minmax" (the paper) or "metric" (model.preprocess)
-    depth_mean_m: float = 2.5  # "metric" standardisation (model.preprocess.Preprocessing)
-    depth_std_m: float = 1.5
+    fusion: str = _r3d_default("fusion")
+    exchange_ratio: float = _r3d_default("exchange_ratio")
+    selection: str = _r3d_default("selection")
+    hidden: int = _r3d_default("hidden")
+    backbone: str = _r3d_default("backbone")
+    temporal_encoder: bool = _r3d_default("temporal_encoder")
+    encoder_layers: int = _r3d_default("encoder_layers")
+    heads: int = _r3d_default("heads")
+    ffn: int = _r3d_default("ffn")
+    dropout: float = _r3d_default("dropout")
+    n_queries: int = _r3d_default("n_queries")
+    max_len: int = _r3d_default("max_len")
+    depth_encoder: str = _r3d_default("depth_encoder")  # "linear" (the paper's Linear(h*w -> C)) or "conv"
+    position_init_std: float = _r3d_default("position_init_std")  # positional table init std
+    decoder_value_positions: bool = _r3d_default("decoder_value_positions")  # decoder values carry query positions
+    fps: float = _r3d_default("fps")  # streaming: sequences are resampled to it; paper: set to dataset fps / frame_step
+    window_s: float = _r3d_default("window_s")
+    horizon_s: float = _r3d_default("horizon_s")
+    image_size: tuple[int, int] = _PREPROCESSING.image_size  # (H, W) of the backbone's RGB input
+    depth_size: tuple[int, int] = _PREPROCESSING.depth_size  # (H, W) of the depth map fed to the depth encoder
+    depth_min_m: float = _PREPROCESSING.depth_min_m
+    depth_max_m: float = _PREPROCESSING.depth_max_m
+    depth_input: str = _PREPROCESSING.depth_input  # "minmax" (the paper) or "metric" (model.preprocess)
+    depth_mean_m: float = _PREPROCESSING.depth_mean_m  # "metric" standardisation
+    depth_std_m: float = _PREPROCESSING.depth_std_m
 
     def preprocessing(self) -> Preprocessing:
         own: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k in PREPROCESSING_FIELDS

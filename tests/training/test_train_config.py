@@ -1,12 +1,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from model import ConfigError
-from training.config import RECIPES, TrainConfig, add_config_flags, dump_yaml, flag_overrides, load_config
+from model import ConfigError, Preprocessing, R3DConfig
+from training.config import (
+    RECIPES,
+    ModelConfig,
+    TrainConfig,
+    add_config_flags,
+    dump_yaml,
+    flag_overrides,
+    load_config,
+)
 
 SHIPPED = sorted(RECIPES.glob("*.yaml"))
 
@@ -89,3 +98,17 @@ def test_missing_recipe_names_the_shipped_ones() -> None:
 def test_defaults_are_the_papers_optimiser() -> None:
     o = TrainConfig().optim
     assert (o.lr, o.weight_decay, o.transition_weight) == (1e-3, 5e-3, 10.0)
+
+
+def test_model_section_mirrors_every_model_field_except_those_recipes_do_not_set() -> None:
+    # from the dataset, from the backbone, flattened below, and fitted on validation data after training
+    not_in_recipes = {
+        "classes", "backbone_weights_sha256", "preprocessing", "segment_temperature", "action_temperature",
+    }  # fmt: skip
+    model_fields = {f.name for f in dataclasses.fields(R3DConfig)} - not_in_recipes
+    preprocessing_fields = {f.name for f in dataclasses.fields(Preprocessing)}
+    assert {f.name for f in dataclasses.fields(ModelConfig)} == model_fields | preprocessing_fields
+
+
+def test_model_section_defaults_are_the_models_own() -> None:
+    assert ModelConfig().to_r3d(["a", "b"]) == R3DConfig(classes=["a", "b"])
