@@ -8,6 +8,8 @@ way, and docs/architecture.md shows the graph as it is.
 from __future__ import annotations
 
 import importlib.util
+import re
+import subprocess
 from pathlib import Path
 from types import ModuleType
 
@@ -88,3 +90,19 @@ def test_architecture_doc_shows_the_import_graph_as_it_is() -> None:
         "docs/architecture.md's import graph is out of date; replace its block with the output of "
         f"`python scripts/import_graph.py`:\n{expected}"
     )
+
+
+def test_no_committed_text_file_names_a_machine_path() -> None:
+    """Results, configs and docs record paths relative to the repository (or by name), never one machine's folders."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPOSITORY, capture_output=True, check=False)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: the committed files cannot be listed")
+    machine_path = re.compile(r"(?:^|[^\w.~])/(?:work|root|home|Users)/[\w.-]")
+    found = []
+    for name in listed.stdout.decode().split("\0"):
+        path = REPOSITORY / name
+        if not name or not path.is_file() or b"\0" in path.read_bytes()[:8192]:
+            continue  # binary files (the checkpoint's metadata is JSON inside a binary file: not checked here)
+        found += [f"{name}:{i}" for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+                  if machine_path.search(line)]  # fmt: skip
+    assert found == [], f"absolute machine paths in committed files: {found}"

@@ -38,6 +38,7 @@ from training.evaluate import (
     protocol_spec,
 )
 from training.features import ensure_features
+from training.paths import recorded_path
 from training.robustness import DEGRADATIONS, SEVERITIES, degradation_table
 from training.summary import contract_summary
 
@@ -247,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report: dict[str, Any] = {
         "dataset": dataset.name,
-        "dataset_root": str(dataset_root),
+        "dataset_root": recorded_path(dataset_root),
         "split": args.split,
-        "checkpoints": [str(p) for p in checkpoints],
+        "checkpoints": [recorded_path(p) for p in checkpoints],
         "results": per,
         "aggregate": aggregate(per),
     }

@@ -33,6 +33,7 @@ from training.config import STANDARD_HORIZONS, TrainConfig, config_from_dict
 from training.features import SequenceFeatures, ensure_features
 from training.losses import r3d_loss
 from training.metrics import MoC, StreamingMetrics, next_change
+from training.paths import recorded_path
 from training.sampler import ProtocolSpec, Window, WindowDataset, collate, evaluation_windows, frames_of
 
 logger = logging.getLogger(__name__)
@@ -312,7 +313,12 @@ def evaluate_checkpoint(
     )
     spec = protocol_spec(cfg, model.cfg, protocol)
     kw: dict[str, Any] = {"batch_size": batch_size, "device": dev}
-    result: dict[str, Any] = {"checkpoint": str(path), "split": split, "protocol": spec.protocol, "sequences": len(ids)}
+    result: dict[str, Any] = {
+        "checkpoint": recorded_path(path),
+        "split": split,
+        "protocol": spec.protocol,
+        "sequences": len(ids),
+    }
     if spec.protocol == "paper":
         result["paper"] = evaluate_paper(
             model, data, spec, ratios or list(PAPER_RATIOS), horizons or list(STANDARD_HORIZONS), **kw

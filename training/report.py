@@ -41,6 +41,7 @@ from training.config import load_config
 from training.eval_cli import aggregate, finite_json
 from training.evaluate import evaluate_checkpoint, evaluation_split, headline, protocol_spec
 from training.features import ensure_features
+from training.paths import recorded_command, recorded_path
 from training.rank_analysis import analyse, plot_spectra, rank_table
 from training.robustness import DEGRADATIONS, degradation_table
 from training.train import STATE_FILE, train
@@ -375,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     rank = rank_section(records, args)
     dataset = Dataset(args.dataset)
     meta = {
-        "dataset": f"{dataset.root} ({len(dataset.sequence_ids)} sequences: "
+        "dataset": f"{recorded_path(dataset.root)} ({len(dataset.sequence_ids)} sequences: "
         + ", ".join(f"{s} {len(dataset.split(s))}" for s in ("train", "val", "test"))
         + f"; {dataset.fps:g} fps)",
         "epochs": f"streaming {args.streaming_epochs}, paper {args.paper_epochs}",
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "streaming windows per sequence and epoch": args.windows_per_sequence,
         "training wall time (all runs, h)": round(sum(r["train_seconds"] for r in records) / 3600, 2),
         "this invocation's wall time (min)": round((time.perf_counter() - started) / 60, 1),
-        "command": "python -m training.report " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": recorded_command("python -m training.report", sys.argv[1:] if argv is None else argv),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"meta": meta, "summary": summary, "comparisons": comparisons, "rank": rank}

@@ -94,6 +94,10 @@ def test_r3d_eval_aggregates_seeds_into_json_and_markdown(
     assert cell["std"] == pytest.approx(np.std(values, ddof=1))
     md = (tmp_path / "results.md").read_text()
     assert "| alpha | beta 0.1 | beta 0.2 | beta 0.3 | beta 0.5 |" in md and "±" in md
+    # given absolute paths, the report records them relative to the working directory (no machine's folders)
+    recorded = [report["dataset_root"], *report["checkpoints"], *(r["clean"]["checkpoint"] for r in report["results"])]
+    assert not [p for p in recorded if Path(p).is_absolute()]
+    assert Path(report["dataset_root"]).resolve() == tiny_dataset.resolve()
 
 
 def test_r3d_eval_rank_analysis_and_robustness(checkpoints: list[Path], tiny_dataset: Path, tmp_path: Path) -> None:
