@@ -44,7 +44,8 @@ class PooledBackbone(nn.Module):
         return self  # frozen: BatchNorm statistics of the ImageNet weights must not move
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.trunk(image).mean(dim=(2, 3))  # (B, F)
+        pooled: torch.Tensor = self.trunk(image).mean(dim=(2, 3))  # (B, F)
+        return pooled
 
 
 class _EfficientNetTrunk(nn.Module):
@@ -53,7 +54,8 @@ class _EfficientNetTrunk(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)  # type: ignore[operator]
+        features: torch.Tensor = self.net.extract_features(x)  # type: ignore[operator]
+        return features
 
 
 def _efficientnet_lite0(image_size: tuple[int, int], weights: str | Path | None) -> tuple[nn.Module, Path]:

@@ -57,7 +57,8 @@ class TemporalEncoderLayer(nn.Module):
     def forward(self, x: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         q = x + pos
         x = self.norm1(x + self.drop(self.attn(q, q, x, key_padding_mask=pad, need_weights=False)[0]))
-        return self.norm2(x + self.drop(self.ffn(x)))
+        out: torch.Tensor = self.norm2(x + self.drop(self.ffn(x)))
+        return out
 
 
 class ActionDecoder(nn.Module):
@@ -87,7 +88,8 @@ class ActionDecoder(nn.Module):
         attended = self.cross_attn(tgt + qpos, memory + pos, memory, key_padding_mask=pad, need_weights=False)[0]
         tgt = self.norm2(tgt + self.drop(attended))
         tgt = self.norm3(tgt + self.drop(self.ffn(tgt)))
-        return self.norm_f(tgt)
+        out: torch.Tensor = self.norm_f(tgt)
+        return out
 
 
 DEPTH_ENCODERS = ("linear", "conv")
@@ -119,7 +121,8 @@ class ConvDepthEncoder(nn.Module):
         self.proj = nn.Linear(width_in * self.GRID[0] * self.GRID[1], c)
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.pool(self.features(depth)).flatten(1))  # (N, 64, 3, 4) -> (N, C)
+        out: torch.Tensor = self.proj(self.pool(self.features(depth)).flatten(1))  # (N, 64, 3, 4) -> (N, C)
+        return out
 
 
 def build_depth_encoder(name: str, channels: int, size: tuple[int, int], c: int) -> nn.Module:
@@ -266,7 +269,8 @@ class Anticipator(nn.Module):
         self.segment_head = nn.Linear(c, k)
 
     def fuse(self, tokens: torch.Tensor, valid: torch.Tensor) -> FusionOutput:
-        return self.fuser(tokens, valid)
+        fused: FusionOutput = self.fuser(tokens, valid)
+        return fused
 
     def forward(self, tokens: torch.Tensor, valid: torch.Tensor) -> AnticipatorOutput:
         """tokens (B, T, 2, C), valid (B, T) bool with at least one True per row -> AnticipatorOutput."""
@@ -313,10 +317,12 @@ class R3D(nn.Module):
         """images (B, T, 3, H, W), depths (B, T, ch, h, w), valid (B, T) -> AnticipatorOutput."""
         b, t = valid.shape
         tokens = self.frame_encoder(images.flatten(0, 1), depths.flatten(0, 1))  # (B*T, 2, C)
-        return self.anticipator(tokens.view(b, t, 2, -1), valid)  # (B, T, 2, C)
+        outputs: AnticipatorOutput = self.anticipator(tokens.view(b, t, 2, -1), valid)  # (B, T, 2, C)
+        return outputs
 
     def forward_features(self, features: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor) -> AnticipatorOutput:
         """Training from cached backbone features (B, T, F) and depth maps (B, T, ch, h, w)."""
         b, t = valid.shape
         tokens = self.frame_encoder.project(features.flatten(0, 1), depths.flatten(0, 1))  # (B*T, 2, C)
-        return self.anticipator(tokens.view(b, t, 2, -1), valid)
+        outputs: AnticipatorOutput = self.anticipator(tokens.view(b, t, 2, -1), valid)
+        return outputs

@@ -87,7 +87,8 @@ class CrossModalBlock(nn.Module):
         # masked-diagonal attention over two tokens = each token receives the other's value (any number of heads)
         x = x + self.drop(self.out(self.value(self.ln1(x)).flip(-2)))
         x = x + self.drop(self.mlp(self.ln2(x)))
-        return self.ln_f(x).mean(dim=-2)  # (B, T, C)
+        fused: torch.Tensor = self.ln_f(x).mean(dim=-2)  # (B, T, C)
+        return fused
 
 
 class FusionOutput(NamedTuple):

@@ -44,7 +44,8 @@ from server.protocol.rest import REST_SCHEMA_MODELS
 def pack(message: BaseModel | dict[str, Any]) -> bytes:
     """A message -> one msgpack map (bytes fields stay binary)."""
     obj = message.model_dump(mode="python") if isinstance(message, BaseModel) else message
-    return msgpack.packb(_plain(obj), use_bin_type=True)
+    packed: bytes = msgpack.packb(_plain(obj), use_bin_type=True)
+    return packed
 
 
 def dump_json(message: BaseModel) -> str:
@@ -147,7 +148,8 @@ def encode_frame(
     }  # fmt: skip
     if depth_scale is not None:
         msg["depth_scale"] = float(depth_scale)
-    return msgpack.packb(msg, use_bin_type=True)
+    packed: bytes = msgpack.packb(msg, use_bin_type=True)
+    return packed
 
 
 def encode_color(rgb: np.ndarray, codec: ColorCodec | str = ColorCodec.JPEG, quality: int = 80) -> bytes:
@@ -169,7 +171,8 @@ def encode_depth(depth: np.ndarray, codec: DepthCodec | str = DepthCodec.ZSTD, l
     if codec is DepthCodec.ZSTD:
         return zstandard.ZstdCompressor(level=level).compress(raw)
     if codec is DepthCodec.LZ4:
-        return _lz4().compress(raw)
+        compressed: bytes = _lz4().compress(raw)
+        return compressed
     ok, buf = cv2.imencode(".png", depth, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise ValueError(f"could not encode depth {depth.shape} as 16-bit PNG")
