@@ -237,6 +237,7 @@ def summarise(args: argparse.Namespace, info: dict[str, Any], stats: list[Stream
                                      / max(metric(text, "r3d_decode_seconds_count"), 1), 2),
         "anticipate_batch_mean": round(metric(text, "r3d_anticipate_batch_ticks_sum") / max(tick_batches, 1), 2),
         "anticipate_ms_per_batch": round(1e3 * metric(text, "r3d_anticipate_seconds_sum") / max(tick_batches, 1), 2),
+        "server_cpu_ms_per_frame": round(1e3 * cpu_used / max(metric(text, "r3d_encode_batch_frames_sum"), 1), 2),
         "server_cpu_cores": round(cpu_used / wall, 2), "loadgen_cpu_cores": round(client_cpu / wall, 2),
         "machine_cores": cores, "cpus_online": os.cpu_count(),
         "load_average_1m": {"mean": round(float(np.mean(loads)), 2), "max": round(max(loads), 2)},
@@ -287,6 +288,8 @@ def table(r: dict[str, Any]) -> str:
         ("decode per frame", f"{r['decode_ms_per_frame']} ms"),
         ("CPU: server / load generator", f"{r['server_cpu_cores']} / {r['loadgen_cpu_cores']} of "
                                          f"{r['machine_cores']} cores"),
+        ("server CPU per encoded frame", f"{r['server_cpu_ms_per_frame']} ms (everything: receive, decode, encode, "
+                                         "ticks)"),
         ("load average (1 min) mean / max", "{mean} / {max}".format(**r["load_average_1m"])),
         ("server RSS start / end / growth", f"{r['rss_mib_start']} / {r['rss_mib_end']} MiB / "
                                             f"{r['rss_growth_after_warmup']:.1%} after warm-up"),

@@ -88,7 +88,11 @@ class Runtime:
         self.loop = asyncio.get_running_loop()
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="r3d-decode")
         self.worker = InferenceWorker(
-            engine, metrics, max_batch=settings.encoder_max_batch, max_delay_s=settings.encoder_max_delay_ms / 1e3
+            engine,
+            metrics,
+            max_batch=settings.encoder_max_batch,
+            max_delay_s=settings.encoder_max_delay_ms / 1e3,
+            max_tick_batch=settings.anticipator_max_batch,
         )
         self.registry = SessionRegistry(settings, metrics, self.loop, lambda: self.worker.engine)
         self.jobs = JobManager(settings, self.worker, lambda: self.worker.engine, metrics, jobs_dir)

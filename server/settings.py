@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # scheduling
     encoder_max_batch: int = Field(32, ge=1, le=1024, description="frames per frame-encoder batch across sessions")
     encoder_max_delay_ms: float = Field(5.0, ge=0, le=1000, description="wait this long to fill a batch")
+    anticipator_max_batch: int = Field(
+        64, ge=1, le=1024, description="ticks per anticipator batch across sessions (1: one call per tick)"
+    )
     default_tick_hz: float = Field(5.0, gt=0, le=120, description="predictions per second when the hello has none")
     decode_threads: int = Field(2, ge=1, le=64)
     health_interval_s: float = Field(1.0, gt=0, description="modality-health (effective rank) period, stream time")

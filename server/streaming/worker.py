@@ -29,10 +29,13 @@ T = TypeVar("T")
 
 
 class InferenceWorker:
-    def __init__(self, engine: Engine, metrics: Metrics, *, max_batch: int, max_delay_s: float) -> None:
+    def __init__(
+        self, engine: Engine, metrics: Metrics, *, max_batch: int, max_delay_s: float, max_tick_batch: int = 64
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.max_batch = max_batch
+        self.max_tick_batch = max_tick_batch
         self.max_delay_s = max_delay_s
         self.batch_lock = threading.Lock()  # held while a batch runs; a model reload takes it to swap atomically
         self._cond = threading.Condition()
@@ -160,8 +163,8 @@ class InferenceWorker:
             request = s.push_tokens(f, tok)
             if request is not None:
                 ticks.append((s, f, request))
-        if ticks:
-            self._anticipate(ticks, t_start, encode_s, engine)
+        for i in range(0, len(ticks), self.max_tick_batch):
+            self._anticipate(ticks[i : i + self.max_tick_batch], t_start, encode_s, engine)
 
     def _anticipate(
         self, ticks: list[tuple[Session, PreparedFrame, TickRequest]], t_start: float, encode_s: float, engine: Engine
