@@ -28,6 +28,7 @@ from server.protocol import (
     Hello,
     ModelInfo,
     Notice,
+    NoticeCode,
     Ping,
     Pong,
     ProtocolError,
@@ -239,6 +240,8 @@ class AsyncStream:
             logger.warning("server error %s (frame %s): %s", msg.code.value, msg.seq, msg.message)
         elif isinstance(msg, Notice):
             self.notices.append(msg)
+            if msg.code is NoticeCode.MODEL_RELOADED and self._model_input is not None and "model" in msg.details:
+                self._model_input = ModelInfo.model_validate(msg.details["model"])  # resize to the new model's size
             logger.info("server notice %s: %s", msg.code.value, msg.message)
         elif isinstance(msg, Pong) and isinstance(msg.id, int) and msg.id in self._pongs:
             self._pongs.pop(msg.id).set_result(None)

@@ -191,7 +191,12 @@ class SessionRegistry:
                 Notice(
                     code=NoticeCode.MODEL_RELOADED,
                     message=f"model {old.model_id} was replaced by {new.model_id} ({new.info.backend})",
-                    details={"model_id": new.model_id, "previous_model_id": old.model_id, "window_kept": same_encoder},
+                    details={
+                        "model_id": new.model_id,
+                        "previous_model_id": old.model_id,
+                        "window_kept": same_encoder,
+                        "model": new.info.model_dump(mode="json"),
+                    },  # send_size 'model' clients follow its sizes
                 )
             )
         return kept, reset
