@@ -38,6 +38,7 @@ def service_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "optim.epochs": 1,
         "optim.warmup_epochs": 0,
         "model.depth_encoder": "conv",
+        "model.depth_input": "metric",
         "model.decoder_value_positions": True,
         "model.position_init_std": 0.02,
         "optim.rgb_dropout": 0.5,
@@ -80,6 +81,7 @@ def test_training_ends_by_installing_temperatures_fitted_on_validation(service_r
     assert model.cfg.action_temperature == cal["action_temperature"]
     assert meta["metrics"]["calibration"] == cal
     assert model.cfg.depth_encoder == "conv" and model.cfg.decoder_value_positions
+    assert model.cfg.preprocessing.depth_channels == 2  # metric depth + validity into the conv encoder
 
 
 def test_streaming_evaluation_scores_the_baselines_on_the_same_windows(
