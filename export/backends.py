@@ -171,7 +171,7 @@ def load_backend(
         backend_obj = _from_bundle(bundle, backend, device=device, fp16=fp16, threads=threads)
     else:
         raise BundleError(f"expected a checkpoint .safetensors file or a bundle folder, got {str(p)!r} (not found)")
-    logger.info("loaded %s on backend %s (%s)", p, backend_obj.name, backend_obj.info().get("device"))
+    logger.info("loaded %s on backend %s (%s)", p.name, backend_obj.name, backend_obj.info().get("device"))
     return backend_obj
 
 

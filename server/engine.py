@@ -74,7 +74,7 @@ class Engine:
             image_size=self.spec.preprocessing.image_size,
             depth_size=self.spec.preprocessing.depth_size,
             depth_range_m=(self.spec.preprocessing.depth_min_m, self.spec.preprocessing.depth_max_m),
-            backend_info=_jsonable(backend.info()),
+            backend_info=_jsonable(_public(backend.info())),
         )
 
     def prepare(
@@ -143,6 +143,12 @@ class Engine:
             for a in timed
         ]  # fmt: skip
         return current, future
+
+
+def _public(info: dict[str, Any]) -> dict[str, Any]:
+    """The backend's description as clients see it: the model's file or folder by name, not by server path."""
+    source = info.get("source")
+    return info if source is None else {**info, "source": Path(str(source)).name}
 
 
 def _jsonable(obj: Any) -> Any:

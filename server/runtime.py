@@ -12,6 +12,7 @@ import importlib.metadata
 import logging
 import os
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -52,9 +53,11 @@ async def load_engine(path: Path, backend: str, settings: Settings, name: str) -
         path = resolve_model_path(path)
         loaded = await asyncio.to_thread(load_engine_backend, path, backend, settings.device, settings.fp16, threads)
         engine = Engine(loaded, server_version(), path)
+        started = time.perf_counter()
         await asyncio.to_thread(warm_up, engine)
+        logger.info("model %s warmed up in %.2f s (both graphs)", name, time.perf_counter() - started)
     except Exception as exc:  # the model library's errors say what is wrong with the file: the log gets them
-        logger.warning("cannot load model %s (%s) on backend %s: %s", name, path, backend, exc)
+        logger.warning("cannot load model %s on backend %s: %s", name, backend, exc)
         raise ModelError(f"cannot load model {name!r} on backend {backend!r}; the server log has the reason") from exc
     return engine
 
@@ -123,7 +126,7 @@ class Runtime:
         logger.info(
             "serving model %s (%s, %d classes, %g fps, window %d frames) from %s",
             engine.model_id, engine.info.backend, len(engine.spec.classes), engine.spec.fps,
-            engine.spec.window_frames, settings.model_path,
+            engine.spec.window_frames, settings.model_path.name,
         )  # fmt: skip
         return runtime
 

@@ -168,7 +168,7 @@ class JobManager:
             sequences = open_sequences(path, job.work_dir, only, limits=self._archive_limits(used))
         except Exception as exc:
             unexpected = not isinstance(exc, ValueError | ServerError)
-            logger.warning("job %s: cannot open %s: %s", job.id, job.source, exc, exc_info=unexpected)
+            logger.warning("job %s: cannot open %s: %s", job.id, job.source, public_reason(exc), exc_info=unexpected)
             self._finish(job, JobState.FAILED, public_reason(exc))
             return
         with job.lock:
@@ -201,7 +201,7 @@ class JobManager:
             state, error = job.cancel_state, str(exc)
         except Exception as exc:
             unexpected = not isinstance(exc, ValueError | ServerError)
-            logger.warning("job %s: sequence %s failed: %s", job.id, seq.id, exc, exc_info=unexpected)
+            logger.warning("job %s: sequence %s failed: %s", job.id, seq.id, public_reason(exc), exc_info=unexpected)
             state, error = JobState.FAILED, public_reason(exc)
         job.update(seq.id, state=state, error=error)
         with job.lock:
@@ -228,10 +228,10 @@ class JobManager:
         self._finish(job, JobState.SUCCEEDED, None)
 
     def _finish(self, job: Job, state: JobState, error: str | None) -> None:
-        with job.lock:
-            job.state, job.error, job.finished_at = state, error, time.time()
         for scratch in SCRATCH_DIRS:  # however the job ended, only its record and results stay
             shutil.rmtree(job.work_dir / scratch, ignore_errors=True)
+        with job.lock:
+            job.state, job.error, job.finished_at = state, error, time.time()
         self._persist(job)
         logger.info("job %s %s%s", job.id, state.value, f": {error}" if error else "")
 
@@ -243,7 +243,7 @@ class JobManager:
             try:
                 public = JobPublic.model_validate_json(path.read_text())
             except (OSError, ValueError):
-                logger.warning("ignoring unreadable job record %s", path)
+                logger.warning("ignoring the unreadable record of job %s", path.parent.name)
                 continue
             job = Job(public.id, public.source, path.parent, public.model_id, None)
             job.state, job.error = public.state, public.error

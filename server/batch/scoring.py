@@ -21,6 +21,7 @@ from server.engine import Engine
 from server.errors import ModelError
 from server.protocol import ErrorCode, FrameResult, ProtocolError, SequenceResult, TickResult, check_depth_content
 from server.settings import Settings
+from server.streaming.health import pixel_status
 from server.streaming.processor import StreamProcessor
 from server.streaming.worker import InferenceWorker
 
@@ -71,8 +72,8 @@ def score_sequence(
         images = np.stack([p[2] for p in pending])
         depths = np.stack([p[3] for p in pending])
         tokens = _on_worker(worker, engine.model_id, lambda e: e.encode(images, depths))
-        for (index, ts, _, _), tok in zip(pending, tokens, strict=True):
-            request = proc.push(index, ts, tok)
+        for (index, ts, image, dmap), tok in zip(pending, tokens, strict=True):
+            request = proc.push(index, ts, tok, pixel_status(image, dmap))
             if request is None:
                 continue
             result = _on_worker(worker, engine.model_id, lambda e, r=request: e.anticipate(r.tokens))  # type: ignore[misc]

@@ -297,14 +297,26 @@ class Latency(ServerWireModel):
     anticipate_ms: float
 
 
+class StreamStatus(StrEnum):
+    """Whether a camera stream looks alive (server/streaming/health.py says how each is judged)."""
+
+    OK = "ok"
+    BLANK = "blank"  # no variation within frames: lens cap, black or uniform frames, depth without readings
+    NOISE = "noise"  # colour without spatial structure: a broken sensor or a wrong pixel format
+    STATIC = "static"  # the modality's tokens collapsed over the window: a frozen or dead stream
+
+
 class ModalityHealth(ServerWireModel):
-    """Effective rank of the recent tokens: a dead camera stream collapses its modality's rank."""
+    """Effective rank of the recent tokens (a dead camera stream collapses its modality's rank) and a verdict per
+    camera stream from its pixels and tokens."""
 
     frames: int
     erank_fused: float | None
     erank_rgb: float | None
     erank_depth: float | None
     balance: float | None = Field(description="erank_rgb / erank_depth")
+    rgb_status: StreamStatus | None = Field(None, description="colour stream verdict over the window")
+    depth_status: StreamStatus | None = Field(None, description="depth stream verdict over the window")
 
 
 class StreamCounters(ServerWireModel):

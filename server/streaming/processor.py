@@ -14,6 +14,7 @@ a model reload). The processor's ``observer`` (a live session's metrics) hears e
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,7 +25,16 @@ import numpy as np
 from export.interface import AnticipatorResult
 from model import effective_rank
 from server.engine import Engine, ModelSpec
-from server.protocol import CurrentAction, FutureAction, ModalityHealth, StreamCounters, WindowInfo, check_timestamp
+from server.protocol import (
+    CurrentAction,
+    FutureAction,
+    ModalityHealth,
+    StreamCounters,
+    StreamStatus,
+    WindowInfo,
+    check_timestamp,
+)
+from server.streaming.health import window_status
 from server.streaming.resampler import SlotGrid
 from server.streaming.window import TokenWindow
 
@@ -83,6 +93,7 @@ class StreamProcessor:
     ticks: SlotGrid = field(init=False)
     health: SlotGrid = field(init=False)
     window: TokenWindow = field(init=False)
+    pixels: deque[tuple[int, StreamStatus, StreamStatus]] = field(init=False)  # (seq, rgb, depth) verdicts
     last_ts: float | None = None
     counters: Counters = field(default_factory=Counters)
     predictions: int = 0
@@ -94,6 +105,7 @@ class StreamProcessor:
         self.ticks = SlotGrid(self.tick_hz)
         self.health = SlotGrid(1.0 / self.health_interval_s)
         self.window = TokenWindow(self.spec.window_frames, self.spec.window_s)
+        self.pixels = deque(maxlen=self.spec.window_frames)
 
     def admit(self, seq: int, ts: float) -> bool:
         """Check a frame's timestamp (ProtocolError if bad) and say whether resampling uses it. Changes nothing."""
@@ -140,9 +152,14 @@ class StreamProcessor:
             self.ticks.rebase(tick_hz)
         self.tick_hz = tick_hz
 
-    def push(self, seq: int, ts: float, tokens: np.ndarray) -> TickRequest | None:
-        """Append a used frame's tokens (2, C); a TickRequest when a prediction is due at this frame."""
+    def push(
+        self, seq: int, ts: float, tokens: np.ndarray, pixels: tuple[StreamStatus, StreamStatus] | None = None
+    ) -> TickRequest | None:
+        """Append a used frame's tokens (2, C) and its pixel verdicts (health.pixel_status); a TickRequest when a
+        prediction is due at this frame."""
         self.window.append(seq, ts, tokens)
+        if pixels is not None:
+            self.pixels.append((seq, *pixels))
         if not self.ticks.opens(ts):
             return None
         self.ticks.take(ts)
@@ -154,7 +171,9 @@ class StreamProcessor:
     def complete(self, request: TickRequest, result: AnticipatorResult, engine: Engine) -> TickOutcome:
         current, future = engine.decode(result)
         if request.health_due:
-            self.modality = modality_health(request.tokens, result.fused[0])
+            first = self.window.first.seq
+            verdicts = [(rgb, depth) for seq, rgb, depth in self.pixels if first <= seq <= request.frame_seq]
+            self.modality = modality_health(request.tokens, result.fused[0], verdicts)
         self.predictions += 1
         t = request.tokens.shape[0]
         window = WindowInfo(frames=t, start_ts=request.first_ts, end_ts=request.frame_ts)
@@ -162,6 +181,7 @@ class StreamProcessor:
 
     def reset_window(self) -> None:
         self.window.clear()
+        self.pixels.clear()
         self.modality = None
 
     def rebind(self, spec: ModelSpec, tick_hz: float) -> None:
@@ -170,6 +190,7 @@ class StreamProcessor:
         if spec.fps != self.spec.fps:
             self.frames.rebase(spec.fps)
         self.window.resize(spec.window_frames, spec.window_s)
+        self.pixels = deque(self.pixels, maxlen=spec.window_frames)
         self.spec = spec
         self.set_tick_hz(tick_hz)
 
@@ -214,11 +235,18 @@ def _erank(m: np.ndarray) -> float | None:
         return None
 
 
-def modality_health(tokens: np.ndarray, fused: np.ndarray) -> ModalityHealth:
-    """Effective rank of the window's fused (T, C), RGB and depth tokens (T, 2, C), and their RGB/depth balance."""
+def modality_health(
+    tokens: np.ndarray, fused: np.ndarray, pixels: list[tuple[StreamStatus, StreamStatus]] | None = None
+) -> ModalityHealth:
+    """Effective rank of the window's fused (T, C), RGB and depth tokens (T, 2, C), their RGB/depth balance, and a
+    verdict per stream from the window's pixel verdicts and ranks (server/streaming/health.py)."""
     t = tokens.shape[0]
     if t < 2:
         return ModalityHealth(frames=t, erank_fused=None, erank_rgb=None, erank_depth=None, balance=None)
     rgb, depth = _erank(tokens[:, 0]), _erank(tokens[:, 1])
     balance = round(rgb / depth, 4) if rgb is not None and depth else None
-    return ModalityHealth(frames=t, erank_fused=_erank(fused[:t]), erank_rgb=rgb, erank_depth=depth, balance=balance)
+    seen = pixels or []
+    return ModalityHealth(
+        frames=t, erank_fused=_erank(fused[:t]), erank_rgb=rgb, erank_depth=depth, balance=balance,
+        rgb_status=window_status([p[0] for p in seen], rgb), depth_status=window_status([p[1] for p in seen], depth),
+    )  # fmt: skip

@@ -36,6 +36,7 @@ from server.protocol import (
     StreamCounters,
     WireModel,
 )
+from server.streaming.health import pixel_status
 from server.streaming.processor import FrameOutcome, StreamProcessor, TickOutcome, TickRequest
 
 logger = logging.getLogger(__name__)
@@ -303,11 +304,12 @@ class Session:
     def push_tokens(self, frame: PreparedFrame, tokens: np.ndarray) -> TickRequest | None:
         """An encoded frame's tokens (2, C) into the window; the tick request when a prediction is due. Nothing
         happens to a closed session."""
+        pixels = pixel_status(frame.image, frame.depth)
         with self.lock:
             if self.closed:
                 return None
             self.fps_window.append(time.perf_counter())
-            return self.processor.push(frame.seq, frame.ts, tokens)
+            return self.processor.push(frame.seq, frame.ts, tokens, pixels)
 
     def complete_tick(
         self, request: TickRequest, result: AnticipatorResult, engine: Engine
