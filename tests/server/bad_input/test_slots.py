@@ -26,7 +26,10 @@ def snapshot(served: Served) -> dict[str, Any]:
         sid = http.post("/v1/sessions", json=STREAM).json()["id"]
         for i in range(3):
             assert http.post(f"/v1/sessions/{sid}/frames", content=frame_msg(i)).status_code == 202
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while http.get(f"/v1/sessions/{sid}").json()["window_frames"] < 3:  # encoded in the worker, asynchronously
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         doc: dict[str, Any] = msgpack.unpackb(http.get(f"/v1/sessions/{sid}/snapshot").content)
         http.delete(f"/v1/sessions/{sid}")
     return doc
