@@ -5,7 +5,7 @@ One connection = one receive loop (``run``) and one sender task, the only writer
 order: the receive loop awaits each frame's decode (in the thread pool) before reading the next, so a session's
 frames never overtake each other and a ``block`` session pushes back through TCP. Bad messages get an ``error`` and
 the loop goes on; only failed hellos, auth and server shutdown end the connection. A disconnect without ``bye``
-leaves the session detached (window kept) for ``reconnect_grace_s``.
+leaves the session detached (window kept) for ``reconnect_grace_s`` (``unstarted_grace_s`` if it never got a frame).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class StreamConnection:
             self.runtime.registry.close(s, "the client said bye")
         else:
             self.runtime.registry.detach(s)
-            logger.info("session %s detached; kept %g s for a reconnect", s.id, self.settings.reconnect_grace_s)
+            logger.info("session %s detached; kept %g s for a reconnect", s.id, self.runtime.registry.grace_s(s))
 
     async def _receive_loop(self) -> None:
         hello_deadline = time.monotonic() + self.settings.hello_timeout_s

@@ -125,7 +125,7 @@ class SessionRegistry:
         self.metrics.forget_session(session.id)
         logger.info("session %s closed: %s", session.id, reason)
 
-    def _grace_s(self, session: Session) -> float:
+    def grace_s(self, session: Session) -> float:
         """How long a detached session waits for its client: shorter when it never received a frame (a hello
         and a disconnect must not hold a slot for the full reconnect grace)."""
         started = session.processor.counters.received > 0
@@ -140,7 +140,7 @@ class SessionRegistry:
                 continue
             detached = self._detached_at.get(s.id)
             if detached is not None:
-                ends.append(detached + self._grace_s(s) - now)
+                ends.append(detached + self.grace_s(s) - now)
             elif s.state is SessionState.CREATED:
                 ends.append(s.last_activity + self.settings.session_idle_timeout_s - now)
         return float(max(1, math.ceil(min(ends)))) if ends else RETRY_UNKNOWN_S
@@ -151,7 +151,7 @@ class SessionRegistry:
         closed = []
         for s in self.all():
             detached = self._detached_at.get(s.id)
-            grace = self._grace_s(s)
+            grace = self.grace_s(s)
             if detached is not None and now - detached > grace:
                 self.close(s, f"not reconnected within {grace:g} s")
                 closed.append(s.id)

@@ -164,3 +164,13 @@ def test_job_scores_a_real_camera_recording(live_server: str, data_root: Path, n
     assert seq["counters"]["accepted"] + seq["counters"]["resampled_out"] + seq["counters"]["rejected"] == len(
         seq["frames"]
     )
+
+
+def test_finished_job_is_deleted_after_the_retention_time(server_factory: Callable[..., Any], recording: Path) -> None:
+    with server_factory(job_retention_s=1.0) as url, httpx.Client(base_url=url, headers=API_HEADERS) as http:
+        done = wait_job(http, http.post("/v1/jobs", json={"path": "rec"}).json()["id"])
+        deadline = time.monotonic() + 10
+        while (gone := http.get(f"/v1/jobs/{done['id']}")).status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert done["state"] == "succeeded"
+    assert gone.status_code == 404 and gone.json()["code"] == "job_not_found"

@@ -35,6 +35,10 @@ def test_settings_toml_file_and_comma_separated_keys(tmp_path: Path, monkeypatch
         ({"host": "0.0.0.0"}, "reachable from other machines but no api_keys"),
         ({"backend": "cuda"}, "expected a backend in"),
         ({"encoder_max_batch": 0}, "encoder_max_batch"),
+        ({"admin_keys": ["short"]}, "admin key #1 is a placeholder or shorter than 16"),
+        ({"api_keys": ["k" * 20], "admin_keys": ["k" * 20]}, "an admin key is also an api key"),
+        ({"models_dir": Path("srv/models"), "jobs_dir": Path("srv/models/jobs")}, "models_dir and jobs_dir overlap"),
+        ({"models_dir": Path("srv"), "data_root": Path("srv/data")}, "models_dir and data_root overlap"),
     ],
 )
 def test_settings_refuse_bad_values(overrides: dict[str, object], match: str) -> None:
