@@ -1,9 +1,10 @@
 """Prometheus metrics of one app (its own CollectorRegistry, so several apps in one process never collide).
 
 Per session (label ``session``, removed when the session closes): used frames per second, queue depth, frames by
-outcome, predictions, and modality health (effective rank of the recent fused, RGB and depth tokens and their
-balance). Global: encode / anticipate / frame-to-prediction / decode latency histograms, encoder batch sizes, errors
-by code, sessions, jobs by state, the model in use. ``NullMetrics`` records nothing (tests, tools).
+outcome, predictions, and modality health (effective rank of the recent fused, RGB and depth tokens, their balance,
+and whether each camera stream looks alive). Global: encode / anticipate / frame-to-prediction / decode latency
+histograms, encoder batch sizes, errors by code, sessions, jobs by state, the model in use. ``NullMetrics`` records
+nothing (tests, tools).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-from server.protocol import ModalityHealth, ModelInfo
+from server.protocol import ModalityHealth, ModelInfo, StreamStatus
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ class Metrics:
         self.predictions = Counter("r3d_predictions", "Predictions sent", ["session"], registry=r)
         self.erank = Gauge("r3d_modality_erank", "Effective rank of recent tokens", ["session", "tokens"], registry=r)
         self.balance = Gauge("r3d_modality_balance", "erank_rgb / erank_depth", ["session"], registry=r)
+        self.stream_alive = Gauge(
+            "r3d_modality_stream_ok", "1 when a camera stream looks alive (status ok), 0 when blank, noise or static",
+            ["session", "stream"], registry=r,
+        )  # fmt: skip
         self.encode_s = Histogram("r3d_encode_seconds", "FrameEncoder batch time", buckets=LATENCY_BUCKETS, registry=r)
         self.batch = Histogram("r3d_encode_batch_frames", "Frames per encoder batch", buckets=BATCH_BUCKETS, registry=r)
         self.anticipate_s = Histogram(
@@ -82,6 +87,9 @@ class Metrics:
                     self.erank.labels(session, name).set(value)
             if modality.balance is not None:
                 self.balance.labels(session).set(modality.balance)
+            for stream, status in (("rgb", modality.rgb_status), ("depth", modality.depth_status)):
+                if status is not None:
+                    self.stream_alive.labels(session, stream).set(1.0 if status is StreamStatus.OK else 0.0)
 
     def session_gauges(self, session: str, fps: float, queue_depth: int) -> None:
         self.fps.labels(session).set(fps)
@@ -93,7 +101,9 @@ class Metrics:
 
     def forget_session(self, session: str) -> None:
         """Drop a closed session's labelled series (bounded cardinality)."""
-        for metric in (self.frames, self.drops, self.queue_depth, self.fps, self.predictions, self.erank, self.balance):
+        per_session = (self.frames, self.drops, self.queue_depth, self.fps, self.predictions, self.erank, self.balance,
+                       self.stream_alive)  # fmt: skip
+        for metric in per_session:
             for labels in [k for k in _label_sets(metric) if k and k[0] == session]:
                 try:
                     metric.remove(*labels)

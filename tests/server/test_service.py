@@ -96,6 +96,8 @@ def test_metrics_report_frames_latencies_queue_and_modality_health(ws_url: str, 
     assert _sample(text, "r3d_predictions_total", session=sid) == 4
     assert _sample(text, "r3d_modality_erank", session=sid, tokens="depth") > 1
     assert _sample(text, "r3d_modality_balance", session=sid) > 0
+    assert _sample(text, "r3d_modality_stream_ok", session=sid, stream="rgb") == 1  # a live synthetic stream
+    assert _sample(text, "r3d_modality_stream_ok", session=sid, stream="depth") == 1
     assert _sample(text, "r3d_errors_total", code="bad_timestamp") >= 1
     assert _sample(text, "r3d_encode_seconds_count") >= 1 and _sample(text, "r3d_anticipate_seconds_count") >= 1
     assert _sample(text, "r3d_anticipate_batch_ticks_sum") >= 4  # every tick ran, in batches across sessions
