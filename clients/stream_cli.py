@@ -7,6 +7,10 @@ SOURCE is anything `rgbd.open.open_source` opens (RealSense live or .bag/.db3, A
 a dataset folder, video + depth files). Recordings are paced by their timestamps (--realtime, the default; frames the
 client cannot send in time are skipped and counted) or sent as fast as possible (--fast). Each prediction is one line
 of the terminal timeline and one JSON line in --jsonl; the end prints frames, fps, drops and latency.
+
+A dropped connection is retried for --reconnect-timeout seconds; a server that restarted meanwhile gets a new
+session (the model's window starts empty: a warning, and session_resets in the summary) and the recording goes on
+from where it paused.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from clients.sdk import Backpressure, Client, ClientError, ColorCodec, DepthCodec, SessionCreate, Stream
+from clients.sdk import (
+    Backpressure,
+    Client,
+    ClientError,
+    ColorCodec,
+    DepthCodec,
+    ReconnectPolicy,
+    SessionCreate,
+    Stream,
+)
 from clients.timeline import TimelineEntry, entry_from_prediction, plot_timeline_png, render_line
 from rgbd.base import SourceError
 from rgbd.frame import Frame
@@ -55,6 +68,7 @@ class StreamArgs:
     print_hz: float = 4.0  # terminal timeline lines per second (0: none)
     colour: bool | None = None  # ANSI colours (default: when stdout is a terminal)
     labels: Path | None = None  # ground truth CSV: frame,...,label (0-based frame index) or start,end,label (seconds)
+    reconnect_timeout_s: float = 60.0  # keep retrying a dropped connection this long (outlasts a server's drain)
 
 
 def read_labels(path: Path) -> Callable[[int, float], str | None]:
@@ -140,7 +154,9 @@ def _stream(
     printer: _Printer,
     label_of: Callable[[int, float], str | None] | None,
 ) -> int:
-    """Send every frame (paced), hand predictions to the printer; returns the frames skipped to keep real time."""
+    """Send every frame (paced), hand predictions to the printer; returns the frames skipped to keep real time.
+
+    Time spent waiting for a reconnect is a pause of the recording, not lag: the pacing clock moves by it."""
     skipped = index = 0
     start_wall, start_ts = time.monotonic(), first.timestamp
     frame: Frame | None = first
@@ -155,7 +171,10 @@ def _stream(
                 continue
             if lag < 0:
                 time.sleep(-lag)
+        reconnects, sending_since = stream.stats.reconnects, time.monotonic()
         seq = stream.send_frame(frame)
+        if stream.stats.reconnects != reconnects:
+            start_wall += time.monotonic() - sending_since
         printer.truth[seq] = label_of(index, frame.timestamp - start_ts) if label_of else frame.label
         for pred in stream.pending():
             printer.add(pred)
@@ -194,10 +213,11 @@ def _run(
         printer.t0 = first.timestamp
         stream = client.stream(
             _session_for(first, args), color_codec=ColorCodec(args.color_codec),
-            depth_codec=DepthCodec(args.depth_codec),
+            depth_codec=DepthCodec(args.depth_codec), reconnect=ReconnectPolicy(timeout_s=args.reconnect_timeout_s),
         )  # fmt: skip
         with stream:
             assert stream.inner.welcome is not None
+            first_session = stream.session_id
             model = stream.inner.welcome.model
             printer.horizon_s = model.horizon_s
             out.write(
@@ -216,6 +236,7 @@ def _run(
         "source": args.source,
         "server": args.server,
         "session_id": stream.session_id,
+        "session_ids": [first_session, *(r.session_id for r in stream.resets)],
         "model_id": model.model_id,
         "frames_read": stats.frames_sent + skipped,
         "seconds": round(elapsed, 3),
@@ -248,7 +269,8 @@ def _report(s: dict[str, Any], out: IO[str]) -> None:
         f"queue, {server.get('rejected', 0)} rejected; {server.get('resampled_out', 0)} resampled out to the model "
         "fps\n"
         f"latency: round trip p50 {_ms(s['round_trip_ms_p50'])}, p95 {_ms(s['round_trip_ms_p95'])}; "
-        f"server frame->prediction p50 {_ms(s['server_latency_ms_p50'])}; reconnects {s['reconnects']}\n"
+        f"server frame->prediction p50 {_ms(s['server_latency_ms_p50'])}; reconnects {s['reconnects']}, "
+        f"session resets {s['session_resets']} (the server lost the session; its window restarted)\n"
     )
     for key in ("jsonl", "png"):
         if s.get(key):
@@ -279,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'full': send camera-size frames; 'model': resize to the model's input size (announced by "
                    "the server) before sending: ~1/16 of the bytes at 640x480 (default %(default)s)")  # fmt: skip
     p.add_argument("--print-hz", type=float, default=4.0, help="terminal timeline lines per second (0: none)")
+    p.add_argument(
+        "--reconnect-timeout", dest="reconnect_timeout_s", type=float, metavar="SECONDS",
+        default=StreamArgs.reconnect_timeout_s, help="retry a dropped connection this long (default %(default)g)",
+    )  # fmt: skip
     p.add_argument("--colour", action=argparse.BooleanOptionalAction, default=None, help="ANSI colours")
     p.add_argument("-v", "--verbose", action="store_true", help="log the SDK's reconnects and notices")
     return p

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from clients.sdk.client import AsyncClient
 from clients.sdk.errors import ClientError, ConnectionLost, ServerError, StreamClosed
-from clients.sdk.stream import AsyncStream, StreamStats
+from clients.sdk.reconnect import ReconnectPolicy, SessionLoss
+from clients.sdk.stats import SessionReset, StreamStats
+from clients.sdk.stream import AsyncStream
 from clients.sdk.sync import Client, Stream
 from clients.sdk.transport import DEFAULT_MAX_MESSAGE_BYTES, TransportClosed, WSConnection, WSConnector
 from server.protocol import AnticipationOut, Backpressure, ColorCodec, DepthCodec, SessionCreate
@@ -24,8 +26,11 @@ __all__ = [
     "ColorCodec",
     "ConnectionLost",
     "DepthCodec",
+    "ReconnectPolicy",
     "ServerError",
     "SessionCreate",
+    "SessionLoss",
+    "SessionReset",
     "Stream",
     "StreamClosed",
     "StreamStats",

@@ -22,6 +22,8 @@ import httpx
 from pydantic import BaseModel
 
 from clients.sdk.errors import ServerError
+from clients.sdk.reconnect import ReconnectPolicy
+from clients.sdk.stats import SessionReset
 from clients.sdk.stream import AsyncStream
 from clients.sdk.transport import DEFAULT_MAX_MESSAGE_BYTES, WSConnector, websockets_connector
 from server.protocol import (
@@ -137,6 +139,18 @@ class AsyncClient:
     async def delete_session(self, session_id: str) -> None:
         await self._request("DELETE", f"{API_PREFIX}/sessions/{session_id}")
 
+    async def snapshot(self, session_id: str) -> bytes:
+        """The session's state (stream, token window, resampler, counters) as msgpack, for restore_session."""
+        return (await self._request("GET", f"{API_PREFIX}/sessions/{session_id}/snapshot")).content
+
+    async def restore_session(self, snapshot: bytes) -> SessionPublic:
+        """A session from a snapshot (same id when free); the server must run the same frame encoder."""
+        response = await self._request(
+            "POST", f"{API_PREFIX}/sessions/restore", content=snapshot,
+            headers={"Content-Type": "application/msgpack"},
+        )  # fmt: skip
+        return SessionPublic.model_validate(response.json())
+
     async def latest_prediction(
         self, session_id: str, *, after: int | None = None, timeout_s: float = 0.0
     ) -> AnticipationOut | None:
@@ -157,16 +171,21 @@ class AsyncClient:
         color_codec: ColorCodec | str = ColorCodec.JPEG,
         depth_codec: DepthCodec | str = DepthCodec.ZSTD,
         jpeg_quality: int = 80,
-        max_retries: int = 5,
+        reconnect: ReconnectPolicy | None = None,
+        on_reset: Callable[[SessionReset], None] | None = None,
     ) -> AsyncStream:
         """A streaming session (not yet connected: `async with` it, or `await stream.open()`).
 
         `session_id` resumes an existing session (its token window continues) instead of creating one.
+        `reconnect` says how long a dropped connection is retried and what happens when the server lost the session
+        (default: retry for 60 s, then continue on a new session); `on_reset` is called with each SessionReset (on
+        the event loop: keep it short).
         """
         hello = Hello(**stream.model_dump(), session_id=session_id)
         return AsyncStream(
             self.ws_url, hello, self._ws_connector, self._headers, color_codec=ColorCodec(color_codec),
-            depth_codec=DepthCodec(depth_codec), jpeg_quality=jpeg_quality, max_retries=max_retries,
+            depth_codec=DepthCodec(depth_codec), jpeg_quality=jpeg_quality, reconnect=reconnect, on_reset=on_reset,
+            sessions=self,
         )  # fmt: skip
 
     # --- batch scoring ------------------------------------------------------------------------------------------

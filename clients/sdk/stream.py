@@ -3,6 +3,11 @@
 On an abnormal close the stream reconnects with backoff and sends ``hello`` with its session id; the server
 re-attaches the session with its token window (``welcome.resumed``), so anticipation continues where it was.
 A frame whose send failed is sent again after the resume (the server drops nothing already buffered).
+
+When the server answers ``session_not_found`` on reconnecting (it restarted: sessions live in its memory unless it
+has a session store), the stream does what its ReconnectPolicy says: by default it opens a new session and keeps
+streaming; it logs a warning, counts the reset (``stats.session_resets``), appends a SessionReset to ``resets``
+and calls ``on_reset``. Frames the lost session had buffered but not yet answered get no prediction.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import numpy as np
 
-from clients.sdk.errors import ConnectionLost, ServerError, StreamClosed
+from clients.sdk.errors import ClientError, ConnectionLost, ServerError, StreamClosed
+from clients.sdk.reconnect import ReconnectPolicy, SessionLoss
+from clients.sdk.stats import SessionReset, StreamStats
 from clients.sdk.transport import TransportClosed, WSConnection, WSConnector
 from rgbd.frame import Frame
 from server.protocol import (
@@ -33,7 +40,7 @@ from server.protocol import (
     Pong,
     ProtocolError,
     SendSize,
-    StreamCounters,
+    SessionPublic,
     Welcome,
     downscale_frame,
     encode_frame,
@@ -41,55 +48,19 @@ from server.protocol import (
     parse_server_message,
 )
 
-__all__ = ["AsyncStream", "StreamStats"]
+__all__ = ["AsyncStream", "SessionStore"]
 
 logger = logging.getLogger(__name__)
 
 _RESUMABLE_CLOSE_CODES = {1001, 1006, 1011, 1012, 1013, 1014}  # going away, abnormal, server error, restart, ...
 
 
-@dataclass
-class StreamStats:
-    """What happened on a stream so far (client's view plus the server's latest counters)."""
+class SessionStore(Protocol):
+    """The REST side a stream needs to snapshot its session and restore it on a restarted server (AsyncClient)."""
 
-    frames_sent: int = 0
-    bytes_sent: int = 0
-    predictions: int = 0
-    errors: int = 0
-    reconnects: int = 0
-    started: float = field(default_factory=time.monotonic)
-    server: StreamCounters | None = None  # counters of the latest prediction
-    round_trip_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))  # frame sent -> its prediction
-    server_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))  # server-measured
+    async def snapshot(self, session_id: str) -> bytes: ...
 
-    @property
-    def send_fps(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.frames_sent / elapsed if elapsed > 0 else 0.0
-
-    @property
-    def dropped(self) -> int:
-        """Frames the server accepted but dropped (latest-wins queue) plus those it rejected as bad."""
-        return (self.server.dropped + self.server.rejected) if self.server else 0
-
-    def latency_ms(self, q: float = 50.0) -> float | None:
-        """Percentile `q` of the client-measured round trip, or None before the first prediction."""
-        return float(np.percentile(list(self.round_trip_ms), q)) if self.round_trip_ms else None
-
-    def summary(self) -> dict[str, object]:
-        return {
-            "frames_sent": self.frames_sent,
-            "bytes_per_frame": round(self.bytes_sent / self.frames_sent) if self.frames_sent else None,
-            "predictions": self.predictions,
-            "send_fps": round(self.send_fps, 2),
-            "server_counters": self.server.model_dump() if self.server else None,
-            "dropped": self.dropped,
-            "errors": self.errors,
-            "reconnects": self.reconnects,
-            "round_trip_ms_p50": self.latency_ms(50),
-            "round_trip_ms_p95": self.latency_ms(95),
-            "server_latency_ms_p50": float(np.median(self.server_latency_ms)) if self.server_latency_ms else None,
-        }
+    async def restore_session(self, snapshot: bytes) -> SessionPublic: ...
 
 
 class AsyncStream:
@@ -105,14 +76,17 @@ class AsyncStream:
         color_codec: ColorCodec = ColorCodec.JPEG,
         depth_codec: DepthCodec = DepthCodec.ZSTD,
         jpeg_quality: int = 80,
-        max_retries: int = 5,
-        backoff_s: float = 0.2,
+        reconnect: ReconnectPolicy | None = None,
+        on_reset: Callable[[SessionReset], None] | None = None,
+        sessions: SessionStore | None = None,
         queue_size: int = 1000,
     ) -> None:
         self._url, self._hello, self._connect, self._headers = url, hello, connector, headers
         self._codecs = (color_codec, depth_codec, jpeg_quality)
         self._model_input: ModelInfo | None = None  # send_size 'model': the sizes to resize to, from the welcome
-        self._max_retries, self._backoff_s = max_retries, backoff_s
+        self.reconnect_policy = reconnect or ReconnectPolicy()
+        self._on_reset, self._sessions = on_reset, sessions
+        self._snapshot: bytes | None = None
         self._conn: WSConnection | None = None
         self._reader: asyncio.Task[None] | None = None
         self._messages: asyncio.Queue[AnticipationOut | BaseException] = asyncio.Queue(queue_size)
@@ -128,6 +102,7 @@ class AsyncStream:
         self.latest: AnticipationOut | None = None
         self.notices: deque[Notice] = deque(maxlen=100)
         self.errors: deque[ErrorOut] = deque(maxlen=100)
+        self.resets: list[SessionReset] = []
         self.stats = StreamStats()
 
     # --- connection ---------------------------------------------------------------------------------------------
@@ -172,29 +147,90 @@ class AsyncStream:
         self._model_input = welcome.model
 
     async def _reconnect(self, failed: WSConnection) -> None:
-        """Resume the session on a new connection unless another task already did."""
+        """Resume the session on a new connection unless another task already did; on failure the stream ends."""
         async with self._reconnect_lock:
             if self._conn is not failed or self._closed:
                 return
             self._connected.clear()
             self._conn = None
-            delay = self._backoff_s
-            last: BaseException | None = None
-            for attempt in range(1, self._max_retries + 1):
-                try:
-                    await self._handshake()
-                    self.stats.reconnects += 1
-                    return
-                except (TransportClosed, ServerError, OSError) as exc:
-                    last = exc
-                    if isinstance(exc, ServerError) and exc.code in ("session_not_found", "unauthorized"):
-                        break
-                    logger.warning("reconnect %d/%d failed: %s", attempt, self._max_retries, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            self._fatal = ConnectionLost(f"could not resume session {self.session_id}: {last}")
-            self._connected.set()  # wake senders so they see the failure
-            await self._messages.put(self._fatal)
+            try:
+                await self._reconnect_until_deadline()
+            except ClientError as exc:
+                self._fatal = exc
+                self._connected.set()  # wake senders so they see the failure
+                await self._messages.put(exc)
+                return
+            self.stats.reconnects += 1
+            await self._repeat_pings()
+
+    async def _reconnect_until_deadline(self) -> None:
+        """Handshake again, backing off with jitter, until it works or the policy's time is up (ConnectionLost)."""
+        policy = self.reconnect_policy
+        deadline = time.monotonic() + policy.timeout_s
+        delays = policy.delays()
+        lost: str | None = None  # the session the server no longer knows, once it said so
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self._handshake()
+                break
+            except ServerError as exc:
+                if exc.code == "session_not_found" and policy.on_session_lost is not SessionLoss.FAIL:
+                    lost = lost or self.session_id
+                    await self._replace_lost_session()
+                    continue  # at once: the server is up
+                if exc.code == "unauthorized" or exc.code == "session_not_found":
+                    raise ConnectionLost(f"could not resume session {self.session_id}: {exc}") from exc
+                failure: BaseException = exc
+            except (TransportClosed, OSError) as exc:
+                failure = exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionLost(
+                    f"could not resume session {self.session_id} within {policy.timeout_s:g} s ({attempt} attempts; "
+                    f"ReconnectPolicy.timeout_s): {failure}"
+                ) from failure
+            delay = min(next(delays), left)
+            logger.warning("reconnect attempt %d failed (%s); next in %.1f s, giving up in %.0f s", attempt, failure,
+                           delay, left)  # fmt: skip
+            await asyncio.sleep(delay)
+        if lost is not None:
+            self._report_reset(lost)
+
+    async def _replace_lost_session(self) -> None:
+        """Point the next hello at a restored snapshot (when configured and possible), else at a new session."""
+        self.session_id = None
+        wanted = self.reconnect_policy.on_session_lost is SessionLoss.RESTORE_SNAPSHOT
+        if wanted and self._snapshot is not None and self._sessions is not None:
+            try:
+                self.session_id = (await self._sessions.restore_session(self._snapshot)).id
+            except ClientError as exc:
+                logger.warning("could not restore the last snapshot (%s); opening a new session instead", exc)
+
+    def _report_reset(self, lost: str) -> None:
+        assert self.welcome is not None and self.session_id is not None
+        reset = SessionReset(lost_session_id=lost, session_id=self.session_id, restored=self.welcome.resumed,
+                             window_frames=self.welcome.window_frames, frames_sent=self.stats.frames_sent)  # fmt: skip
+        self.resets.append(reset)
+        self.stats.session_resets += 1
+        logger.warning("window reset: %s", reset.describe())
+        if self._on_reset is not None:
+            try:
+                self._on_reset(reset)
+            except Exception:  # an observer's bug must not end the stream
+                logger.exception("the on_reset callback failed")
+
+    async def _repeat_pings(self) -> None:
+        """Pings the old connection never answered go out again, so a drain() waiting on one still ends."""
+        conn = self._conn
+        for pid in list(self._pongs):
+            if conn is None:
+                return
+            try:
+                await conn.send(pack(Ping(id=pid)))
+            except TransportClosed:
+                return  # the reader saw it too and reconnects again
 
     async def _read(self, conn: WSConnection) -> None:
         while True:
@@ -283,7 +319,9 @@ class AsyncStream:
                             depth_scale=depth_scale)  # fmt: skip
 
     async def _send_raw(self, data: bytes | str) -> None:
-        for _ in range(self._max_retries + 1):
+        """Send on the current connection; a failed send waits for the reconnect (which ends the stream if it fails
+        within the policy's time) and sends again."""
+        while True:
             await self._connected.wait()
             self._check_open()
             conn = self._conn
@@ -293,7 +331,14 @@ class AsyncStream:
                 return
             except TransportClosed:
                 await self._reconnect(conn)
-        raise ConnectionLost(f"could not send on session {self.session_id} after {self._max_retries} reconnects")
+
+    async def fetch_snapshot(self) -> bytes:
+        """Fetch the session's snapshot (token window, counters) and keep it: with
+        ReconnectPolicy(on_session_lost=RESTORE_SNAPSHOT) a restarted server gets it back instead of an empty window."""
+        if self._sessions is None or self.session_id is None:
+            raise StreamClosed("no session to snapshot (open the stream first; streams from AsyncClient can snapshot)")
+        self._snapshot = await self._sessions.snapshot(self.session_id)
+        return self._snapshot
 
     async def ping(self, timeout: float = 10.0) -> float:
         """Round trip of a ping in ms; as the server answers in order, every frame sent before has been read."""

@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from clients.sdk.client import AsyncClient
-from clients.sdk.stream import AsyncStream, StreamStats
+from clients.sdk.stats import SessionReset, StreamStats
+from clients.sdk.stream import AsyncStream
 from rgbd.frame import Frame
 from server.protocol import (
     AnticipationOut,
@@ -91,6 +92,10 @@ class Stream:
     def latest(self) -> AnticipationOut | None:
         return self.inner.latest
 
+    @property
+    def resets(self) -> list[SessionReset]:
+        return self.inner.resets
+
     def open(self) -> Welcome:
         return self._portal.call(self.inner.open())
 
@@ -111,6 +116,9 @@ class Stream:
 
     def ping(self, timeout: float = 10.0) -> float:
         return self._portal.call(self.inner.ping(timeout))
+
+    def fetch_snapshot(self) -> bytes:
+        return self._portal.call(self.inner.fetch_snapshot())
 
     def drain(self, timeout: float = 10.0, quiet_s: float = 0.5) -> list[AnticipationOut]:
         return self._portal.call(self.inner.drain(timeout, quiet_s))
@@ -168,6 +176,12 @@ class Client:
 
     def delete_session(self, session_id: str) -> None:
         self._portal.call(self.inner.delete_session(session_id))
+
+    def snapshot(self, session_id: str) -> bytes:
+        return self._portal.call(self.inner.snapshot(session_id))
+
+    def restore_session(self, snapshot: bytes) -> SessionPublic:
+        return self._portal.call(self.inner.restore_session(snapshot))
 
     def latest_prediction(
         self, session_id: str, *, after: int | None = None, timeout_s: float = 0.0

@@ -4,16 +4,31 @@ and the import boundary. The same SDK against the real server is in test_sdk_liv
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from clients.sdk import AsyncClient, Client, ServerError, SessionCreate, StreamClosed, TransportClosed
+from clients.sdk import (
+    AsyncClient,
+    Client,
+    ConnectionLost,
+    ReconnectPolicy,
+    ServerError,
+    SessionCreate,
+    SessionLoss,
+    SessionReset,
+    StreamClosed,
+    StreamStats,
+    TransportClosed,
+)
 from server.protocol import (
     AnticipationOut,
     Backpressure,
@@ -39,12 +54,15 @@ STREAM = SessionCreate(width=8, height=6, depth_scale=0.001)
 
 class FakeServer:
     """An in-memory stand-in for the service's WebSocket endpoint: welcome, one prediction per frame, and a
-    connection drop after `drop_after` frames of the first connection."""
+    connection drop after `drop_after` frames of the first connection (with `restart`, the drop also forgets every
+    session, as a restarted server does)."""
 
-    def __init__(self, drop_after: int | None = None) -> None:
-        self.drop_after = drop_after
+    def __init__(self, drop_after: int | None = None, *, restart: bool = False) -> None:
+        self.drop_after, self.restart = drop_after, restart
         self.hellos: list[Hello] = []
         self.frames: list[FrameIn] = []
+        self.sessions: set[str] = set()
+        self.created = 0
         self.connections = 0
 
     async def connect(self, url: str, headers: dict[str, str]) -> FakeConnection:
@@ -65,16 +83,27 @@ class FakeConnection:
         msg = parse_client_message(data)
         if isinstance(msg, Hello):
             self.server.hellos.append(msg)
+            if msg.session_id is not None and msg.session_id not in self.server.sessions:
+                err = ErrorOut(code=ErrorCode.SESSION_NOT_FOUND, message=f"no session {msg.session_id!r}", fatal=True)
+                await self.outbox.put(pack(err))
+                return
             resumed = msg.session_id is not None
+            if msg.session_id is None:
+                self.server.created += 1
+            session_id = msg.session_id or f"s{self.server.created}"
+            self.server.sessions.add(session_id)
             model = ModelInfo(model_id="m", frame_encoder_id="fe", backend="fake", classes=["a", "b"], fps=15.0,
                               window_s=8.0, window_frames=120, horizon_s=8.0, server_version="0")  # fmt: skip
-            welcome = Welcome(session_id=msg.session_id or "s1", resumed=resumed, window_frames=len(self.server.frames),
-                              tick_hz=15.0, backpressure=Backpressure.LATEST_WINS, queue_size=8,
-                              max_message_bytes=1 << 20, model=model)  # fmt: skip
+            window = len(self.server.frames) if resumed else 0
+            welcome = Welcome(session_id=session_id, resumed=resumed, window_frames=window, tick_hz=15.0,
+                              backpressure=Backpressure.LATEST_WINS, queue_size=8, max_message_bytes=1 << 20,
+                              model=model)  # fmt: skip
             await self.outbox.put(pack(welcome))
         elif isinstance(msg, FrameIn):
             if self.number == 1 and self.server.drop_after is not None and self.frames_here >= self.server.drop_after:
                 self.closed = True
+                if self.server.restart:
+                    self.server.sessions.clear()
                 await self.outbox.put(TransportClosed(1006, "network went away"))
                 raise TransportClosed(1006, "network went away")
             self.frames_here += 1
@@ -115,7 +144,7 @@ def test_async_stream_dropped_connection_resumes_session_and_loses_no_frame() ->
 
     async def scenario() -> tuple[list[int], int]:
         async with AsyncClient("http://fake", ws_connector=server.connect) as client:
-            async with client.stream(STREAM, max_retries=3) as stream:
+            async with client.stream(STREAM, reconnect=ReconnectPolicy(timeout_s=5.0)) as stream:
                 for i in range(10):
                     await stream.send(*_frame(i))
                 preds = await stream.drain(timeout=5.0)
@@ -128,6 +157,95 @@ def test_async_stream_dropped_connection_resumes_session_and_loses_no_frame() ->
     assert reconnects == 1 and server.connections == 2
     assert [h.session_id for h in server.hellos] == [None, "s1"]
     assert sorted(seqs)[-1] == 9
+
+
+def test_async_stream_session_lost_on_reconnect_continues_on_a_new_session_and_reports_the_reset() -> None:
+    server = FakeServer(drop_after=4, restart=True)
+    seen: list[SessionReset] = []
+
+    async def scenario() -> tuple[list[int], StreamStats, list[SessionReset]]:
+        async with AsyncClient("http://fake", ws_connector=server.connect) as client:
+            async with client.stream(STREAM, on_reset=seen.append) as stream:
+                for i in range(10):
+                    await stream.send(*_frame(i))
+                preds = [*await stream.drain(timeout=5.0), *stream.pending()]
+                return [p.frame_seq for p in preds], stream.stats, stream.resets
+
+    seqs, stats, resets = asyncio.run(scenario())
+    assert [h.session_id for h in server.hellos] == [None, "s1", None]  # resume refused: a new session
+    assert [(r.lost_session_id, r.session_id, r.restored, r.window_frames, r.frames_sent) for r in seen] == [
+        ("s1", "s2", False, 0, 4)
+    ]
+    assert resets == seen and stats.session_resets == 1 and stats.reconnects == 1
+    assert [f.seq for f in server.frames] == list(range(10))  # the frame whose send failed went out again
+    assert max(seqs) == 9
+
+
+def test_async_stream_session_lost_with_fail_policy_ends_the_stream() -> None:
+    server = FakeServer(drop_after=2, restart=True)
+
+    async def scenario() -> None:
+        async with AsyncClient("http://fake", ws_connector=server.connect) as client:
+            policy = ReconnectPolicy(on_session_lost=SessionLoss.FAIL)
+            async with client.stream(STREAM, reconnect=policy) as stream:
+                for i in range(5):
+                    await stream.send(*_frame(i))
+
+    with pytest.raises(ConnectionLost, match="could not resume session s1: session_not_found"):
+        asyncio.run(scenario())
+
+
+def test_async_stream_failing_reset_observer_does_not_end_the_stream(caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeServer(drop_after=2, restart=True)
+
+    def observer(reset: SessionReset) -> None:
+        raise RuntimeError("observer bug")
+
+    async def scenario() -> int:
+        async with AsyncClient("http://fake", ws_connector=server.connect) as client:
+            async with client.stream(STREAM, on_reset=observer) as stream:
+                for i in range(5):
+                    await stream.send(*_frame(i))
+                return stream.stats.frames_sent
+
+    assert asyncio.run(scenario()) == 5
+    assert "the on_reset callback failed" in caplog.text
+
+
+def test_async_stream_outage_longer_than_the_reconnect_timeout_ends_with_connection_lost() -> None:
+    server = FakeServer(drop_after=2)
+    attempts: list[float] = []
+
+    async def connect(url: str, headers: dict[str, str]) -> FakeConnection:
+        if server.connections >= 1:  # the server stays down after the first connection drops
+            attempts.append(time.monotonic())
+            raise TransportClosed(1006, "connection refused")
+        return await server.connect(url, headers)
+
+    async def scenario() -> None:
+        policy = ReconnectPolicy(timeout_s=0.6, backoff_s=0.05, max_backoff_s=0.2)
+        async with AsyncClient("http://fake", ws_connector=connect) as client:
+            async with client.stream(STREAM, reconnect=policy) as stream:
+                for i in range(5):
+                    await stream.send(*_frame(i))
+
+    with pytest.raises(ConnectionLost, match=r"within 0.6 s \(\d+ attempts; ReconnectPolicy.timeout_s\)"):
+        asyncio.run(scenario())
+    assert len(attempts) >= 4  # backoff from 0.05 s doubling to 0.2 s within 0.6 s
+    assert 0.55 <= attempts[-1] - attempts[0] <= 1.5
+
+
+def test_reconnect_policy_delays_back_off_exponentially_with_jitter_up_to_the_cap() -> None:
+    delays = list(itertools.islice(ReconnectPolicy(backoff_s=0.2, max_backoff_s=1.0).delays(random.Random(0)), 6))
+    ceilings = [0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)  # jittered, not a fixed schedule
+    assert ReconnectPolicy().timeout_s >= 30.0  # outlasts a graceful server drain (about 15 s by default)
+
+
+def test_reconnect_policy_refuses_non_positive_times() -> None:
+    with pytest.raises(ValueError, match=r"timeout_s must be > 0, got 0; max_backoff_s \(0.1\) must be >= backoff_s"):
+        ReconnectPolicy(timeout_s=0, backoff_s=0.2, max_backoff_s=0.1)
 
 
 def test_async_stream_counts_latency_per_answered_frame() -> None:

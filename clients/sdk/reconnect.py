@@ -1,0 +1,52 @@
+"""How a stream comes back after its connection drops: how long it keeps trying, how it spaces the attempts, and what
+it does when the server answers that the session no longer exists (it restarted, or the session expired).
+
+The default budget (60 s) outlasts a graceful server drain (shutdown notices, running jobs' grace, uvicorn's
+connection timeout: about 15 s with the default settings) plus a restart, so restarting a server does not end a
+client's stream.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["ReconnectPolicy", "SessionLoss"]
+
+
+class SessionLoss(StrEnum):
+    """What a stream does when, on reconnecting, the server no longer knows its session."""
+
+    NEW_SESSION = "new_session"  # open a new session (its token window starts empty) and keep streaming
+    RESTORE_SNAPSHOT = "restore_snapshot"  # restore the last snapshot fetched (fetch_snapshot), else a new session
+    FAIL = "fail"  # end the stream with ConnectionLost
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Reconnect attempts: exponential backoff from `backoff_s` up to `max_backoff_s`, each delay drawn uniformly
+    from its upper half (jitter, so clients dropped together do not come back together), for `timeout_s` in all."""
+
+    timeout_s: float = 60.0  # give up (ConnectionLost) after trying this long
+    backoff_s: float = 0.2  # the first delay
+    max_backoff_s: float = 5.0  # the longest delay
+    on_session_lost: SessionLoss = SessionLoss.NEW_SESSION
+
+    def __post_init__(self) -> None:
+        values = {"timeout_s": self.timeout_s, "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s}
+        problems = [f"{name} must be > 0, got {value!r}" for name, value in values.items() if not value > 0]
+        if self.max_backoff_s < self.backoff_s:
+            problems.append(f"max_backoff_s ({self.max_backoff_s!r}) must be >= backoff_s ({self.backoff_s!r})")
+        if problems:
+            raise ValueError("invalid reconnect policy: " + "; ".join(problems))
+        object.__setattr__(self, "on_session_lost", SessionLoss(self.on_session_lost))
+
+    def delays(self, rng: random.Random | None = None) -> Iterator[float]:
+        """The waits between attempts (endless; the caller stops at its deadline)."""
+        rng = rng or random.Random()
+        ceiling = self.backoff_s
+        while True:
+            yield rng.uniform(ceiling / 2, ceiling)
+            ceiling = min(ceiling * 2, self.max_backoff_s)
