@@ -3,6 +3,11 @@
     r3d-score recording.db3 --server http://localhost:8000 --out results/     # a batch-scoring job on the server
     r3d-score data/synth --server-path --server http://...                    # a path under the server's data root
     r3d-score recording.db3 --bundle models/default --out results/            # locally, no server (needs torch)
+    r3d-score capture/ --fps 30 --depth-scale 0.0001                          # rgb/ + depth/ image folders
+
+A folder of colour + 16-bit depth images (or a colour video with depth PNGs) has no frame rate or depth scale of its
+own: give them with --fps (default 30) and --depth-scale (metres per unit, default 0.001). r3d-score reads it, warns
+when the depth scale puts the scene at an implausible distance, and scores it as a one-sequence dataset.
 
 Outputs in --out: results.json (the server's JobResults: per sequence every frame with its ground truth and the
 current action, and every anticipation), frames.csv and ticks.csv (columns: docs/batch_scoring.md), and timeline.png
@@ -15,6 +20,7 @@ with the code of server jobs in a process of its own (this camera-side package n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -27,8 +33,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import clients
+from clients.folders import as_dataset, needs_client_reading
 from clients.sdk import Client, ClientError
 from clients.timeline import entry_from_prediction, plot_timeline_png
+from rgbd.base import SourceError
 from rgbd.files import write_bytes_atomic
 from server.protocol import JobPublic, JobResults, JobState, SequenceResult
 
@@ -51,6 +59,8 @@ class ScoreArgs:
     out: Path | None = None  # output folder (default: ./r3d-score-<source name>)
     tick_hz: float | None = None  # anticipations per second of recording time (default: one per model frame)
     sequences: list[str] | None = None  # dataset sequences to score (default: all)
+    fps: float | None = None  # frame rate of an image folder or video with depth PNGs (default: the video's, else 30)
+    depth_scale: float | None = None  # metres per depth unit of an image folder or depth PNGs (default 0.001)
     progress: bool = True  # show a progress bar
 
 
@@ -61,6 +71,27 @@ def _upload_path(source: Path, tmp: Path) -> Path:
     if source.is_dir():
         return Path(shutil.make_archive(str(tmp / source.name), "zip", root_dir=source))
     raise ValueError(f"expected a recording file or a dataset folder, got {str(source)!r} (does not exist)")
+
+
+def _readable_source(args: ScoreArgs, work_dir: Path) -> str:
+    """SOURCE as a batch job reads it: as given, or (image folders, colour videos with depth PNGs) read here with
+    --fps / --depth-scale and written as a one-sequence dataset under `work_dir`."""
+    path = Path(args.source)
+    read_here = not args.server_path and needs_client_reading(path)
+    given = (("--fps", args.fps), ("--depth-scale", args.depth_scale))
+    flags = {flag: value for flag, value in given if value is not None}
+    problems = [f"{flag} must be > 0, got {value!r}" for flag, value in flags.items() if not value > 0]
+    if flags and not read_here:
+        what = "a path on the server" if args.server_path else "a dataset or recording, which records its own"
+        problems.append(
+            f"{' and '.join(flags)} apply to colour + depth image folders and colour videos with depth PNGs; "
+            f"{args.source!r} is {what}" + ("" if args.server_path else " frame rate and depth scale")
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
+    if not read_here:
+        return args.source
+    return str(as_dataset(path, work_dir, fps=args.fps, depth_scale=args.depth_scale, progress=args.progress))
 
 
 class LocalScoringFailed(Exception):
@@ -170,7 +201,9 @@ def run_score(args: ScoreArgs, out: IO[str] | None = None) -> dict[str, Any]:
     """Score SOURCE on the server (or locally with --bundle) and write the outputs; returns what was written."""
     out = out or sys.stdout
     folder = args.out or Path(f"r3d-score-{Path(args.source).name.split('.')[0] or 'results'}")
-    results = _score_locally(args, folder) if args.bundle is not None else _score_on_server(args, folder)
+    with tempfile.TemporaryDirectory(prefix="r3d-score-read-") as work:
+        scored = dataclasses.replace(args, source=_readable_source(args, Path(work)))
+        results = _score_locally(scored, folder) if args.bundle is not None else _score_on_server(scored, folder)
     written: dict[str, Any] = {name: str(folder / name) for name in ("results.json", "frames.csv", "ticks.csv")}
     written["png"] = [str(p) for p in write_timelines(results, folder)]
     for seq in results.sequences:
@@ -198,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default ./r3d-score-<source name>)")
     p.add_argument("--tick-hz", type=float, help="anticipations per second (default: one per model frame)")
     p.add_argument("--sequence", dest="sequences", action="append", help="dataset sequence to score (repeatable)")
+    p.add_argument("--fps", type=float, help="frame rate of an image folder (default 30) or video (default: its own)")
+    p.add_argument("--depth-scale", type=float, help="metres per depth unit of an image folder (default 0.001)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -211,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         run_score(args)
     except LocalScoringFailed as exc:
         return exc.returncode
-    except (ClientError, ValueError, OSError) as exc:
+    except (ClientError, SourceError, ValueError, OSError) as exc:
         sys.stderr.write(f"r3d-score: {exc}\n")
         return 1
     return 0
