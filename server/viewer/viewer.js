@@ -2,6 +2,8 @@
 // anticipated actions on a moving timeline and the modality-health signal. Data: REST (docs/protocol.md) with
 // long-polled predictions (GET /v1/sessions/{id}/prediction?after=N&timeout_s=T) and the viewer's preview images.
 // Query parameters: ?session=ID selects a session, ?api_key=KEY authenticates (sent as the X-API-Key header).
+// A session that ends (the client said bye, or it expired) stays on screen and in the list, marked "ended", until
+// another stream starts.
 "use strict";
 
 (() => {
@@ -25,6 +27,8 @@
     horizon: 8,
     lastImages: -Infinity,  // the first prediction always fetches the previews
     classes: [],
+    info: null, // the selected session as the server last listed it
+    ended: null, // the session on screen after it ended: its last listing
   };
 
   function headers() {
@@ -69,32 +73,50 @@
     const ul = $("sessions");
     ul.replaceChildren();
     const sessions = list.sessions.filter((s) => s.state !== "closed");
-    if (!sessions.length) {
+    const chosen = sessions.find((s) => s.id === state.selected);
+    if (chosen) state.info = chosen;
+    else if (state.info && state.info.id === state.selected) endSession(state.selected); // gone from the server
+    const ended = state.ended && !sessions.some((s) => s.id === state.ended.id) ? state.ended : null;
+    if (!sessions.length && !ended) {
       const li = document.createElement("li");
       li.className = "muted";
       li.textContent = "no session yet";
       ul.append(li);
       if (!state.latest) setStatus("waiting", "waiting for a stream");
     }
-    for (const s of sessions) {
-      const li = document.createElement("li");
-      const b = document.createElement("button");
-      b.dataset.sessionId = s.id;
-      b.className = s.id === state.selected ? "selected" : "";
-      b.innerHTML = `${s.id.slice(0, 12)}<small></small>`;
-      b.querySelector("small").textContent =
-        `${s.state} · ${s.stream.camera} · ${s.stream.width}x${s.stream.height} · ${s.predictions} predictions`;
-      b.addEventListener("click", () => { state.userSelected = true; select(s.id); });
-      li.append(b);
-      ul.append(li);
-    }
-    const chosen = sessions.find((s) => s.id === state.selected);
-    if (!chosen && !state.userSelected && sessions.length) {
-      const live = sessions.find((s) => s.state === "attached") || sessions[0];
-      select(live.id);
+    for (const s of sessions) ul.append(sessionItem(s, s.state, s.id === state.selected));
+    if (ended) ul.append(sessionItem(ended, "ended", true));
+    const live = sessions.find((s) => s.state === "attached") || (state.ended ? null : sessions[0]);
+    if (!chosen && !state.userSelected && live) {
+      select(live.id, live); // after an ended stream, only a streaming session replaces it
     } else if (chosen) {
+      if (!state.poll) select(chosen.id, chosen); // chosen by ?session=ID: start following it
       $("session-counters").textContent = counterText(chosen.counters) + ` · queue ${chosen.queue_depth}`;
     }
+  }
+
+  function sessionItem(s, label, selected) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.dataset.sessionId = s.id;
+    b.className = (selected ? "selected " : "") + (label === "ended" ? "ended" : "");
+    b.innerHTML = `${s.id.slice(0, 12)}<small></small>`;
+    b.querySelector("small").textContent =
+      `${label} · ${s.stream.camera} · ${s.stream.width}x${s.stream.height} · ${s.predictions} predictions`;
+    if (label !== "ended") b.addEventListener("click", () => { state.userSelected = true; select(s.id, s); });
+    li.append(b);
+    return li;
+  }
+
+  // The session on screen is gone from the server (closed by its client, or expired): keep its last view, say so.
+  function endSession(id) {
+    if (state.poll) state.poll.abort();
+    const info = state.info && state.info.id === id ? state.info : null;
+    const predictions = state.latest ? state.latest.seq + 1 : info ? info.predictions : 0;
+    state.ended = info ? { ...info, predictions } : { id, predictions, stream: { camera: "?", width: "?", height: "?" } };
+    Object.assign(state, { selected: null, userSelected: false, poll: null, info: null });
+    $("session-title").textContent = `session ${id} (ended)`;
+    setStatus("ended", `stream ended · session ${id.slice(0, 12)} closed after ${predictions} predictions`);
   }
 
   function counterText(c) {
@@ -102,9 +124,10 @@
       `dropped ${c.dropped} · rejected ${c.rejected}`;
   }
 
-  function select(id) {
+  function select(id, info) {
     if (state.poll) state.poll.abort();
-    Object.assign(state, { selected: id, after: -1, history: [], health: [], latest: null, poll: null });
+    Object.assign(state, { selected: id, after: -1, history: [], health: [], latest: null, poll: null, ended: null,
+      info });
     $("session-view").hidden = false;
     $("session-title").textContent = `session ${id}`;
     for (const b of document.querySelectorAll("#sessions button")) {
@@ -135,9 +158,11 @@
         }
       } catch (e) {
         if (ctl.signal.aborted) return;
+        const gone = String(e.message).startsWith("404");
+        if (gone && (state.latest || (state.info && state.info.id === id))) { endSession(id); refreshSessions(); return; }
         setStatus("error", e.message);
         await new Promise((r) => setTimeout(r, 1000));
-        if (String(e.message).startsWith("404")) { state.selected = null; state.userSelected = false; return; }
+        if (gone) { state.selected = null; state.userSelected = false; return; }
       }
     }
   }

@@ -1,6 +1,7 @@
 """The web viewer in headless Chromium against the real service: the page loads, finds the streamed session, and shows
-its prediction, the colour and colour-mapped depth previews, the timeline and the modality health. A screenshot is
-saved under the test's tmp path and copied to outputs/viewer.png."""
+its prediction, the colour and colour-mapped depth previews, the timeline and the modality health; a session that
+ends stays on screen and in the list, marked ended. A screenshot is saved under the test's tmp path and copied to
+outputs/viewer.png."""
 
 from __future__ import annotations
 
@@ -114,6 +115,43 @@ def test_viewer_shows_the_streamed_sessions_prediction_frames_and_health(
     outputs.mkdir(exist_ok=True)
     shutil.copy(shot, outputs / "viewer.png")
     assert cv2.imread(str(shot)) is not None
+
+
+def test_viewer_says_stream_ended_when_its_session_closes_and_keeps_listing_it(
+    live_url: str, recording: list[Frame], browser: object
+) -> None:
+    driver = browser
+    with Client(live_url, token=API_KEY) as client:
+        stream = client.stream(STREAM.model_copy(update={"camera": "ending-test"}))
+        stream.open()
+        for frame in recording[:10]:
+            stream.send_frame(frame)
+        stream.drain(timeout=30.0)
+        session_id = stream.session_id
+        driver.get(f"{live_url}/viewer/?api_key={API_KEY}")  # type: ignore[attr-defined]
+        _wait(driver, "document.getElementById('status').dataset.state === 'live'")
+        _wait(driver, f"document.querySelector('#sessions button[data-session-id=\"{session_id}\"]')")
+        stream.close()  # bye: the server closes the session
+    _wait(driver, "document.getElementById('status').dataset.state === 'ended'")
+    status = driver.execute_script("return document.getElementById('status').textContent")  # type: ignore[attr-defined]
+    assert status.startswith(f"stream ended · session {session_id[:12]}") and "404" not in status
+    listed = driver.execute_script(  # type: ignore[attr-defined]
+        f"return document.querySelector('#sessions button[data-session-id=\"{session_id}\"]').textContent"
+    )
+    assert "ended · ending-test · 160x120" in listed
+    assert "no session yet" not in driver.execute_script("return document.getElementById('sessions').textContent")  # type: ignore[attr-defined]
+    assert driver.execute_script("return document.getElementById('current-action').textContent") in CLASSES  # type: ignore[attr-defined]
+
+
+def test_viewer_follows_the_session_named_in_the_url(
+    live_url: str, streaming: tuple[Client, Stream], browser: object
+) -> None:
+    _, stream = streaming
+    driver = browser
+    driver.get(f"{live_url}/viewer/?api_key={API_KEY}&session={stream.session_id}")  # type: ignore[attr-defined]
+    _wait(driver, "document.getElementById('status').dataset.state === 'live'")
+    title = driver.execute_script("return document.getElementById('session-title').textContent")  # type: ignore[attr-defined]
+    assert title == f"session {stream.session_id}"
 
 
 def test_viewer_preview_images_need_the_api_key(live_url: str, streaming: tuple[Client, Stream]) -> None:
