@@ -287,8 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--realtime", dest="fast", action="store_false", default=StreamArgs.fast,
                       help="pace by frame timestamps (default)")  # fmt: skip
     pace.add_argument("--fast", dest="fast", action="store_true", help="send as fast as the server accepts")
-    # two actions share `fast`: argparse would take the default from the first (store_false -> True), so set it here
-    p.set_defaults(fast=StreamArgs.fast)
     p.add_argument("--jsonl", type=Path, help="write every prediction as a JSON line to this file")
     p.add_argument("--png", type=Path, help="write the timeline PNG to this file at the end")
     p.add_argument("--summary", type=Path, help="write the run summary (fps, drops, latency) as JSON")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from clients.stream_cli import StreamArgs, build_parser, main, read_labels
+from clients.stream_cli import build_parser, main, read_labels
 from tests.clients.conftest import API_KEY, CLASSES
 
 
@@ -94,10 +93,3 @@ def test_read_labels_unknown_columns_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("flags", "fast"), [([], False), (["--realtime"], False), (["--fast"], True)])
 def test_stream_cli_parser_paces_in_real_time_unless_fast_is_given(flags: list[str], fast: bool) -> None:
     assert build_parser().parse_args(["recording.db3", *flags]).fast is fast
-
-
-def test_stream_cli_parser_defaults_are_the_stream_args_defaults() -> None:
-    parsed = vars(build_parser().parse_args(["recording.db3"]))
-    for field in dataclasses.fields(StreamArgs):
-        if field.name != "source":
-            assert parsed[field.name] == field.default, field.name
