@@ -381,14 +381,19 @@ class AsyncStream:
                 yield pred
 
     async def drain(self, timeout: float = 10.0, quiet_s: float = 0.5) -> list[AnticipationOut]:
-        """After the last frame: wait until the server has read everything (a ping) and then until no prediction
-        has come for `quiet_s` (or the prediction of the last frame arrived); returns the predictions received."""
+        """After the last frame: wait until the server has read everything (a ping), then until the prediction of
+        the last frame arrived or none has come for a quiet spell; returns the predictions received.
+
+        The quiet spell is `quiet_s` or twice the p95 round trip measured so far, whichever is longer (a loaded
+        server answers late, not never); before the stream's first prediction it is the whole `timeout`."""
         deadline = time.monotonic() + timeout
         out: list[AnticipationOut] = []
         await self.ping(timeout)
         last_seq = self._seq - 1
-        while time.monotonic() < deadline:
-            pred = await self.next_prediction(timeout=min(quiet_s, max(deadline - time.monotonic(), 0.01)))
+        while (left := deadline - time.monotonic()) > 0:
+            p95_ms = self.stats.latency_ms(95)
+            quiet = max(quiet_s, 2 * p95_ms / 1000) if self.stats.predictions and p95_ms is not None else left
+            pred = await self.next_prediction(timeout=max(min(quiet, left), 0.01))
             if pred is None:
                 break
             out.append(pred)
