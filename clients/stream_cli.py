@@ -4,7 +4,8 @@
     r3d-stream recording.db3 --fast          # as fast as the server takes frames (backpressure: block)
 
 SOURCE is anything `rgbd.open.open_source` opens (RealSense live or .bag/.db3, Azure Kinect live or .mkv,
-a dataset folder, video + depth files). Recordings are paced by their timestamps (--realtime, the default; frames the
+a dataset folder, video + depth files; --fps and --depth-scale for image folders and videos, whose depth scale is
+checked for plausibility). Recordings are paced by their timestamps (--realtime, the default; frames the
 client cannot send in time are skipped and counted) or sent as fast as possible (--fast). Each prediction is one line
 of the terminal timeline and one JSON line in --jsonl; the end prints frames, fps, drops and latency.
 
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from clients.folders import needs_client_reading, warn_on_depth
 from clients.sdk import (
     Backpressure,
     Client,
@@ -61,6 +63,8 @@ class StreamArgs:
     png: Path | None = None  # write the timeline PNG here at the end
     summary: Path | None = None  # write the run's summary (fps, drops, latency) as JSON here
     max_frames: int | None = None  # stop after this many frames
+    fps: float | None = None  # frame rate of an image folder or video with depth PNGs (default: the video's, else 30)
+    depth_scale: float | None = None  # metres per depth unit of an image folder or depth PNGs (default 0.001)
     tick_hz: float | None = None  # predictions per second of stream time (default: the server's)
     color_codec: str = "jpeg"
     depth_codec: str = "zstd"
@@ -88,13 +92,17 @@ def read_labels(path: Path) -> Callable[[int, float], str | None]:
     )
 
 
-def _frames(source: str, max_frames: int | None) -> Generator[Frame, None, None]:
+def _frames(args: StreamArgs) -> Generator[Frame, None, None]:
+    """The source's frames; image folders and videos with depth PNGs (whose depth scale the user gives) are checked
+    for an implausible depth scale."""
     from rgbd.open import open_source
 
-    opened: Any = open_source(source)
-    with opened if hasattr(opened, "__enter__") else contextlib.nullcontext(opened) as frames:
+    options = {name: v for name, v in (("fps", args.fps), ("depth_scale", args.depth_scale)) if v is not None}
+    opened: Any = open_source(args.source, **options)
+    with opened if hasattr(opened, "__enter__") else contextlib.nullcontext(opened) as source:
+        frames = warn_on_depth(iter(source)) if needs_client_reading(Path(args.source)) else iter(source)
         for i, frame in enumerate(frames):
-            if max_frames is not None and i >= max_frames:
+            if args.max_frames is not None and i >= args.max_frames:
                 return
             yield frame
 
@@ -188,7 +196,7 @@ def _stream(
 def run_stream(args: StreamArgs, out: IO[str] | None = None) -> dict[str, Any]:
     """Stream SOURCE to the server; returns the run's summary (also written to --summary)."""
     label_of = read_labels(args.labels) if args.labels is not None else None
-    frames = _frames(args.source, args.max_frames)
+    frames = _frames(args)
     try:  # close the source here, on this thread, whatever happens (camera SDKs dislike a close from the GC)
         return _run(args, out or sys.stdout, frames, label_of)
     finally:
@@ -292,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", type=Path, help="write the run summary (fps, drops, latency) as JSON")
     p.add_argument("--labels", type=Path, help="ground-truth CSV (frame,label or start,end,label) for the timeline")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--fps", type=float, help="frame rate of an image folder (default 30) or video (default: its own)")
+    p.add_argument("--depth-scale", type=float, help="metres per depth unit of an image folder (default 0.001)")
     p.add_argument("--tick-hz", type=float, help="predictions per second of stream time (default: the server's)")
     p.add_argument("--color-codec", choices=[c.value for c in ColorCodec], default="jpeg")
     p.add_argument("--depth-codec", choices=[c.value for c in DepthCodec], default="zstd")

@@ -1,11 +1,13 @@
 """Fixtures for the client tests that need the real service: a tiny random model (checkpoint), a RealSense .db3
-recording with a ground-truth CSV, and a live server (uvicorn in a thread on a loopback port) with an API key."""
+recording with a ground-truth CSV, colour + depth image folders (depth in 0.1 mm), and a live server (uvicorn in a
+thread on a loopback port) with an API key."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -72,3 +74,16 @@ def live_url(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     )  # fmt: skip
     with BackgroundServer(create_app(settings), settings) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """rgb/ + depth/ image folders of 20 frames, depth in 0.1 mm units (depth scale 0.0001, not the default)."""
+    root = tmp_path_factory.mktemp("capture") / "capture"
+    for sub in ("rgb", "depth"):
+        (root / sub).mkdir(parents=True)
+    for i in range(20):
+        frame = pattern_frame(i)
+        cv2.imwrite(str(root / "rgb" / f"frame{i}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(root / "depth" / f"frame{i}.png"), frame.depth * 10)
+    return root

@@ -28,19 +28,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """rgb/ + depth/ image folders of 20 frames, depth in 0.1 mm units (depth scale 0.0001, not the default)."""
-    root = tmp_path_factory.mktemp("capture") / "capture"
-    for sub in ("rgb", "depth"):
-        (root / sub).mkdir(parents=True)
-    for i in range(20):
-        frame = pattern_frame(i)
-        cv2.imwrite(str(root / "rgb" / f"frame{i}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(root / "depth" / f"frame{i}.png"), frame.depth * 10)
-    return root
-
-
-@pytest.fixture(scope="module")
 def server_scored(live_url: str, recording: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("server-scored")
     rc = main([str(recording[0]), "--server", live_url, "--token", API_KEY, "--out", str(out), "--no-progress"])

@@ -181,6 +181,34 @@ def test_async_stream_session_lost_on_reconnect_continues_on_a_new_session_and_r
     assert max(seqs) == 9
 
 
+def test_async_stream_refused_snapshot_restore_falls_back_to_a_new_session(caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeServer(drop_after=3, restart=True)
+    requests: list[str] = []
+
+    def rest(request: httpx.Request) -> httpx.Response:
+        requests.append(f"{request.method} {request.url.path}")
+        if request.method == "GET":
+            return httpx.Response(200, content=b"snapshot-bytes")
+        assert request.content == b"snapshot-bytes"
+        body = {"type": "error", "v": 1, "code": "session_state", "message": "another frame encoder", "fatal": False}
+        return httpx.Response(409, json=body)
+
+    async def scenario() -> list[SessionReset]:
+        policy = ReconnectPolicy(on_session_lost=SessionLoss.RESTORE_SNAPSHOT)
+        async with AsyncClient("http://fake", ws_connector=server.connect, transport=httpx.MockTransport(rest)) as c:
+            async with c.stream(STREAM, reconnect=policy) as stream:
+                await stream.send(*_frame(0))
+                assert await stream.fetch_snapshot() == b"snapshot-bytes"
+                for i in range(1, 6):
+                    await stream.send(*_frame(i))
+                return stream.resets
+
+    [reset] = asyncio.run(scenario())
+    assert requests == ["GET /v1/sessions/s1/snapshot", "POST /v1/sessions/restore"]
+    assert (reset.lost_session_id, reset.session_id, reset.restored) == ("s1", "s2", False)
+    assert "could not restore the last snapshot (session_state: another frame encoder (HTTP 409))" in caplog.text
+
+
 def test_async_stream_session_lost_with_fail_policy_ends_the_stream() -> None:
     server = FakeServer(drop_after=2, restart=True)
 

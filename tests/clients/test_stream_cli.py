@@ -93,3 +93,16 @@ def test_read_labels_unknown_columns_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("flags", "fast"), [([], False), (["--realtime"], False), (["--fast"], True)])
 def test_stream_cli_parser_paces_in_real_time_unless_fast_is_given(flags: list[str], fast: bool) -> None:
     assert build_parser().parse_args(["recording.db3", *flags]).fast is fast
+
+
+@pytest.mark.parametrize(("depth_scale", "warned"), [("0.0001", False), ("0.0011", True)])
+def test_stream_cli_image_folder_streams_at_the_given_fps_and_warns_on_an_implausible_depth_scale(
+    live_url: str, capture: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, depth_scale: str, warned: bool
+) -> None:
+    jsonl = tmp_path / "p.jsonl"
+    rc = main([str(capture), "--server", live_url, "--token", API_KEY, "--fast", "--fps", "15", "--depth-scale",
+               depth_scale, "--jsonl", str(jsonl), "--tick-hz", "15", "--print-hz", "0"])  # fmt: skip
+    assert rc == 0
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert lines and all(p["frame_ts"] == pytest.approx(p["frame_seq"] / 15) for p in lines)
+    assert ("implausible depth scale: 0.0011 m per unit puts the median depth" in caplog.text) is warned
