@@ -46,6 +46,22 @@ class Timeline:
     box: np.ndarray  # (F, 3) translation of the push box from its start position
     cup_colours: tuple[str, str]  # colour name of cup 0 and cup 1
     activities: list[str]  # activity names in the order performed; the first names the sequence
+    decisions: list[Decision]  # the branches whose next action only one cue decides, in frame order
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A branch of the grammar: during frames [start, end) the next action (`next`, starting at `end`) is decided
+    by one cue (`kind`: "crate_height", only geometry; "cup_colour", only colour) with the value `cue`."""
+
+    kind: str
+    cue: str
+    start: int
+    end: int
+    next: str
+
+    def to_dict(self) -> dict[str, str | int]:
+        return {"kind": self.kind, "cue": self.cue, "start": self.start, "end": self.end, "next": self.next}
 
 
 class Choreographer:
@@ -59,6 +75,8 @@ class Choreographer:
         self.cup_pos = scene.cup_spots.copy()
         self.box_t = np.zeros(3)
         self._stand_spot = self.pose
+        self._seat = scene.seat
+        self.decisions: list[Decision] = []
         self._poses: list[np.ndarray] = []
         self._labels: list[str] = []
         self._cups: list[np.ndarray] = []
@@ -68,6 +86,17 @@ class Choreographer:
     @property
     def full(self) -> bool:
         return len(self._poses) >= self.n_frames
+
+    @property
+    def frame(self) -> int:
+        """Index of the next frame to be emitted."""
+        return len(self._poses)
+
+    def decide(self, kind: str, cue: str, start: int, end: int) -> None:
+        """Record that the action emitted from frame `end` on was decided by `cue` during [start, end) (call it
+        after that action; nothing is recorded when the sequence ended before the action started)."""
+        if start < end < len(self._labels):
+            self.decisions.append(Decision(kind, cue, start, end, self._labels[end]))
 
     @property
     def xz(self) -> np.ndarray:
@@ -94,6 +123,7 @@ class Choreographer:
             box=np.array(self._box[:n]),
             cup_colours=cup_colours,
             activities=activities,
+            decisions=[d for d in self.decisions if d.end < n],
         )
 
     def _emit(self, label: str, seconds: float, fn: PoseFn, on_frame: Callable[[float], None] | None = None) -> None:
@@ -269,10 +299,12 @@ class Choreographer:
 
         self._emit("wave", seconds, fn)
 
-    def sit_down(self, seconds: float) -> None:
-        heading = self.scene.table_heading
+    def sit_down(self, seconds: float, seat: np.ndarray | None = None, heading: float | None = None) -> None:
+        """Sit on the chair (default) or on `seat` (pelvis position) facing `heading`, from where the body stands."""
+        heading = self.scene.table_heading if heading is None else heading
+        self._seat = self.scene.seat if seat is None else seat
         p_stand = self.stand(heading=_unwrap(float(self.pose[B.HEADING]), heading))
-        sit = seating(self.shape, self.scene.seat, float(p_stand[B.HEADING]), p_stand)
+        sit = seating(self.shape, self._seat, float(p_stand[B.HEADING]), p_stand)
         self._stand_spot = p_stand
 
         def fn(u: float) -> np.ndarray:
@@ -285,7 +317,7 @@ class Choreographer:
 
     def stand_up(self, seconds: float) -> None:
         p_stand = self._stand_spot
-        sit = seating(self.shape, self.scene.seat, float(p_stand[B.HEADING]), p_stand)
+        sit = seating(self.shape, self._seat, float(p_stand[B.HEADING]), p_stand)
         self._emit("stand_up", seconds, lambda u: sit(1.0 - smooth(u)))
         self.sitting = False
 
@@ -339,10 +371,18 @@ class Choreographer:
         self._emit("push", seconds, fn, on_frame)
 
     def box_front(self) -> np.ndarray:
-        """Where to stand to push the box away from the camera."""
+        """Where to stand in front of the crate (facing it to push it, or turning to sit on it): the same spot
+        for either height, so the walk there does not tell the height."""
         box = self.scene.push_box
         cx = (box.lo[0] + box.hi[0]) / 2 + self.box_t[0]
-        return np.array([cx, box.lo[2] + self.box_t[2] - 0.36])
+        return np.array([cx, box.lo[2] + self.box_t[2] - 0.28])
+
+    def crate_seat(self) -> np.ndarray:
+        """Pelvis position seated on the (low) crate, facing the camera, from `box_front`: a thigh behind it."""
+        box = self.scene.push_box
+        front = self.box_front()
+        top = float(box.hi[1]) + float(self.box_t[1])
+        return np.array([front[0], top + 0.05 * self.shape.height, front[1] + 0.92 * B.THIGH * self.shape.height])
 
     def table_place(self, cup: int) -> np.ndarray:
         """The cup's original spot on the table."""

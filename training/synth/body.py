@@ -85,8 +85,8 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
 
 
 def sample_shape(rng: np.random.Generator) -> BodyShape:
-    """A random person: height 1.50-1.95 m, girth, clothing (never the pure red or blue of the cups), speed."""
-    height = float(rng.uniform(1.50, 1.95))
+    """A random person: height 1.45-2.00 m, girth, clothing (never the pure red or blue of the cups), speed."""
+    height = float(rng.uniform(1.45, 2.00))
     # shirt hues avoid the cup colours (red ~0, blue ~0.62) so a held cup stands out
     hue = float(rng.choice([0.08, 0.13, 0.30, 0.40, 0.48, 0.78, 0.88]) + rng.uniform(-0.03, 0.03))
     shirt = _hsv(hue % 1.0, float(rng.uniform(0.25, 0.7)), float(rng.uniform(0.45, 0.9)))
@@ -105,7 +105,7 @@ def sample_shape(rng: np.random.Generator) -> BodyShape:
         "hair": HAIR[int(rng.integers(len(HAIR)))],
         "shoes": _hsv(float(rng.uniform(0, 1)), float(rng.uniform(0, 0.3)), float(rng.uniform(0.08, 0.5))),
     }
-    girth, speed = float(rng.uniform(0.85, 1.2)), float(rng.uniform(0.8, 1.4))
+    girth, speed = float(rng.uniform(0.8, 1.3)), float(rng.uniform(0.8, 1.4))
     return BodyShape(height=height, girth=girth, colours=colours, speed=speed)
 
 

@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
 
     def progress(it: Iterator[Any], n: int) -> Iterator[Any]:
-        return iter(tqdm(it, total=n, desc="synth", unit="seq", disable=None))
+        # also into a log file (not a terminal): a line every 30 s instead of a redrawn bar
+        every = 0.1 if sys.stderr.isatty() else 30.0
+        return iter(tqdm(it, total=n, desc="synth", unit="seq", mininterval=every))
 
     result = generate_dataset(
         args.out,

@@ -27,11 +27,13 @@ from rgbd.frame import Frame
 from training.synth.actions import ACTIONS
 from training.synth.grammar import ACTIVITIES
 from training.synth.preview import preview_indices, write_contact_sheet
-from training.synth.world import SynthConfig, SynthSequence, sequence_id
+from training.synth.world import WORLD_VERSION, SynthConfig, SynthSequence, sequence_id
 
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "synthetic-rgbd-world"
+# train / val / test: 20 % test so that the default 500 sequences give 100 test sequences (600 streaming windows)
+SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
 OWN_ENTRIES = ("dataset.json", "splits.json", "sequences", "previews", "recordings")
 
 
@@ -52,7 +54,13 @@ def _writer(root: Path, cfg: SynthConfig) -> DatasetWriter:
         fps=cfg.fps,
         source="synth",
         background_class=None,
-        provenance={"generator": "training.synth", "config": cfg.to_dict(), "activities": list(ACTIVITIES)},
+        provenance={
+            "generator": "training.synth",
+            "world_version": WORLD_VERSION,
+            "config": cfg.to_dict(),
+            "split_fractions": list(SPLIT_FRACTIONS),
+            "activities": list(ACTIVITIES),
+        },
     )
 
 
@@ -169,7 +177,7 @@ def generate_dataset(
         with ctx.Pool(min(workers, cfg.n_sequences), initializer=_init_worker) as pool:
             results = list(wrap(pool.imap(_work, jobs, chunksize=1), len(jobs)))
     writer.sequence_ids.extend(sid for sid, _ in results)
-    splits = writer.write_splits(cfg.seed)
+    splits = writer.write_splits(cfg.seed, SPLIT_FRACTIONS)
     to_record = splits["test"][:recordings]
     if recordings > len(to_record):
         logger.warning("asked for %s recordings, the test split has %s sequences", recordings, len(to_record))

@@ -6,9 +6,14 @@ random branches. Two branches are decided by cues that only one modality carries
 - colour only: after `reach` and `pick_up` of a cup (same motion for either cup), the red cup is drunk from
   (`drink`, then `put_down` on the table: activity `coffee_break`) and the blue cup is carried away to the shelf
   (`walk_away`, then `put_down`: activity `tidy_cup`). The cups' positions are independent of their colours.
-- depth only: in `errand_*` the person stands between the chair (near the camera) and the box (far from it) on
-  one lane; `walk_toward` leads to `sit_down` (`errand_sit`), `walk_away` leads to `bend` and `push`
-  (`errand_box`). The body looks the same from the front and the back, so the direction is mostly a depth cue.
+- geometry only (world v2): the crate at the far end of the chair lane is low (a stool) or tall, with the same
+  colour law and flat shading. After the walk to it (`walk_away`, to the same spot for either height), a low
+  crate is sat on (`sit_down`, activity `crate_sit`) and a tall one is bent over and pushed (`bend`, `push`:
+  `crate_push`). `errand_*` starts between the chair and the crate: `walk_toward` leads to `sit_down` on the
+  chair (`errand_sit`), `walk_away` to the crate and its height rule (`errand_crate`).
+
+Every such branch is recorded as a `Decision` (the frames during which the next action is decided by the cue),
+so the number of test windows that end inside one can be counted (`training.synth.stats`).
 
 A sequence performs one activity (its name is the sequence's activity) and, when frames remain, more activities
 chained by walks to their start spots.
@@ -25,7 +30,17 @@ from training.synth import body as B
 from training.synth.actions import Choreographer, Timeline
 from training.synth.scene import Scene
 
-ACTIVITIES: tuple[str, ...] = ("coffee_break", "tidy_cup", "rest", "move_box", "greet", "errand_sit", "errand_box")
+ACTIVITIES: tuple[str, ...] = (
+    "coffee_break",
+    "tidy_cup",
+    "rest",
+    "crate_sit",
+    "crate_push",
+    "greet",
+    "errand_sit",
+    "errand_crate",
+)
+CRATE_TALL_OF = {"crate_sit": False, "crate_push": True}  # activities that need one crate height
 
 
 @dataclass
@@ -50,8 +65,17 @@ def _cup(c: _Ctx, branch: str | None) -> str:
         other = "blue" if c.forced_colour == "red" else "red"
         c.colours[k], c.colours[1 - k] = c.forced_colour, other
         c.forced_colour = None
+    start = ch.frame
     ch.reach(k, c.dur(0.9, 1.4))
     ch.pick_up(k, c.dur(1.0, 1.5))
+    end = ch.frame
+    name = _after_pick_up(c, k)
+    ch.decide("cup_colour", c.colours[k], start, end)
+    return name
+
+
+def _after_pick_up(c: _Ctx, k: int) -> str:
+    ch, spots = c.ch, c.ch.scene.spots
     if c.colours[k] == "red":
         ch.drink(c.dur(2.0, 3.5))
         ch.put_down(ch.table_place(k), c.dur(1.1, 1.6))
@@ -98,11 +122,28 @@ def _push_box(c: _Ctx) -> None:
         ch.push(dist, (dist / 0.35 + 1.2) * c.tempo)
 
 
-def _move_box(c: _Ctx, branch: str | None) -> str:
+def _at_crate(c: _Ctx, start: int) -> str:
+    """Just arrived at the crate (walking since frame `start`): its height decides what follows."""
+    ch = c.ch
+    end = ch.frame
+    if ch.scene.crate_tall:
+        _push_box(c)
+        name = "crate_push"
+    else:
+        ch.sit_down(c.dur(1.3, 2.0), ch.crate_seat(), np.pi)  # turn around to face the camera, sit on it
+        ch.sit(c.dur(1.5, 3.0))
+        ch.stand_up(c.dur(1.3, 2.0))
+        name = "crate_sit"
+    ch.decide("crate_height", "tall" if ch.scene.crate_tall else "low", start, end)
+    return name
+
+
+def _crate(c: _Ctx, branch: str | None) -> str:
     ch, spots = c.ch, c.ch.scene.spots
     ch.idle(c.dur(0.6, 1.5))
+    start = ch.frame
     ch.walk(ch.box_front())
-    _push_box(c)
+    name = _at_crate(c, start)
     ch.idle(c.dur(0.8, 1.5))
     ch.walk(spots["chair"])
     if c.rng.random() < 0.5:
@@ -111,7 +152,7 @@ def _move_box(c: _Ctx, branch: str | None) -> str:
         ch.sit_down(c.dur(1.3, 2.0))
         ch.sit(c.dur(1.5, 3.0))
         ch.stand_up(c.dur(1.3, 2.0))
-    return "move_box"
+    return name
 
 
 def _greet(c: _Ctx, branch: str | None) -> str:
@@ -132,15 +173,16 @@ def _errand(c: _Ctx, branch: str | None) -> str:
     ch, spots = c.ch, c.ch.scene.spots
     ch.idle(c.dur(1.0, 2.0))
     if branch is None:
-        branch = "errand_sit" if c.rng.random() < 0.5 else "errand_box"
+        branch = "errand_sit" if c.rng.random() < 0.5 else "errand_crate"
     if branch == "errand_sit":
         ch.walk(spots["chair"])
         ch.sit_down(c.dur(1.3, 2.0))
         ch.sit(c.dur(2.0, 3.5))
         ch.stand_up(c.dur(1.3, 2.0))
     else:
+        start = ch.frame
         ch.walk(ch.box_front())
-        _push_box(c)
+        _at_crate(c, start)
     return branch
 
 
@@ -153,22 +195,23 @@ class _Template:
 
 
 TEMPLATES: dict[str, _Template] = {
-    "cup": _Template(_cup, lambda c: c.ch.scene.spots["far_table"], True, 0.35),
-    "rest": _Template(_rest, lambda c: c.ch.scene.spots["far_chair"], True, 0.15),
-    "move_box": _Template(_move_box, lambda c: c.ch.scene.spots["chair"], False, 0.15),
+    "cup": _Template(_cup, lambda c: c.ch.scene.spots["far_table"], True, 0.25),
+    "rest": _Template(_rest, lambda c: c.ch.scene.spots["far_chair"], True, 0.10),
+    "crate": _Template(_crate, lambda c: c.ch.scene.spots["chair"], False, 0.30),
     "greet": _Template(
-        _greet, lambda c: c.ch.scene.spots["far_table" if c.rng.random() < 0.5 else "far_chair"], True, 0.12
+        _greet, lambda c: c.ch.scene.spots["far_table" if c.rng.random() < 0.5 else "far_chair"], True, 0.10
     ),
-    "errand": _Template(_errand, lambda c: c.ch.scene.spots["mid_chair"], False, 0.23),
+    "errand": _Template(_errand, lambda c: c.ch.scene.spots["mid_chair"], False, 0.25),
 }
 _BY_ACTIVITY = {
     "coffee_break": ("cup", "red"),
     "tidy_cup": ("cup", "blue"),
     "rest": ("rest", None),
-    "move_box": ("move_box", None),
+    "crate_sit": ("crate", None),
+    "crate_push": ("crate", None),
     "greet": ("greet", None),
     "errand_sit": ("errand", "errand_sit"),
-    "errand_box": ("errand", "errand_box"),
+    "errand_crate": ("errand", "errand_crate"),
 }
 
 
@@ -223,4 +266,6 @@ def plan_activities(
         if ch.full:
             break
         names.append(template.run(ctx, None))
+    if activity in CRATE_TALL_OF and scene.crate_tall != CRATE_TALL_OF[activity]:
+        raise ValueError(f"activity {activity!r} needs a {'tall' if CRATE_TALL_OF[activity] else 'low'} crate")
     return ch.timeline((colours[0], colours[1]), names)

@@ -5,7 +5,8 @@ parameter of a hit is its depth along the optical axis. The room and the furnitu
 (`StaticView`); per frame only the moving primitives (the body's capsules, the cups, the pushed box) are cast,
 each inside its projected bounding rectangle, and composited by z-test. Colour is Lambert shading (ambient,
 ceiling lamp, window light, a blob shadow under the person) times a global light level, plus sensor noise;
-depth goes through a stereo-sensor model (`depth_sensor`).
+depth goes through a stereo-sensor model (`depth_sensor`). The crate is shaded flat (`FLAT_LIGHT`, the same on
+every face and at any distance), so its colour carries nothing about its shape or height.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import cv2
 import numpy as np
 
 from training.synth.scene import Box, Camera, Scene
-from training.synth.textures import BODY, CEILING, CORRIDOR, FLOOR, FURNITURE, WALL, room_albedo
+from training.synth.textures import BODY, CEILING, CORRIDOR, CRATE, FLOOR, FURNITURE, WALL, room_albedo
 
 NEAR = 0.05  # hits closer than this (metres) are ignored
+FLAT_LIGHT = 0.55  # light on the flat-shaded crate besides the ambient term: evenly lit, like a matte box in a bright room
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,9 @@ def compose(view: StaticView, scene: Scene, buf: Buffers, shadow_at: np.ndarray 
         p = view.camera.position.astype(np.float32) + buf.z[m][:, None] * rd
         radiance[m] = shade_points(scene, p, n, buf.albedo[m])
         cos_inc[m] = np.abs(np.einsum("ij,ij->i", n, rd)) / np.sqrt(view.rdrd[m])
+        flat = buf.ids == CRATE
+        li = scene.lights
+        radiance[flat] = buf.albedo[flat] * ((li.ambient + FLAT_LIGHT) * li.tint).astype(np.float32)
     if shadow_at is not None:
         rect = screen_rect(view.camera, shadow_at[None] + np.array([[-0.8, 0, -0.8], [0.8, 0, 0.8]]), 0.0)
         if rect is not None:

@@ -2,8 +2,13 @@
 
 World frame: x right, y up, z away from the camera (metres). The person moves along two lanes parallel to z: the
 table lane (table beside it near the camera, a shelf at its far end against the back wall) and the chair lane
-(a chair beside it near the camera, a box to push at its far end). Which side the table is on, the room size,
-the colours and the camera pose vary with the seed.
+(a chair beside it near the camera, a crate at its far end). Which side the table is on, the room size, the
+colours, the camera pose and the occluders between the camera and the lanes vary with the seed.
+
+The crate is the world's colour-identical decision (world v2): it is either low (stool height, sat on) or tall
+(hip height, pushed), and its colour is drawn independently of its height from one palette. It is shaded flat
+(the same radiance on every face, `render.compose`), so over the pixels of a low crate a tall crate at the same
+spot gives the same colour; only its geometry (height, and so depth) differs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ RGB = tuple[float, float, float]
 CUP_COLOURS = {"red": (0.82, 0.08, 0.07), "blue": (0.08, 0.22, 0.85)}
 CUP_RADIUS, CUP_HALF = 0.04, 0.035  # capsule radius and half the length of its axis
 CUP_LIFT = CUP_RADIUS + CUP_HALF  # centre height above the surface it stands on
+CRATE_LOW, CRATE_TALL = (0.40, 0.46), (0.78, 0.92)  # crate heights (m): a stool to sit on, a crate to push
+CRATE_COLOURS = ((0.62, 0.45, 0.28), (0.30, 0.50, 0.30), (0.55, 0.55, 0.50), (0.35, 0.40, 0.62), (0.70, 0.62, 0.35))
 
 
 @dataclass(frozen=True)
@@ -92,6 +99,8 @@ class Scene:
     shelf_place: np.ndarray  # (3,) where a cup goes on the shelf
     seat: np.ndarray  # (3,) pelvis position when seated
     table_heading: float  # heading that faces the table / the chair's front
+    crate_tall: bool  # the crate (push_box) is tall (pushed) or low (a stool, sat on)
+    occluders: int  # how many occluders stand between the camera and the lanes (part of static_boxes)
 
 
 def _colour(rng: np.random.Generator, lo: float, hi: float, sat: float) -> tuple[float, float, float]:
@@ -109,14 +118,17 @@ def _legs(x0: float, x1: float, z0: float, z1: float, top: float, t: float, colo
 
 
 def sample_camera(rng: np.random.Generator, width: int, height: int, look_z: float) -> Camera:
-    cam_h = float(rng.uniform(1.1, 1.6))
-    pos = np.array([float(rng.uniform(-0.3, 0.3)), cam_h, 0.0])
-    yaw = float(rng.uniform(-0.1, 0.1)) - pos[0] * 0.08
-    pitch = float(np.arctan2(cam_h - 0.85, look_z)) + float(rng.uniform(-0.03, 0.03))
+    """A camera on a shelf, a tripod or high on the wall: 0.9-2.1 m high, off-centre, yawed, pitched, rolled."""
+    cam_h = float(rng.uniform(0.9, 2.1))
+    pos = np.array([float(rng.uniform(-0.5, 0.5)), cam_h, 0.0])
+    yaw = float(rng.uniform(-0.12, 0.12)) - pos[0] * 0.08
+    pitch = float(np.arctan2(cam_h - 0.85, look_z)) + float(rng.uniform(-0.05, 0.05))
+    roll = float(rng.uniform(-0.05, 0.05))
     fwd = np.array([np.sin(yaw) * np.cos(pitch), -np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
-    right = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])
-    down = np.cross(right, fwd)
-    hfov = np.deg2rad(rng.uniform(62.0, 72.0))
+    right0 = np.array([np.cos(yaw), 0.0, -np.sin(yaw)])
+    down0 = np.cross(right0, fwd)
+    right, down = np.cos(roll) * right0 + np.sin(roll) * down0, np.cos(roll) * down0 - np.sin(roll) * right0
+    hfov = np.deg2rad(rng.uniform(58.0, 76.0))
     fx = (width / 2) / np.tan(hfov / 2)
     intr = Intrinsics(
         width=width,
@@ -129,14 +141,33 @@ def sample_camera(rng: np.random.Generator, width: int, height: int, look_z: flo
     return Camera(position=pos, rotation=np.stack([right, down, fwd], axis=1), intrinsics=intr)
 
 
-def sample_scene(rng: np.random.Generator, shape: BodyShape, width: int, height: int) -> Scene:
-    """A room with its furniture, the camera and the lights; the chair fits the person's thigh length."""
+def _occluders(rng: np.random.Generator, near_z: float, lanes: tuple[float, float]) -> list[Box]:
+    """0-2 things between the camera and the lanes (a plant stand, a cabinet, a coat rack, a sofa back), kept
+    in front of the table and the chair (which start 0.45 m before the near row), so they hide parts of the person
+    and the furniture but never meet them."""
+    out: list[Box] = []
+    for _ in range(int(rng.choice(3, p=(0.3, 0.45, 0.25)))):
+        w, d = float(rng.uniform(0.2, 0.5)), float(rng.uniform(0.2, 0.45))
+        h = float(rng.uniform(0.5, 0.9)) if rng.random() < 0.5 else float(rng.uniform(1.2, 1.9))
+        z0 = float(rng.uniform(1.1, near_z - 0.5 - d))
+        x = float(rng.choice(lanes)) + float(rng.uniform(-0.6, 0.6))
+        out.append(Box((x - w / 2, 0.0, z0), (x + w / 2, h, z0 + d), _colour(rng, 0.2, 0.8, 0.5), grain=0.04))
+    return out
+
+
+def sample_scene(
+    rng: np.random.Generator, shape: BodyShape, width: int, height: int, crate_tall: bool | None = None
+) -> Scene:
+    """A room with its furniture, the camera and the lights; the chair fits the person's thigh length.
+
+    `crate_tall` forces the crate's height class (everything else is drawn as usual, so the two variants of a
+    sequence differ only in the crate's height)."""
     s = 1.0 if rng.random() < 0.5 else -1.0
-    near_z = float(rng.uniform(2.1, 2.5))
-    far_z = near_z + float(rng.uniform(1.6, 1.9))
-    back_z = far_z + float(rng.uniform(1.6, 2.0))
-    half_w = float(rng.uniform(2.2, 3.0))
-    room_h = float(rng.uniform(2.6, 3.0))
+    near_z = float(rng.uniform(2.1, 2.6))
+    far_z = near_z + float(rng.uniform(1.6, 2.0))
+    back_z = far_z + float(rng.uniform(1.7, 2.2))
+    half_w = float(rng.uniform(2.0, 3.2))
+    room_h = float(rng.uniform(2.5, 3.2))
     lane_t, lane_c = s * float(rng.uniform(0.5, 0.6)), -s * float(rng.uniform(0.5, 0.6))
     wood = _colour(rng, 0.35, 0.6, 0.25)
     wood = (wood[0], wood[1] * 0.8, wood[2] * 0.6)
@@ -165,10 +196,14 @@ def sample_scene(rng: np.random.Generator, shape: BodyShape, width: int, height:
     shelf_h = float(rng.uniform(0.9, 1.1))
     boxes.append(Box((lane_t - 0.45, 0.0, back_z - 0.38), (lane_t + 0.45, shelf_h, back_z), shelf_c, grain=0.05))
     shelf_place = np.array([lane_t + float(rng.uniform(-0.15, 0.15)), shelf_h + CUP_LIFT, back_z - 0.2])
-    # box to push, at the far end of the chair lane
-    box_c = tuple(float(v) for v in rng.choice([(0.62, 0.45, 0.28), (0.3, 0.5, 0.3), (0.55, 0.55, 0.5)]))
-    bw, bh, bd = float(rng.uniform(0.45, 0.6)), float(rng.uniform(0.5, 0.7)), 0.4
-    push_box = Box((lane_c - bw / 2, 0.0, far_z + 0.3), (lane_c + bw / 2, bh, far_z + 0.3 + bd), box_c)  # type: ignore[arg-type]
+    # the crate at the far end of the chair lane: colour drawn independently of its height class
+    box_c = CRATE_COLOURS[int(rng.integers(len(CRATE_COLOURS)))]
+    tall = bool(rng.random() < 0.5)
+    tall = tall if crate_tall is None else crate_tall
+    u = float(rng.uniform(0, 1))  # the same quantile of either height range
+    lo_h, hi_h = CRATE_TALL if tall else CRATE_LOW
+    bw, bh, bd = float(rng.uniform(0.45, 0.55)), lo_h + u * (hi_h - lo_h), 0.42
+    push_box = Box((lane_c - bw / 2, 0.0, far_z + 0.3), (lane_c + bw / 2, bh, far_z + 0.3 + bd), box_c)
     spots = {
         "table": np.array([lane_t, near_z]),
         "chair": np.array([lane_c, near_z]),
@@ -202,6 +237,8 @@ def sample_scene(rng: np.random.Generator, shape: BodyShape, width: int, height:
         rug=rug if rng.random() < 0.6 else (),
         texture_seed=float(rng.uniform(0, 100)),
     )
+    occluders = _occluders(rng, near_z, (lane_t, lane_c))
+    boxes += occluders
     camera = sample_camera(rng, width, height, (near_z + far_z) / 2)
     lamp = np.array([float(rng.uniform(-1.0, 1.0)), room_h - 0.1, float(rng.uniform(near_z, far_z))])
     sun = np.array([float(rng.uniform(-1, 1)), float(rng.uniform(0.5, 1.0)), float(rng.uniform(-1, 0.2))])
@@ -226,4 +263,6 @@ def sample_scene(rng: np.random.Generator, shape: BodyShape, width: int, height:
         shelf_place=shelf_place,
         seat=seat,
         table_heading=s * np.pi / 2,
+        crate_tall=tall,
+        occluders=len(occluders),
     )

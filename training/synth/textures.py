@@ -6,7 +6,7 @@ import numpy as np
 
 from training.synth.scene import Scene
 
-FLOOR, WALL, CEILING, CORRIDOR, FURNITURE, BODY, OBJECT = 1, 2, 3, 4, 5, 6, 7  # material ids
+FLOOR, WALL, CEILING, CORRIDOR, FURNITURE, BODY, OBJECT, CRATE = 1, 2, 3, 4, 5, 6, 7, 8  # material ids
 
 
 def _hash(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:

@@ -17,24 +17,30 @@ from rgbd.frame import Frame, Intrinsics
 from training.synth import body as B
 from training.synth import render as R
 from training.synth.actions import Timeline
-from training.synth.grammar import plan_activities
+from training.synth.grammar import CRATE_TALL_OF, plan_activities
 from training.synth.scene import CUP_COLOURS, CUP_HALF, CUP_RADIUS, Scene, sample_scene
-from training.synth.textures import BODY, OBJECT
+from training.synth.textures import BODY, CRATE, OBJECT
 
 DEPTH_SCALE = 0.001  # metres per depth unit (millimetres)
+# Version of the world's content (scene, grammar, light). 2: colour-identical crates of two heights, occluders,
+# wider camera, room and body ranges, more and longer dark stretches. Version 1 (the world before) is not kept:
+# every sequence of version 2 differs from version 1's, and only version 2 can be generated.
+WORLD_VERSION = 2
 
 
 @dataclass(frozen=True)
 class SynthConfig:
     """What to generate. Every field is a `r3d-data synth` flag."""
 
-    n_sequences: int = 100  # number of sequences (0: no dataset, only recordings)
-    frames: int = 300  # frames per sequence (20 s at 15 fps)
-    width: int = 320  # image width in pixels
-    height: int = 240  # image height in pixels
+    n_sequences: int = 500  # number of sequences (0: no dataset, only recordings)
+    frames: int = 300  # frames per sequence (20 s at 15 fps: 6 streaming test windows of the service recipe)
+    width: int = 160  # image width in pixels (the service model's input size; see docs/synthetic_world.md)
+    height: int = 120  # image height in pixels
     fps: float = 15.0  # frames per second
     seed: int = 0  # master seed; sequence i uses (seed, i)
-    dark_rate: float = 1.5  # dark stretches (light near zero for 1.5-3 s) per minute, on average
+    dark_rate: float = 5.0  # dark stretches (light near zero for dark_min_s..dark_max_s) per minute, on average
+    dark_min_s: float = 2.0  # shortest dark stretch, seconds
+    dark_max_s: float = 5.0  # longest dark stretch, seconds
     light_change_rate: float = 2.0  # moderate lighting changes (a lamp dimmed or brightened) per minute
     min_range: float = 0.2  # depth sensor range, metres
     max_range: float = 6.0
@@ -52,6 +58,8 @@ class SynthConfig:
             problems.append(f"--fps must be > 0, got {self.fps}")
         if self.dark_rate < 0 or self.light_change_rate < 0:
             problems.append(f"--dark-rate must be >= 0, got {self.dark_rate}")
+        if not 0 < self.dark_min_s <= self.dark_max_s:
+            problems.append(f"expected 0 < dark_min_s <= dark_max_s, got {self.dark_min_s}, {self.dark_max_s}")
         if not 0 < self.min_range < self.max_range <= 65.0:
             problems.append(f"expected 0 < min_range < max_range <= 65 m, got {self.min_range}, {self.max_range}")
         if self.depth_noise < 0:
@@ -68,7 +76,12 @@ def sequence_id(index: int) -> str:
 
 
 def light_schedule(
-    rng: np.random.Generator, n: int, fps: float, dark_rate: float, change_rate: float
+    rng: np.random.Generator,
+    n: int,
+    fps: float,
+    dark_rate: float,
+    change_rate: float,
+    dark_s: tuple[float, float] = (2.0, 5.0),
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Light level per frame (1 = normal) and the dark stretches as [start, end) frame ranges."""
     t = np.arange(n) / fps
@@ -81,7 +94,7 @@ def light_schedule(
     dark: list[tuple[int, int]] = []
     for _ in range(int(rng.poisson(dark_rate * minutes))):
         t0 = float(rng.uniform(0, t[-1] + 1 / fps))
-        dur, floor = float(rng.uniform(1.5, 3.0)), float(rng.uniform(0.02, 0.06))
+        dur, floor = float(rng.uniform(*dark_s)), float(rng.uniform(0.02, 0.06))
         ramp = np.clip(np.minimum((t - t0) / 0.3, (t0 + dur - t) / 0.3), 0, 1)
         level *= 1 - (1 - floor) * ramp
         on = np.nonzero(ramp > 0.5)[0]
@@ -95,7 +108,7 @@ class RenderResult:
     rgb: np.ndarray  # (H, W, 3) uint8
     depth: np.ndarray  # (H, W) uint16 millimetres, 0 = invalid
     z: np.ndarray  # (H, W) float32 true depth in metres
-    ids: np.ndarray  # (H, W) uint8 material: textures.BODY for the person, textures.OBJECT for cups and the box
+    ids: np.ndarray  # (H, W) uint8 material: textures.BODY for the person, textures.OBJECT for cups, CRATE
 
 
 class SynthSequence:
@@ -106,9 +119,16 @@ class SynthSequence:
         self.id = sequence_id(index)
         ss_shape, ss_scene, ss_light, ss_plan = np.random.SeedSequence([cfg.seed, index]).spawn(4)
         self.shape = B.sample_shape(np.random.default_rng(ss_shape))
-        self.scene: Scene = sample_scene(np.random.default_rng(ss_scene), self.shape, cfg.width, cfg.height)
+        self.scene: Scene = sample_scene(
+            np.random.default_rng(ss_scene), self.shape, cfg.width, cfg.height, CRATE_TALL_OF.get(activity or "")
+        )
         self.light, self.dark = light_schedule(
-            np.random.default_rng(ss_light), cfg.frames, cfg.fps, cfg.dark_rate, cfg.light_change_rate
+            np.random.default_rng(ss_light),
+            cfg.frames,
+            cfg.fps,
+            cfg.dark_rate,
+            cfg.light_change_rate,
+            (cfg.dark_min_s, cfg.dark_max_s),
         )
         self.timeline: Timeline = plan_activities(
             np.random.default_rng(ss_plan), self.shape, self.scene, cfg.frames, cfg.fps, activity
@@ -140,13 +160,19 @@ class SynthSequence:
         return self._static
 
     def provenance(self) -> dict[str, object]:
+        box = self.scene.push_box
         return {
             "generator": "training.synth",
+            "world_version": WORLD_VERSION,
             "config": self.cfg.to_dict(),
             "index": self.index,
             "activities": list(self.timeline.activities),
             "cup_colours": list(self.timeline.cup_colours),
+            "crate": "tall" if self.scene.crate_tall else "low",
+            "crate_height_m": round(float(box.hi[1] - box.lo[1]), 3),
+            "decisions": [d.to_dict() for d in self.timeline.decisions],
             "dark_frames": [list(d) for d in self.dark],
+            "occluders": self.scene.occluders,
             "body_height_m": round(self.shape.height, 3),
             "camera_height_m": round(float(self.scene.camera.position[1]), 3),
         }
@@ -168,7 +194,7 @@ class SynthSequence:
         R.draw_capsules(view, buf, a, b, self._radii, self._colours, BODY)
         half = np.array([0.0, CUP_HALF, 0.0])
         R.draw_capsules(view, buf, tl.cups[i] - half, tl.cups[i] + half, self._cup_radii, self._cup_colours, OBJECT)
-        R.draw_box(view, buf, self.scene.push_box.shifted(tl.box[i]), OBJECT)
+        R.draw_box(view, buf, self.scene.push_box.shifted(tl.box[i]), CRATE)
         f3 = R.compose(view, self.scene, buf, np.array([pose[B.X], 0.0, pose[B.Z]]))
         level = float(self.light[i]) if light is None else float(light)
         rgb = R.colour_sensor(f3.radiance, level, view.vignette, self._rng(i, 1))
