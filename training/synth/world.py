@@ -111,25 +111,31 @@ class RenderResult:
     ids: np.ndarray  # (H, W) uint8 material: textures.BODY for the person, textures.OBJECT for cups, CRATE
 
 
+def sequence_light(cfg: SynthConfig, index: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Light level per frame and dark stretches of sequence `index` (what `SynthSequence` draws, without the rest)."""
+    ss_light = np.random.SeedSequence([cfg.seed, index]).spawn(4)[2]
+    return light_schedule(
+        np.random.default_rng(ss_light),
+        cfg.frames,
+        cfg.fps,
+        cfg.dark_rate,
+        cfg.light_change_rate,
+        (cfg.dark_min_s, cfg.dark_max_s),
+    )
+
+
 class SynthSequence:
     """Sequence `index` of a configuration: planned on construction, rendered frame by frame on demand."""
 
     def __init__(self, cfg: SynthConfig, index: int, activity: str | None = None) -> None:
         self.cfg, self.index = cfg, index
         self.id = sequence_id(index)
-        ss_shape, ss_scene, ss_light, ss_plan = np.random.SeedSequence([cfg.seed, index]).spawn(4)
+        ss_shape, ss_scene, _, ss_plan = np.random.SeedSequence([cfg.seed, index]).spawn(4)
         self.shape = B.sample_shape(np.random.default_rng(ss_shape))
         self.scene: Scene = sample_scene(
             np.random.default_rng(ss_scene), self.shape, cfg.width, cfg.height, CRATE_TALL_OF.get(activity or "")
         )
-        self.light, self.dark = light_schedule(
-            np.random.default_rng(ss_light),
-            cfg.frames,
-            cfg.fps,
-            cfg.dark_rate,
-            cfg.light_change_rate,
-            (cfg.dark_min_s, cfg.dark_max_s),
-        )
+        self.light, self.dark = sequence_light(cfg, index)
         self.timeline: Timeline = plan_activities(
             np.random.default_rng(ss_plan), self.shape, self.scene, cfg.frames, cfg.fps, activity
         )
