@@ -46,6 +46,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=2, help="processes rendering sequences in parallel")
     p.add_argument("--no-previews", action="store_true", help="skip the contact sheets in DIR/previews")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the sequences of this configuration already complete in --out and render only the others "
+        "(finishes an interrupted run, or extends a world to more --sequences: splits follow the index)",
+    )
     p.set_defaults(func=run)
 
 
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         previews=not args.no_previews,
         recordings=args.recordings,
         overwrite=args.overwrite,
+        resume=args.resume,
         progress=progress,
     )
     if not result.sequence_ids:

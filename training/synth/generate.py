@@ -1,5 +1,10 @@
 """Generate a synthetic dataset in the common format, in parallel over sequences, with previews and recordings.
 
+Splits follow the sequence index (`SPLIT_PATTERN`: of every five consecutive sequences three train, one val, one
+test), so a sequence's split does not depend on how many are generated: the first N sequences of a larger world
+are the world of N sequences with the same splits, and `resume=True` extends a dataset (or finishes an
+interrupted run) by rendering only the sequences it lacks.
+
 Layout written (besides the common format's files): DATASET/previews/<id>.png (contact sheets) and
 DATASET/recordings/<id>.db3 (RealSense recordings of the first K test sequences) with the ground truth beside each
 in DATASET/recordings/<id>.labels.csv (frame,timestamp,label, as the dataset's labels.csv). With zero sequences
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import inspect
 import io
+import json
 import logging
 import multiprocessing as mp
 import shutil
@@ -22,7 +28,7 @@ from typing import Any
 import cv2
 
 from rgbd.dataset import DatasetWriter
-from rgbd.files import write_bytes_atomic
+from rgbd.files import write_bytes_atomic, write_json_atomic
 from rgbd.frame import Frame
 from training.synth.actions import ACTIONS
 from training.synth.grammar import ACTIVITIES
@@ -32,8 +38,10 @@ from training.synth.world import WORLD_VERSION, SynthConfig, SynthSequence, sequ
 logger = logging.getLogger(__name__)
 
 DATASET_NAME = "synthetic-rgbd-world"
-# train / val / test: 20 % test so that the default 500 sequences give 100 test sequences (600 streaming windows)
-SPLIT_FRACTIONS = (0.6, 0.2, 0.2)
+# split of sequence i: SPLIT_PATTERN[i % 5]; 60 / 20 / 20 %, so the default 500 sequences give 100 test sequences
+# (600 streaming test windows of the service recipe)
+SPLIT_PATTERN = ("train", "train", "train", "val", "test")
+SPLIT_FRACTIONS = tuple(SPLIT_PATTERN.count(s) / len(SPLIT_PATTERN) for s in ("train", "val", "test"))
 OWN_ENTRIES = ("dataset.json", "splits.json", "sequences", "previews", "recordings")
 
 
@@ -93,12 +101,53 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _prepare(root: Path, overwrite: bool) -> None:
+def split_of(index: int) -> str:
+    return SPLIT_PATTERN[index % len(SPLIT_PATTERN)]
+
+
+def write_index_splits(root: Path, cfg: SynthConfig, ids: list[str]) -> dict[str, list[str]]:
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for sid in sorted(ids):
+        splits[split_of(int(sid.split("_")[-1]))].append(sid)
+    rule = f"sequence i goes to {list(SPLIT_PATTERN)}[i % {len(SPLIT_PATTERN)}]"
+    write_json_atomic(
+        root / "splits.json", {"seed": cfg.seed, "fractions": list(SPLIT_FRACTIONS), "rule": rule, **splits}
+    )
+    return splits
+
+
+def complete_sequences(root: Path, cfg: SynthConfig, previews: bool) -> dict[int, str]:
+    """Sequences of this configuration already written in full under root (index -> activity): meta.json is
+    written last, and its provenance must be the one this configuration gives (else the sequence is redone)."""
+    done: dict[int, str] = {}
+    for i in range(cfg.n_sequences):
+        sid = sequence_id(i)
+        meta_path = root / "sequences" / sid / "meta.json"
+        if not meta_path.is_file() or (previews and not (root / "previews" / f"{sid}.png").is_file()):
+            continue
+        meta = json.loads(meta_path.read_text())
+        seq = SynthSequence(cfg, i)
+        written = dict(meta.get("provenance", {}))
+        if isinstance(written.get("config"), dict):  # runs before sequence_settings() also stored n_sequences
+            written["config"] = {k: v for k, v in written["config"].items() if k != "n_sequences"}
+        if written != json.loads(json.dumps(seq.provenance())) or meta.get("num_frames") != cfg.frames:
+            continue
+        if meta.get("provenance") != written:  # rewrite the old-style provenance as a fresh run writes it
+            write_json_atomic(meta_path, {**meta, "provenance": written})
+        done[i] = seq.activity
+    return done
+
+
+def _prepare(root: Path, overwrite: bool, resume: bool = False) -> None:
     if root.exists() and not root.is_dir():
         raise ValueError(f"expected --out to be a folder, got the file {root}")
     if (root / "dataset.json").exists() or (root / "sequences").exists():
+        if resume:
+            return
         if not overwrite:
-            raise ValueError(f"{root} already holds a dataset; expected an empty or new folder (or pass --overwrite)")
+            raise ValueError(
+                f"{root} already holds a dataset; expected an empty or new folder (or pass --overwrite or --resume)"
+            )
         for name in OWN_ENTRIES:
             p = root / name
             if p.is_dir():
@@ -147,11 +196,13 @@ def generate_dataset(
     previews: bool = True,
     recordings: int = 0,
     overwrite: bool = False,
+    resume: bool = False,
     progress: Callable[[Iterator[Any], int], Iterator[Any]] | None = None,
 ) -> GenerateResult:
-    """Write cfg.n_sequences sequences, splits (seeded by cfg.seed), previews and `recordings` test recordings.
+    """Write cfg.n_sequences sequences, splits (by index), previews and `recordings` test recordings.
 
-    The output does not depend on `workers`: each sequence is a function of (cfg, index) only.
+    The output does not depend on `workers`: each sequence is a function of (cfg without n_sequences, index) only.
+    With `resume`, sequences already complete under root are kept and only the others are rendered.
     """
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
@@ -165,19 +216,22 @@ def generate_dataset(
             raise ValueError(f"expected --out to be a folder, got the file {root}")
         ids = [sequence_id(i) for i in range(recordings)]
         return GenerateResult(root, [], {}, record_sequences(root, cfg, ids), {})
-    _prepare(root, overwrite)
-    writer = _writer(root, cfg)
-    jobs = [(str(root), cfg, i, previews) for i in range(cfg.n_sequences)]
+    _prepare(root, overwrite, resume)
+    done = complete_sequences(root, cfg, previews) if resume else {}
+    if done:
+        logger.info("resuming: %s of %s sequences are complete", len(done), cfg.n_sequences)
+    _writer(root, cfg)
+    jobs = [(str(root), cfg, i, previews) for i in range(cfg.n_sequences) if i not in done]
     wrap = progress or (lambda it, n: it)
-    results: list[tuple[str, str]] = []
-    if workers == 1 or cfg.n_sequences == 1:
-        results = list(wrap(map(_work, jobs), len(jobs)))
+    results: list[tuple[str, str]] = [(sequence_id(i), a) for i, a in done.items()]
+    if workers == 1 or len(jobs) <= 1:
+        results += list(wrap(map(_work, jobs), len(jobs)))
     else:
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(workers, cfg.n_sequences), initializer=_init_worker) as pool:
-            results = list(wrap(pool.imap(_work, jobs, chunksize=1), len(jobs)))
-    writer.sequence_ids.extend(sid for sid, _ in results)
-    splits = writer.write_splits(cfg.seed, SPLIT_FRACTIONS)
+        with ctx.Pool(min(workers, len(jobs)), initializer=_init_worker) as pool:
+            results += list(wrap(pool.imap(_work, jobs, chunksize=1), len(jobs)))
+    results.sort()
+    splits = write_index_splits(root, cfg, [sid for sid, _ in results])
     to_record = splits["test"][:recordings]
     if recordings > len(to_record):
         logger.warning("asked for %s recordings, the test split has %s sequences", recordings, len(to_record))

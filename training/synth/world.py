@@ -70,6 +70,11 @@ class SynthConfig:
     def to_dict(self) -> dict[str, float | int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def sequence_settings(self) -> dict[str, float | int]:
+        """What a single sequence depends on: everything but the number of sequences (so the first N sequences
+        of a world of M > N are the world of N, file for file)."""
+        return {k: v for k, v in self.to_dict().items() if k != "n_sequences"}
+
 
 def sequence_id(index: int) -> str:
     return f"synth_{index:05d}"
@@ -170,7 +175,7 @@ class SynthSequence:
         return {
             "generator": "training.synth",
             "world_version": WORLD_VERSION,
-            "config": self.cfg.to_dict(),
+            "config": self.cfg.sequence_settings(),
             "index": self.index,
             "activities": list(self.timeline.activities),
             "cup_colours": list(self.timeline.cup_colours),
