@@ -50,6 +50,15 @@ def test_generate_output_does_not_depend_on_worker_count(tmp_path: Path) -> None
     assert [k for k in one if one[k] != two[k]] == []
 
 
+def test_resume_extends_a_smaller_world_file_for_file_with_the_same_splits(tmp_path: Path) -> None:
+    small, large = (SynthConfig(n_sequences=n, frames=6, width=16, height=12, seed=4) for n in (3, 6))
+    first = generate_dataset(tmp_path / "grown", small, workers=1)
+    grown = generate_dataset(tmp_path / "grown", large, workers=1, resume=True)
+    fresh = generate_dataset(tmp_path / "fresh", large, workers=1)
+    assert grown.splits == fresh.splits and set(first.splits["train"]) <= set(fresh.splits["train"])
+    assert _files(tmp_path / "grown") == _files(tmp_path / "fresh")
+
+
 def _pyrealsense2_works() -> bool:
     try:
         import pyrealsense2  # noqa: F401
