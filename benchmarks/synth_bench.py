@@ -1,8 +1,8 @@
 """Benchmark of the synthetic world: `python -m benchmarks.synth_bench [--sequences 10 --frames 300 ...]`.
 
 Measures rendering alone (one process) and full dataset generation (rendering, JPEG/PNG encoding, files,
-previews) with a process pool, and extrapolates the full generation to 100 sequences. Prints a table naming the
-machine.
+previews) with a process pool, and extrapolates the full generation to the default world's size
+(`SynthConfig().n_sequences`). Prints a table naming the machine.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ import numpy as np
 
 from training.synth.generate import generate_dataset
 from training.synth.world import SynthConfig, SynthSequence
+
+DEFAULT = SynthConfig()
+FULL = DEFAULT.n_sequences  # the default world's size, which the full generation is extrapolated to
 
 
 def machine() -> str:
@@ -54,10 +57,10 @@ def bench_generate(cfg: SynthConfig, workers: int, previews: bool) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.synth_bench", description=__doc__)
-    p.add_argument("--sequences", type=int, default=10, help="sequences to generate (then extrapolated to 100)")
-    p.add_argument("--frames", type=int, default=300)
-    p.add_argument("--width", type=int, default=320)
-    p.add_argument("--height", type=int, default=240)
+    p.add_argument("--sequences", type=int, default=10, help=f"sequences to generate (then extrapolated to {FULL})")
+    p.add_argument("--frames", type=int, default=DEFAULT.frames)
+    p.add_argument("--width", type=int, default=DEFAULT.width)
+    p.add_argument("--height", type=int, default=DEFAULT.height)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--render-frames", type=int, default=150, help="frames for the render-only measurement")
     p.add_argument("--no-previews", action="store_true")
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     n_frames = cfg.n_sequences * cfg.frames
     rows = [
         ("render only, 1 process", 1, n_render, t_render, float("nan")),
-        (f"write dataset, {args.workers} workers", cfg.n_sequences, n_frames, t_gen, t_gen * 100 / cfg.n_sequences),
+        (f"write dataset, {args.workers} workers", cfg.n_sequences, n_frames, t_gen, t_gen * FULL / cfg.n_sequences),
     ]
     out = sys.stdout
     out.write(f"machine: {machine()}\n")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         ("seconds", 8),
         ("seq/s", 7),
         ("frames/s", 8),
-        ("100 seqs, min", 13),
+        (f"{FULL} seqs, min", 13),
     )
     out.write("| " + " | ".join(f"{c:<{w}}" for c, w in cols) + " |\n")
     out.write("|" + "|".join("-" * (w + 2) for _, w in cols) + "|\n")

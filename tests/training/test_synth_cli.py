@@ -69,16 +69,17 @@ def _pyrealsense2_works() -> bool:
 
 def test_cli_synth_tiny_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "synth"
-    argv = ["synth", "--out", str(out), "--sequences", "2", "--frames", "20", "--width", "80", "--height", "60"]
+    argv = ["synth", "--out", str(out), "--sequences", "3", "--frames", "20", "--width", "80", "--height", "60"]
     recordings = 1 if _pyrealsense2_works() else 0  # the recording itself is tested below, skipped with reason
     assert data_main(argv + ["--seed", "3", "--dark-rate", "0", "--recordings", str(recordings)]) == 0
     ds = Dataset(out)
     if recordings:
         sid = ds.split("test")[0]
         assert sorted(p.name for p in (out / "recordings").iterdir()) == [f"{sid}.db3", f"{sid}.labels.csv"]
-    assert len(ds.sequence_ids) == 2 and all(ds.meta(s).num_frames == 20 for s in ds.sequence_ids)
+    assert len(ds.sequence_ids) == 3 and all(ds.meta(s).num_frames == 20 for s in ds.sequence_ids)
+    assert (ds.split("train"), ds.split("val"), ds.split("test")) == (["synth_00000"], ["synth_00001"], ["synth_00002"])
     assert all(ds.labels(s)[1][0] in ACTIONS for s in ds.sequence_ids)
-    assert sorted(p.name for p in (out / "previews").iterdir()) == ["synth_00000.png", "synth_00001.png"]
+    assert sorted(p.name for p in (out / "previews").iterdir()) == [f"synth_0000{i}.png" for i in range(3)]
 
 
 def test_cli_synth_refuses_an_existing_dataset_unless_overwrite(

@@ -10,7 +10,7 @@ import pytest
 from rgbd.dataset import Dataset
 from training.synth import SynthConfig, SynthSequence, generate_dataset
 from training.synth.generate import split_of
-from training.synth.stats import service_spec, split_stats
+from training.synth.stats import service_spec, split_stats, world_stats
 from training.synth.textures import CRATE
 from training.synth.world import WORLD_VERSION, sequence_light
 
@@ -84,6 +84,7 @@ def test_stats_count_dark_and_decision_windows_as_the_evaluation_does(tmp_path: 
     assert st.window_counts["depth_only"] == depth_only and st.world_versions == {str(WORLD_VERSION): 3}
     meta = Dataset(tmp_path / "ds").meta("synth_00000")
     assert meta.provenance["world_version"] == WORLD_VERSION and meta.provenance["config"]["dark_rate"] == 12.0
+    assert world_stats(cfg, "all").to_dict() == st.to_dict()  # the plan alone gives the dataset's counts
 
 
 def test_default_world_ends_at_least_15_percent_of_streaming_windows_in_darkness() -> None:

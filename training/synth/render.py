@@ -20,7 +20,9 @@ from training.synth.scene import Box, Camera, Scene
 from training.synth.textures import BODY, CEILING, CORRIDOR, CRATE, FLOOR, FURNITURE, WALL, room_albedo
 
 NEAR = 0.05  # hits closer than this (metres) are ignored
-FLAT_LIGHT = 0.55  # light on the flat-shaded crate besides the ambient term: evenly lit, like a matte box in a bright room
+FLAT_LIGHT = (
+    0.55  # light on the flat-shaded crate besides the ambient term: evenly lit, like a matte box in a bright room
+)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """What a synthetic dataset's split holds, counted on the streaming evaluation windows:
-`python -m training.synth.stats DATASET [--split test] [--config training/configs/service.yaml] [--json PATH]`.
+`python -m training.synth.stats DATASET [--split test] [--config service] [--json PATH]`, or for a world
+configuration without rendering it, `python -m training.synth.stats --world [--sequences 500 --seed 0]`.
 
 The windows are the ones `r3d-eval` scores (`training.sampler.evaluation_windows` with the recipe's protocol: ends
 every `val_stride_s` seconds from `min_observed_s`, each with a full horizon), so the counts are those of the
@@ -30,6 +31,9 @@ from training.config import load_config, recipe_path
 from training.evaluate import protocol_spec
 from training.features import SequenceFeatures
 from training.sampler import ProtocolSpec, evaluation_windows
+from training.synth.actions import ACTIONS
+from training.synth.generate import split_of
+from training.synth.world import SynthConfig, SynthSequence
 
 DEFAULT_RECIPE = "service"
 
@@ -37,6 +41,7 @@ DEFAULT_RECIPE = "service"
 @dataclass
 class SplitStats:
     split: str
+    spec: ProtocolSpec
     sequences: int = 0
     frames: int = 0
     windows: int = 0
@@ -74,46 +79,64 @@ def _in(ranges: list[tuple[int, int]], frame: int) -> bool:
     return any(a <= frame < b for a, b in ranges)
 
 
+def _count(
+    out: SplitStats, sid: str, times: list[float], labels: list[str | None], prov: dict[str, Any], activity: str
+) -> None:
+    out.sequences += 1
+    out.frames += len(labels)
+    out.label_frames.update(lab for lab in labels if lab is not None)
+    out.activities[activity] += 1
+    out.world_versions[str(prov.get("world_version", 1))] += 1
+    if "crate" in prov:
+        out.crates[str(prov["crate"])] += 1
+    dark = [(int(a), int(b)) for a, b in prov.get("dark_frames", [])]
+    decisions = prov.get("decisions", [])
+    n = len(labels)
+    seq = SequenceFeatures(
+        id=sid,
+        rgb=np.zeros((n, 0), np.float16),
+        depth=np.zeros((n, 1, 0, 0), np.float16),
+        labels=np.zeros(n, np.int64),
+        timestamps=np.asarray(times, np.float64),
+    )
+    for w in evaluation_windows({sid: seq}, out.spec):
+        last = int(w.observed[-1])
+        out.windows += 1
+        kinds = {"dark"} if _in(dark, last) else set()
+        for d in decisions:
+            if int(d["start"]) <= last < int(d["end"]):
+                kinds |= {str(d["kind"]), f"{d['kind']}:{d['cue']}"}
+        if kinds & {"dark", "crate_height"}:
+            kinds.add("depth_only")
+        out.window_counts.update(kinds)
+
+
 def split_stats(root: str | Path, split: str = "test", spec: ProtocolSpec | None = None) -> SplitStats:
-    """Count the windows of `split` that end dark or inside a recorded decision, and the split's labels."""
+    """Count the windows of a dataset's `split` that end dark or inside a recorded decision, and its labels."""
     ds = Dataset(root)
-    spec = spec or service_spec(classes=ds.classes)
-    out = SplitStats(split)
+    out = SplitStats(split, spec or service_spec(classes=ds.classes))
     for sid in ds.split(split):
         meta = ds.meta(sid)
         times, labels = ds.labels(sid)
-        prov = meta.provenance or {}
-        out.sequences += 1
-        out.frames += len(labels)
-        out.label_frames.update(lab for lab in labels if lab is not None)
-        out.activities[str(meta.activity)] += 1
-        out.world_versions[str(prov.get("world_version", 1))] += 1
-        if "crate" in prov:
-            out.crates[str(prov["crate"])] += 1
-        dark = [(int(a), int(b)) for a, b in prov.get("dark_frames", [])]
-        decisions = prov.get("decisions", [])
-        n = len(labels)
-        seq = SequenceFeatures(
-            id=sid,
-            rgb=np.zeros((n, 0), np.float16),
-            depth=np.zeros((n, 1, 0, 0), np.float16),
-            labels=np.zeros(n, np.int64),
-            timestamps=np.asarray(times, np.float64),
-        )
-        for w in evaluation_windows({sid: seq}, spec):
-            last = int(w.observed[-1])
-            out.windows += 1
-            kinds = {"dark"} if _in(dark, last) else set()
-            for d in decisions:
-                if int(d["start"]) <= last < int(d["end"]):
-                    kinds |= {str(d["kind"]), f"{d['kind']}:{d['cue']}"}
-            if kinds & {"dark", "crate_height"}:
-                kinds.add("depth_only")
-            out.window_counts.update(kinds)
+        _count(out, sid, times, labels, dict(meta.provenance or {}), str(meta.activity))
     return out
 
 
-def format_stats(st: SplitStats, spec: ProtocolSpec) -> str:
+def world_stats(cfg: SynthConfig, split: str = "test", spec: ProtocolSpec | None = None) -> SplitStats:
+    """The same counts for a world configuration without rendering it (plans only; what `r3d-data synth` with
+    this configuration would write)."""
+    out = SplitStats(split, spec or service_spec(classes=list(ACTIONS)))
+    for i in range(cfg.n_sequences):
+        if split not in ("all", split_of(i)):
+            continue
+        seq = SynthSequence(cfg, i)
+        times = [k / cfg.fps for k in range(cfg.frames)]
+        _count(out, seq.id, times, list(seq.labels), json.loads(json.dumps(seq.provenance())), seq.activity)
+    return out
+
+
+def format_stats(st: SplitStats) -> str:
+    spec = st.spec
     lines = [
         f"split {st.split}: {st.sequences} sequences, {st.frames} frames, {st.windows} streaming windows "
         f"(ends every {spec.stride_s:g} s from {spec.min_observed_s:g} s, window {spec.window_s:g} s, "
@@ -139,19 +162,27 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("dataset", help="dataset folder written by `r3d-data synth`")
-    p.add_argument("--split", default="test", help="train, val or test (default: test)")
+    p.add_argument("dataset", nargs="?", help="dataset folder written by `r3d-data synth` (or use --world)")
+    p.add_argument("--world", action="store_true", help="count a world configuration without rendering it")
+    p.add_argument("--sequences", type=int, default=SynthConfig().n_sequences, help="with --world: sequences")
+    p.add_argument("--seed", type=int, default=SynthConfig().seed, help="with --world: master seed")
+    p.add_argument("--split", default="test", help="train, val, test or all (default: test)")
     p.add_argument("--config", default=DEFAULT_RECIPE, help="training recipe whose streaming protocol to count")
     p.add_argument("--json", help="also write the counts to this JSON file")
     args = p.parse_args(argv)
+    if (args.dataset is None) == (not args.world):
+        p.error("expected a dataset folder or --world (not both)")
     try:
-        ds = Dataset(args.dataset)
-        spec = service_spec(args.config, ds.classes)
-        st = split_stats(args.dataset, args.split, spec)
+        if args.world:
+            spec = service_spec(args.config, list(ACTIONS))
+            st = world_stats(SynthConfig(n_sequences=args.sequences, seed=args.seed), args.split, spec)
+        else:
+            spec = service_spec(args.config, Dataset(args.dataset).classes)
+            st = split_stats(args.dataset, args.split, spec)
     except (ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    sys.stdout.write(format_stats(st, spec))
+    sys.stdout.write(format_stats(st))
     if args.json:
         write_json_atomic(Path(args.json), st.to_dict())
     return 0
