@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from export.backends import InferenceBackend, PyTorchBackend, tensorrt_unavailable_reason
-from export.bundle import Bundle, load_bundle, model_identity
+from export.bundle import FRAME_ENCODER_INT8_ONNX, Bundle, load_bundle, model_identity
 from export.errors import BackendUnavailableError
 from model.errors import R3DError
 from model.r3d import R3D, R3DConfig
@@ -114,8 +114,11 @@ def candidates(
     if bundle is None:
         return out
     b = bundle
-    ort_cpu = lambda: OnnxRuntimeBackend.from_bundle(b, device="cpu", threads=threads)  # noqa: E731
+    ort_cpu = lambda: OnnxRuntimeBackend.from_bundle(b, device="cpu", threads=threads, int8=False)  # noqa: E731
     out.append(Candidate("onnxruntime cpu fp32", "cpu", ort_cpu))
+    if b.has(FRAME_ENCODER_INT8_ONNX):  # beside fp32 in the same run: the int8 / fp32 ratio is meaningful
+        ort_int8 = lambda: OnnxRuntimeBackend.from_bundle(b, device="cpu", threads=threads, int8=True)  # noqa: E731
+        out.append(Candidate("onnxruntime cpu int8", "cpu", ort_int8))
     if cuda and "CUDAExecutionProvider" in ort.get_available_providers():
         out.append(Candidate("onnxruntime cuda fp32", "cuda", lambda: OnnxRuntimeBackend.from_bundle(b, device="cuda")))
     if cuda and tensorrt_unavailable_reason() is None and b.engines():

@@ -6,7 +6,9 @@
       frame_encoder.onnx   image (N, 3, H, W) + depth (N, D, h, w) -> tokens (N, 2, C), dynamic N
       anticipator.onnx     tokens (B, T, 2, C) + valid (B, T) bool -> action, duration, segment logits, fused tokens
       model.safetensors    the source checkpoint, byte for byte (the PyTorch backend and the benchmark's reference)
-      parity.json          ONNX Runtime against PyTorch, measured at export time
+      parity.json          ONNX Runtime against PyTorch, measured at export time (and the int8 encoder's report)
+      frame_encoder.int8.onnx  optional (r3d-export --int8): the frame encoder quantised to int8 (Q/DQ), served on
+                           the CPU by default only when parity.json records its accuracy change (Bundle.int8_status)
       engines/             optional TensorRT engines, their stamp (engines.json) and timing cache
 
 Loading checks the manifest's format and version, the config's version, that every required file is present and that
@@ -41,6 +43,9 @@ FRAME_ENCODER_ONNX = "frame_encoder.onnx"
 ANTICIPATOR_ONNX = "anticipator.onnx"
 CHECKPOINT = "model.safetensors"
 PARITY = "parity.json"
+FRAME_ENCODER_INT8_ONNX = "frame_encoder.int8.onnx"
+INT8_REPORT = "frame_encoder_int8"  # its entry in parity.json
+INT8_MAX_ACCURACY_DROP = 0.01  # served by default only when int8 loses at most 1 point of next-action accuracy
 ENGINES_DIR = "engines"
 REQUIRED = (CONFIG, FRAME_ENCODER_ONNX, ANTICIPATOR_ONNX, CHECKPOINT, PARITY)
 # the graphs' input and output names, shared by the exporter and every runtime
@@ -148,6 +153,23 @@ class Bundle:
 
     def has(self, name: str) -> bool:
         return name in self.manifest["files"]
+
+    def int8_status(self) -> tuple[bool, str]:
+        """(serve the int8 frame encoder by default?, why): yes only when the bundle has one, its token parity
+        passed, and its measured next-action accuracy is at most INT8_MAX_ACCURACY_DROP below fp32's."""
+        if not self.has(FRAME_ENCODER_INT8_ONNX):
+            return False, "the bundle has no int8 frame encoder (r3d-export --int8)"
+        report = self.parity.get(INT8_REPORT, {})
+        if not report.get("passed"):
+            return False, "the int8 frame encoder failed or lacks its token parity check"
+        accuracy = report.get("accuracy")
+        if not accuracy:
+            return False, "the int8 accuracy change is not measured (scripts/int8_accuracy.py BUNDLE DATASET)"
+        drop = accuracy["fp32"] - accuracy["int8"]
+        if drop > INT8_MAX_ACCURACY_DROP:
+            limit = 100 * INT8_MAX_ACCURACY_DROP
+            return False, f"int8 loses {100 * drop:.1f} points of next-action accuracy (more than {limit:g})"
+        return True, f"int8 next-action accuracy {accuracy['int8']:.3f} vs fp32 {accuracy['fp32']:.3f}"
 
     def engines(self) -> dict[str, Any]:
         """The TensorRT stamp (engines/engines.json) or {} when the bundle has no engines."""

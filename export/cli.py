@@ -1,6 +1,8 @@
 """`r3d-export`: checkpoints into verified bundles, TensorRT engines, bundle checks and the backend benchmark.
 
-    r3d-export CHECKPOINT --out BUNDLE [--frames FRAMES.npz] [--tolerance 1e-4] [--tensorrt] [--force]
+    r3d-export CHECKPOINT --out BUNDLE [--frames FRAMES.npz] [--tolerance 1e-4] [--int8 [--calibration DATASET]]
+               [--tensorrt] [--force]
+    r3d-export int8 BUNDLE [--calibration DATASET] [--calibration-frames 200] [--int8-tolerance 0.5]
     r3d-export tensorrt BUNDLE [--precisions fp16,fp32] [--encoder-batch 64] [--anticipator-batch 8]
     r3d-export verify BUNDLE
     r3d-export bench BUNDLE [--json bench.json] [--only onnxruntime] [--repeats 20]
@@ -16,13 +18,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from export.errors import ExportError
 from model.errors import R3DError
 
 logger = logging.getLogger(__name__)
 
-COMMANDS = ("tensorrt", "verify", "bench")
+COMMANDS = ("tensorrt", "int8", "verify", "bench")
 
 
 def _ints(text: str) -> list[int]:
@@ -51,6 +54,13 @@ def _add_tensorrt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp16-tolerance", type=float, default=None, help="max abs difference of fp16 engines vs ORT")
 
 
+def _add_int8_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration", type=Path, help="dataset folder whose train-split frames calibrate int8 "
+                   "(default: synthetic camera frames; the synthetic world from r3d-data synth is better)")  # fmt: skip
+    p.add_argument("--calibration-frames", type=int, default=200, help="frames to calibrate on (default 200)")
+    p.add_argument("--int8-tolerance", type=float, default=None, help="max abs token difference int8 vs fp32")
+
+
 def export_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="r3d-export", description="Export a checkpoint into a verified bundle.",
                                 epilog=f"other commands: r3d-export {{{','.join(COMMANDS)}}} --help")  # fmt: skip
@@ -61,6 +71,9 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=None, help="max abs difference ORT vs PyTorch (default 1e-4)")
     p.add_argument("--lengths", type=_ints, default=None, help="window lengths T to check (default 1,7,window,max)")
     p.add_argument("--batches", type=_ints, default=[1, 3], help="batch sizes to check (default 1,3)")
+    p.add_argument("--int8", action="store_true", help="also add an int8 frame encoder (ONNX Runtime static "
+                   "quantisation), served once scripts/int8_accuracy.py records <= 1 point lost")  # fmt: skip
+    _add_int8_options(p)
     p.add_argument("--tensorrt", action="store_true", help="also build TensorRT engines (needs tensorrt and CUDA)")
     _add_tensorrt_options(p)
     return p
@@ -72,6 +85,9 @@ def command_parser(command: str) -> argparse.ArgumentParser:
     if command == "tensorrt":
         p.description = "Build TensorRT engines into a bundle and check them against ONNX Runtime."
         _add_tensorrt_options(p)
+    elif command == "int8":
+        p.description = "Add an int8 frame encoder (ONNX Runtime static QDQ quantisation) to a bundle, token-checked."
+        _add_int8_options(p)
     elif command == "verify":
         p.description = "Check a bundle's manifest, hashes and config; print its summary."
     else:
@@ -115,6 +131,8 @@ def run_export(args: argparse.Namespace) -> int:
     if args.frames:
         kwargs["frames"], kwargs["frames_label"] = load_frames_npz(args.frames), str(args.frames)
     bundle = export_checkpoint(args.checkpoint, args.out, **kwargs)
+    if args.int8:
+        bundle = _int8(args.out, args)
     if args.tensorrt:
         from export.tensorrt_build import build_engines
 
@@ -133,11 +151,28 @@ def _summary(path: Path) -> None:
         f"  classes {cfg.classes}, fusion {cfg.fusion}, max_len {cfg.max_len}, fps {cfg.fps}",
     ]
     for name, rep in bundle.parity.items():
-        lines.append(f"  parity {name}: max abs {rep['max_abs']:.3g} <= {rep['tolerance']:g} over "
+        metric = "max abs" if "value" not in rep else "relative token error"
+        lines.append(f"  parity {name}: {metric} {rep.get('value', rep['max_abs']):.3g} <= {rep['tolerance']:g} over "
                      f"{len(rep['cases'])} cases ({rep['candidate']} vs {rep['reference']})")  # fmt: skip
     for name in sorted(bundle.manifest["files"]):
         lines.append(f"  {name}  {bundle.manifest['files'][name]['bytes']} bytes")
+    served, why = bundle.int8_status()
+    lines.append(f"  int8 frame encoder served by default on the CPU: {'yes' if served else 'no'} ({why})")
     sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _int8(bundle: Path, args: argparse.Namespace) -> Any:
+    from export.int8 import add_int8
+
+    kwargs: dict[str, Any] = {"calibration": args.calibration, "calibration_frames": args.calibration_frames}
+    if args.int8_tolerance is not None:
+        kwargs["tolerance"] = args.int8_tolerance
+    return add_int8(bundle, **kwargs)
+
+
+def run_int8(args: argparse.Namespace) -> int:
+    _summary(_int8(args.bundle, args).path)
+    return 0
 
 
 def run_tensorrt(args: argparse.Namespace) -> int:
@@ -168,6 +203,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 RUNNERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "tensorrt": run_tensorrt,
+    "int8": run_int8,
     "verify": run_verify,
     "bench": run_bench,
 }

@@ -3,6 +3,9 @@
 onnxruntime-gpu silently falls back to the CPU provider when CUDA cannot start, so the providers a session
 actually uses (session.get_providers()) are what info() reports, and an explicit device="cuda" that ends up on
 the CPU is refused rather than served slowly.
+
+On the CPU the frame encoder is the bundle's int8 graph when the bundle allows it (Bundle.int8_status: measured
+accuracy change within a point) unless int8=False; int8=True asks for it regardless (the benchmark, experiments).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.bundle import ANTICIPATOR_ONNX, ANTICIPATOR_OUTPUTS, FRAME_ENCODER_ONNX, Bundle
+from export.bundle import ANTICIPATOR_ONNX, ANTICIPATOR_OUTPUTS, FRAME_ENCODER_INT8_ONNX, FRAME_ENCODER_ONNX, Bundle
 from export.errors import BackendUnavailableError
 from export.interface import AnticipatorResult, InferenceBackend
 from model.r3d import R3DConfig
@@ -70,8 +73,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         device: str | None = None,
         threads: int | None = None,
         source: str = "",
+        encoder_precision: str = "fp32",
+        encoder_precision_reason: str = "",
     ) -> None:
         self.config, self.source = config, source
+        self.encoder_precision, self.encoder_precision_reason = encoder_precision, encoder_precision_reason
         self.model_id, self.frame_encoder_id = ids
         wanted = requested_providers(device)
         self.frame_encoder = make_session(str(frame_encoder), wanted, threads)
@@ -87,16 +93,28 @@ class OnnxRuntimeBackend(InferenceBackend):
 
     @classmethod
     def from_bundle(
-        cls, bundle: Bundle, *, device: str | None = None, threads: int | None = None
+        cls, bundle: Bundle, *, device: str | None = None, threads: int | None = None, int8: bool | None = None
     ) -> OnnxRuntimeBackend:
+        """int8: None = the bundle's rule on the CPU (Bundle.int8_status), True = the int8 graph, False = fp32."""
+        allowed, reason = bundle.int8_status()
+        cpu = requested_providers(device)[0] == "CPUExecutionProvider"
+        if int8 and not bundle.has(FRAME_ENCODER_INT8_ONNX):
+            raise BackendUnavailableError(f"onnxruntime backend: int8 asked for, but {reason}")
+        use_int8 = int8 if int8 is not None else allowed and cpu
+        if int8 is None and allowed and not cpu:
+            reason = "int8 is served on the CPU only"
+        elif int8 is not None:
+            reason = "asked for" if int8 else "fp32 asked for"
         return cls(
-            bundle.file(FRAME_ENCODER_ONNX),
+            bundle.file(FRAME_ENCODER_INT8_ONNX if use_int8 else FRAME_ENCODER_ONNX),
             bundle.file(ANTICIPATOR_ONNX),
             bundle.config,
             ids=(bundle.model_id, bundle.frame_encoder_id),
             device=device,
             threads=threads,
             source=str(bundle.path),
+            encoder_precision="int8" if use_int8 else "fp32",
+            encoder_precision_reason=reason,
         )
 
     def _encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
@@ -114,7 +132,8 @@ class OnnxRuntimeBackend(InferenceBackend):
                 "frame_encoder": self.frame_encoder.get_providers(),
                 "anticipator": self.anticipator.get_providers(),
             },
-            "precision": "fp32",
+            "precision": "fp32" if self.encoder_precision == "fp32" else f"{self.encoder_precision} frame encoder",
+            "frame_encoder_precision": {"precision": self.encoder_precision, "why": self.encoder_precision_reason},
             "source": self.source,
             "versions": {"onnxruntime": ort.__version__, "numpy": np.__version__},
         }
