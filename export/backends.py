@@ -113,6 +113,18 @@ def tensorrt_unavailable_reason() -> str | None:
     """Why TensorRT engines cannot run here, or None when they can."""
     if not _has("tensorrt"):
         return "tensorrt is not installed"
+    from importlib.metadata import PackageNotFoundError, version
+
+    from export.tensorrt_build import tensorrt_version_problem
+
+    try:
+        problem = tensorrt_version_problem(version("tensorrt"))
+    except PackageNotFoundError:  # a tensorrt module without its distribution metadata (e.g. a system install)
+        import tensorrt
+
+        problem = tensorrt_version_problem(tensorrt.__version__)
+    if problem:
+        return problem
     if not torch.cuda.is_available():
         return "no CUDA device"
     return None

@@ -3,7 +3,7 @@
     r3d-export CHECKPOINT --out BUNDLE [--frames FRAMES.npz] [--tolerance 1e-4] [--int8 [--calibration DATASET]]
                [--tensorrt] [--force]
     r3d-export int8 BUNDLE [--calibration DATASET] [--calibration-frames 200] [--int8-tolerance 0.5]
-    r3d-export tensorrt BUNDLE [--precisions fp16,fp32] [--encoder-batch 64] [--anticipator-batch 8]
+    r3d-export tensorrt BUNDLE [--precisions fp16,fp32,int8] [--encoder-batch 64] [--anticipator-batch 8]
     r3d-export verify BUNDLE
     r3d-export bench BUNDLE [--json bench.json] [--only onnxruntime] [--repeats 20]
 
@@ -40,14 +40,19 @@ def _ints(text: str) -> list[int]:
 
 def _precisions(text: str) -> list[str]:
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v not in ("fp16", "fp32")]
+    bad = [v for v in values if v not in ("fp16", "fp32", "int8")]
     if bad or not values:
-        raise argparse.ArgumentTypeError(f"expected fp16 and/or fp32 separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected fp16, fp32 and/or int8 separated by commas, got {text!r}")
     return values
 
 
 def _add_tensorrt_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precisions", type=_precisions, default=["fp16", "fp32"], help="engines to build (fp16,fp32)")
+    p.add_argument(
+        "--precisions",
+        type=_precisions,
+        default=["fp16", "fp32"],
+        help="engines to build (fp16,fp32; int8 needs r3d-export int8 first)",
+    )
     p.add_argument("--encoder-batch", type=int, default=64, help="largest FrameEncoder batch of the engine profile")
     p.add_argument("--anticipator-batch", type=int, default=8, help="largest Anticipator batch of the engine profile")
     p.add_argument("--timing-cache", type=Path, help="TensorRT timing cache to start from (default: the bundle's)")

@@ -1,9 +1,16 @@
-"""TensorRT engines from a bundle's ONNX graphs (TensorRT 10 Python API), stamped and checked against ONNX Runtime.
+"""TensorRT engines from a bundle's ONNX graphs (TensorRT 10.x and 11.x), stamped and checked against ONNX Runtime.
 
-    builder = trt.Builder(logger); network = builder.create_network(0); trt.OnnxParser(network, logger)
-    config: FP16 flag (fp16) or TF32 cleared (strict fp32); one optimisation profile with min/opt/max shapes for
-    the batch (and, for the anticipator, the window T: 1 / the model's window / max_len); a timing cache shared by
-    every build; build_serialized_network.
+TensorRT 11 removed weak typing (BuilderFlag.FP16 / INT8 and the INT8 calibrators are gone): every network here is
+strongly typed, so an engine's precision is the precision of the ONNX graph it is built from. The same code builds
+on TensorRT 10.x, which has strongly typed networks too; other majors are refused by name (SUPPORTED_TENSORRT).
+
+    fp32: the bundle's graphs, TF32 cleared (fp32 means fp32: parity is checked at fp32 tolerance)
+    fp16: the bundle's graphs converted to fp16 (onnxconverter-common, float32 inputs and outputs kept), built here
+    int8: the bundle's Q/DQ frame encoder (r3d-export --int8) + the fp16 anticipator
+
+    builder = trt.Builder(logger); network = builder.create_network(STRONGLY_TYPED); trt.OnnxParser(network, logger)
+    config: one optimisation profile with min/opt/max shapes for the batch (and, for the anticipator, the window T:
+    1 / the model's window / max_len); a timing cache shared by every build; build_serialized_network.
 
 Engines land in BUNDLE/engines/ with engines.json (GPU name and compute capability, TensorRT version, the SHA-256
 of each engine's ONNX file, its precision and profile) and the timing cache; each precision is checked against ONNX
@@ -16,6 +23,7 @@ import logging
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +32,9 @@ import torch
 
 from export.backends import tensorrt_unavailable_reason
 from export.bundle import (
+    ANTICIPATOR_ONNX,
     ENGINES_DIR,
+    FRAME_ENCODER_INT8_ONNX,
     MANIFEST,
     PARITY,
     Bundle,
@@ -40,8 +50,9 @@ from rgbd.files import write_bytes_atomic, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = ("fp16", "fp32", "int8")
 TIMING_CACHE = "timing.cache"
+INT8_ENGINE_TOLERANCE = 0.25  # max abs vs ONNX Runtime's int8 graph; a hypothesis until measured on a GPU
 Shape = tuple[int, ...]
 
 
@@ -78,16 +89,16 @@ def build_engine(
         raise ValueError(f"expected precision one of {PRECISIONS}, got {precision!r}")
     trt_logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(trt_logger)
-    network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+    # strongly typed: the graph's types decide the precision (TensorRT 11 has no other mode); explicit batch is
+    # the only mode since 10
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise ExportError(f"TensorRT cannot parse {onnx_path.name}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-    if precision == "fp16":
-        config.set_flag(trt.BuilderFlag.FP16)
-    else:
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
         config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32: the parity check compares at fp32 tolerance
     opt_profile = builder.create_optimization_profile()
     for name, (lo, opt, hi) in profile.items():
@@ -104,6 +115,61 @@ def build_engine(
     write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     logger.info("built %s in %.1f s", engine_path.name, seconds)
     return seconds
+
+
+SUPPORTED_TENSORRT = (10, 11)  # majors with strongly typed networks and the APIs used here
+
+
+def tensorrt_version_problem(version: str) -> str | None:
+    """Why this TensorRT version cannot build or run engines here, or None when it is supported."""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return f"cannot read the TensorRT version {version!r}"
+    if major not in SUPPORTED_TENSORRT:
+        supported = ", ".join(f"{m}.x" for m in SUPPORTED_TENSORRT)
+        return f"TensorRT {version} is installed; supported versions: {supported}"
+    return None
+
+
+def engine_sources(bundle: Bundle, precision: str) -> dict[str, tuple[str, str]]:
+    """graph -> (bundle ONNX file the engine comes from, precision of the graph it is built from)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"expected precision one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8":
+        if not bundle.has(FRAME_ENCODER_INT8_ONNX):
+            raise ExportError(f"int8 engines need the bundle's Q/DQ frame encoder: r3d-export int8 {bundle.path} first")
+        return {"frame_encoder": (FRAME_ENCODER_INT8_ONNX, "int8"), "anticipator": (ANTICIPATOR_ONNX, "fp16")}
+    return {graph: (onnx_name, precision) for graph, onnx_name in GRAPHS.items()}
+
+
+def fp16_graph(src: Path, dst: Path) -> None:
+    """An fp16 copy of an fp32 ONNX graph (float32 inputs and outputs kept, casts inside), for strongly typed fp16.
+
+    A graph output that other nodes also read is first given its own Identity: onnxconverter-common casts such an
+    output back to float32 in place, and its fp16 readers would then see float32 (an invalid graph)."""
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "fp16 engines need onnxconverter-common (pip install 'r3d[tensorrt]'): TensorRT 11 builds fp16 from an "
+            "fp16 graph"
+        ) from exc
+    import onnx
+
+    model = onnx.load(str(src))
+    read = {name for node in model.graph.node for name in node.input}
+    for out in model.graph.output:
+        if out.name in read:
+            inner = f"{out.name}.inner"
+            for node in model.graph.node:
+                node.input[:] = [inner if n == out.name else n for n in node.input]
+                node.output[:] = [inner if n == out.name else n for n in node.output]
+            model.graph.node.append(onnx.helper.make_node("Identity", [inner], [out.name], name=f"{out.name}.output"))
+    with warnings.catch_warnings():  # it warns for every weight it rounds (tiny ones to 1e-7, -inf masks to -1e4)
+        warnings.simplefilter("ignore", UserWarning)
+        half = float16.convert_float_to_float16(model, keep_io_types=True)
+    write_bytes_atomic(dst, half.SerializeToString())
 
 
 def build_engines(
@@ -127,6 +193,8 @@ def build_engines(
     import tensorrt as trt
 
     bundle = load_bundle(bundle_path)
+    for precision in precisions:
+        engine_sources(bundle, precision)  # refuse int8 without its graph before any build
     folder, cfg = bundle.path, bundle.config
     shapes = profiles(cfg, encoder_batch, anticipator_batch)
     work = Path(tempfile.mkdtemp(dir=folder, prefix=".engines.partial-"))
@@ -143,26 +211,36 @@ def build_engines(
             "engines": {},
         }
         for precision in precisions:
-            for graph, onnx_name in GRAPHS.items():
+            for graph, (onnx_name, graph_precision) in engine_sources(bundle, precision).items():
                 name = engine_name(graph, precision)
-                seconds = build_engine(folder / onnx_name, work / name, shapes[graph], precision, cache)
+                source = folder / onnx_name
+                if graph_precision == "fp16":  # strongly typed: an fp16 engine comes from an fp16 graph
+                    source = work / f"{graph}.fp16.onnx"
+                    if not source.is_file():
+                        fp16_graph(folder / onnx_name, source)
+                seconds = build_engine(source, work / name, shapes[graph], graph_precision, cache)
                 stamp["engines"][name] = {
                     "graph": graph,
                     "onnx": onnx_name,
                     "onnx_sha256": bundle.manifest["files"][onnx_name]["sha256"],
                     "precision": precision,
+                    "graph_precision": graph_precision,
                     "profile": {k: [list(s) for s in v] for k, v in shapes[graph].items()},
                     "build_seconds": round(seconds, 1),
                 }
+        for converted in work.glob("*.fp16.onnx"):  # rebuilt from the bundle's graphs when needed
+            converted.unlink()
         parity = dict(bundle.parity)
-        reference = OnnxRuntimeBackend.from_bundle(bundle, device="cpu")
         ids = (bundle.model_id, bundle.frame_encoder_id)
+        limits = {"fp32": tolerance, "fp16": fp16_tolerance, "int8": INT8_ENGINE_TOLERANCE}
         for precision in precisions:
+            # int8 engines are compared with ONNX Runtime running the same Q/DQ graph
+            reference = OnnxRuntimeBackend.from_bundle(bundle, device="cpu", int8=precision == "int8")
             candidate = TensorRTBackend(work / engine_name("frame_encoder", precision),
                                         work / engine_name("anticipator", precision), cfg, ids=ids, device=device,
                                         precision=precision, source=str(folder))  # fmt: skip
             report = run_parity(reference, candidate, cfg, batches=(1, min(3, anticipator_batch)),
-                                tolerance=fp16_tolerance if precision == "fp16" else tolerance)  # fmt: skip
+                                tolerance=limits[precision])  # fmt: skip
             parity[f"tensorrt_{precision}"] = report
             raise_on_failure(report)
         write_json_atomic(work / "engines.json", stamp, sort_keys=True)

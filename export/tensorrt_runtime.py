@@ -1,4 +1,4 @@
-"""The TensorRT backend: serialized engines run with torch CUDA tensors as their I/O buffers (TensorRT 10 API).
+"""The TensorRT backend: serialized engines run with torch CUDA tensors as their I/O buffers (TensorRT 10.x / 11.x).
 
     runtime.deserialize_cuda_engine(bytes) -> engine.create_execution_context()
     per call: context.set_input_shape / set_tensor_address for every I/O tensor, execute_async_v3(stream)
@@ -98,7 +98,8 @@ class EngineRunner:
 
 
 class TensorRTBackend(InferenceBackend):
-    """FrameEncoder and Anticipator engines of one precision (fp16 or fp32) on one CUDA device."""
+    """FrameEncoder and Anticipator engines of one precision (fp32, fp16, or int8 = Q/DQ frame encoder + fp16
+    anticipator) on one CUDA device."""
 
     name = "tensorrt"
 
@@ -127,10 +128,13 @@ class TensorRTBackend(InferenceBackend):
             logger.warning("anticipator engine accepts T <= %d, below the model's max_len %d", t_max, config.max_len)
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, *, device: str | None = None, fp16: bool = False) -> TensorRTBackend:
+    def from_bundle(
+        cls, bundle: Bundle, *, device: str | None = None, fp16: bool = False, precision: str | None = None
+    ) -> TensorRTBackend:
+        """precision: "fp32", "fp16" or "int8"; default from fp16."""
         import tensorrt as trt
 
-        precision = "fp16" if fp16 else "fp32"
+        precision = precision or ("fp16" if fp16 else "fp32")
         stamp = bundle.engines()
         if not stamp:
             raise BackendUnavailableError(
@@ -145,12 +149,13 @@ class TensorRTBackend(InferenceBackend):
                 f"this machine has TensorRT {trt.__version__} on {here}; rebuild: r3d-export tensorrt {bundle.path}"
             )
         paths = {}
-        for graph, onnx_name in GRAPHS.items():
+        for graph in GRAPHS:
             name = engine_name(graph, precision)
             entry = stamp.get("engines", {}).get(name)
             if entry is None or not bundle.has(f"{ENGINES_DIR}/{name}"):
                 raise BackendUnavailableError(f"bundle {bundle.path}: no {precision} engine {ENGINES_DIR}/{name}")
-            if entry.get("onnx_sha256") != bundle.manifest["files"][onnx_name]["sha256"]:
+            onnx_name = entry.get("onnx", GRAPHS[graph])
+            if not bundle.has(onnx_name) or entry.get("onnx_sha256") != bundle.manifest["files"][onnx_name]["sha256"]:
                 raise BundleError(f"bundle {bundle.path}: {ENGINES_DIR}/{name} was built from another {onnx_name}")
             paths[graph] = bundle.file(f"{ENGINES_DIR}/{name}")
         return cls(paths["frame_encoder"], paths["anticipator"], bundle.config, device=device, precision=precision,

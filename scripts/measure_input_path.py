@@ -32,7 +32,9 @@ from training.evaluate import evaluate_streaming, evaluation_split, load_for_eva
 from training.features import FeatureExtractor, build_cache, ensure_features, load_cache
 
 
-def pre_v2_inputs(color: np.ndarray | bytes, depth: np.ndarray, scale: float, pre: Preprocessing) -> tuple[np.ndarray, ...]:
+def pre_v2_inputs(
+    color: np.ndarray | bytes, depth: np.ndarray, scale: float, pre: Preprocessing
+) -> tuple[np.ndarray, ...]:
     """The input path before the fast path, as it was (model/preprocess.py at the parent of the fast-path commit)."""
     if isinstance(color, bytes):
         color = cv2.cvtColor(cv2.imdecode(np.frombuffer(color, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
@@ -64,6 +66,10 @@ def evaluate(model: Any, cfg: Any, data: dict[str, Any]) -> tuple[dict[str, floa
     return result, records
 
 
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path)
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     pre = model.cfg.preprocessing
     dataset = Dataset(args.dataset)
     if dataset.classes != model.cfg.classes:
-        print(f"classes differ: model {model.cfg.classes}, dataset {dataset.classes}", file=sys.stderr)
+        sys.stderr.write(f"classes differ: model {model.cfg.classes}, dataset {dataset.classes}\n")
         return 2
     ids = evaluation_split(dataset, args.split)[: args.limit]
     t0 = time.perf_counter()
@@ -121,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         "fast_minus_pre_v2": diff,
         "feature_cache_seconds": {"fast": round(t_fast, 1), "pre-v2": round(t_old, 1)},
     }
-    print(json.dumps(report, indent=2))
-    print(f"\n| {args.split} split, {len(ids)} sequences, {rows['fast input path']['windows']} windows | next-action "
+    say(json.dumps(report, indent=2))
+    say(f"\n| {args.split} split, {len(ids)} sequences, {rows['fast input path']['windows']} windows | next-action "
           "accuracy (95 % interval) | MoC | time-to-next MAE |\n| --- | --- | --- | --- |")  # fmt: skip
     for name, r in rows.items():
         lo, hi = r["next_action_hit_rate_ci95"]
-        print(f"| {name} | {r['next_action_hit_rate']:.3f} ({lo:.3f}-{hi:.3f}) | {r['moc_horizon']:.3f} | "
+        say(f"| {name} | {r['next_action_hit_rate']:.3f} ({lo:.3f}-{hi:.3f}) | {r['moc_horizon']:.3f} | "
               f"{r['time_to_next_mae_s']:.2f} s |")  # fmt: skip
     lo, hi = diff["ci95"]
-    print(f"| fast - pre-v2 (paired) | {diff['difference']:+.3f} ({lo:+.3f} to {hi:+.3f}): {diff['verdict']} | | |")
+    say(f"| fast - pre-v2 (paired) | {diff['difference']:+.3f} ({lo:+.3f} to {hi:+.3f}): {diff['verdict']} | | |")
     if args.out:
         write_json_atomic(args.out, report)
     return 0

@@ -12,8 +12,8 @@ import pytest
 from export.backends import load_backend, tensorrt_unavailable_reason
 from export.bundle import load_bundle
 from export.cli import main
-from export.errors import BackendUnavailableError
-from export.tensorrt_build import build_engines, profiles
+from export.errors import BackendUnavailableError, ExportError
+from export.tensorrt_build import build_engines, engine_sources, fp16_graph, profiles, tensorrt_version_problem
 from tests.export.conftest import tiny_config
 
 REASON = tensorrt_unavailable_reason()
@@ -75,3 +75,50 @@ def test_auto_picks_tensorrt_and_chunks_batches_beyond_the_profile(engine_bundle
     depths = np.random.default_rng(1).random((11, 1, 24, 32), dtype=np.float32)
     assert backend.info()["backend"] == "tensorrt" and backend.info()["precision"] == "fp32"
     np.testing.assert_allclose(backend.encode(images, depths), ort_backend.encode(images, depths), atol=1e-3)
+
+
+@pytest.mark.parametrize(("version", "problem"), [("10.13.3.9", None), ("11.4.0", None), ("9.2.0", "10.x, 11.x"),
+                                                  ("12.0.1", "10.x, 11.x"), ("unknown", "cannot read")])  # fmt: skip
+def test_version_check_names_the_supported_versions(version: str, problem: str | None) -> None:
+    found = tensorrt_version_problem(version)
+    assert found is None if problem is None else (problem in found and version in found)  # type: ignore[operator]
+
+
+def test_int8_engines_need_the_bundles_qdq_frame_encoder(tiny_bundle: Path) -> None:
+    bundle = load_bundle(tiny_bundle)
+    assert engine_sources(bundle, "fp16") == {"frame_encoder": ("frame_encoder.onnx", "fp16"),
+                                              "anticipator": ("anticipator.onnx", "fp16")}  # fmt: skip
+    with pytest.raises(ExportError, match="r3d-export int8"):
+        engine_sources(bundle, "int8")
+
+
+@pytest.mark.parametrize("graph", ["frame_encoder", "anticipator"])
+def test_fp16_graph_keeps_float32_io_and_matches_fp32_in_onnx_runtime(
+    tiny_bundle: Path, tmp_path: Path, graph: str
+) -> None:
+    """The graph TensorRT 11 builds fp16 engines from: weights in fp16, I/O float32, within the fp16 tolerance."""
+    pytest.importorskip("onnxconverter_common", reason="onnxconverter-common (the [tensorrt] extra) is not installed")
+    import onnx
+    import onnxruntime as ort
+
+    from export.int8 import camera_inputs
+    from export.parity import FP16_TOLERANCE
+
+    bundle = load_bundle(tiny_bundle)
+    fp16_graph(bundle.file(f"{graph}.onnx"), tmp_path / "half.onnx")
+    half = onnx.load(str(tmp_path / "half.onnx"))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in half.graph.initializer)
+    assert {v.type.tensor_type.elem_type for v in half.graph.output} == {onnx.TensorProto.FLOAT}
+    cfg = bundle.config
+    if graph == "frame_encoder":
+        images, depths = camera_inputs(cfg.preprocessing, 3, seed=2)
+        feed = {"image": images, "depth": depths}
+    else:
+        rng = np.random.default_rng(0)
+        feed = {"tokens": np.maximum(rng.standard_normal((2, 30, 2, cfg.hidden), dtype=np.float32), 0),
+                "valid": np.ones((2, 30), bool)}  # fmt: skip
+    cpu = ["CPUExecutionProvider"]
+    ref = ort.InferenceSession(str(bundle.file(f"{graph}.onnx")), providers=cpu).run(None, feed)
+    got = ort.InferenceSession(str(tmp_path / "half.onnx"), providers=cpu).run(None, feed)
+    for r, g in zip(ref, got, strict=True):
+        assert g.dtype == np.float32 and float(np.abs(r - g).max()) <= FP16_TOLERANCE
