@@ -4,13 +4,15 @@ them on an absolute schedule and time each frame until its prediction (one async
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 import numpy as np
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from server.protocol import Hello, ModelInfo, downscale_frame, encode_frame, pack, parse_server_message
 
@@ -63,50 +65,60 @@ async def run_stream(ws_url: str, frames: list[bytes], opts: dict[str, Any], sta
                      t_start: float, t_end: float) -> None:  # fmt: skip
     """One stream: hello, frames on an absolute (time.monotonic) schedule until t_end, latencies per prediction."""
     headers = {"Authorization": f"Bearer {opts['key']}"} if opts["key"] else {}
-    async with connect(ws_url, compression=None, max_size=2**26, additional_headers=headers) as ws:
-        await ws.send(pack(Hello(camera="loadtest", width=opts["width"], height=opts["height"], depth_scale=DEPTH_SCALE,
-                                 tick_hz=opts["tick_hz"], send_size=opts["send_size"])))  # fmt: skip
-        welcome = parse_server_message(await ws.recv())
-        if welcome.type != "welcome":
-            raise RuntimeError(f"expected welcome, got {welcome}")
+    try:
+        async with connect(ws_url, compression=None, max_size=2**26, additional_headers=headers) as ws:
+            await _stream(ws, frames, opts, stats, t_start, t_end)
+    except ConnectionClosed as exc:  # the server (or a starved client) ended it: reported, the others go on
+        stats.errors.append(f"connection lost: {exc}")
+    stats.unanswered = sum(1 for t in stats.send_times.values() if t < t_end - UNANSWERED_AFTER_S)
 
-        async def receive() -> None:
-            async for raw in ws:
-                msg = parse_server_message(raw)
-                now = time.monotonic()
-                if msg.type == "prediction":
-                    sent = stats.send_times.pop(msg.frame_seq, None)
-                    if sent is not None:
-                        stats.latencies_ms.append((now - sent) * 1e3)
-                        stats.server_ms.append(msg.latency.frame_to_prediction_ms)
-                    for seq in [s for s in stats.send_times if s < msg.frame_seq]:  # not tick frames, or dropped
-                        del stats.send_times[seq]
-                    stats.last_counters = msg.counters.model_dump()
-                elif msg.type == "error":
-                    stats.errors.append(msg.message)
 
-        receiver = asyncio.create_task(receive())
-        period = 1.0 / opts["fps"]
-        seq = 0
-        while True:
-            due = t_start + seq * period
-            if due >= t_end or time.monotonic() >= t_end:  # a client that fell behind stops on time too
-                break
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            elif delay < -period:
-                stats.late_sends += 1
-            data = retimed(frames[seq % len(frames)], seq, seq * period)
-            stats.send_times[seq] = time.monotonic()
-            await ws.send(data)
-            stats.sent += 1
-            stats.bytes_sent += len(data)
-            seq += 1
-        await asyncio.sleep(1.0)  # the last predictions
-        stats.unanswered = sum(1 for t in stats.send_times.values() if t < t_end - UNANSWERED_AFTER_S)
-        await ws.send(pack({"type": "bye"}))
-        receiver.cancel()
+async def _stream(ws: ClientConnection, frames: list[bytes], opts: dict[str, Any], stats: StreamStats,
+                  t_start: float, t_end: float) -> None:  # fmt: skip
+    await ws.send(pack(Hello(camera="loadtest", width=opts["width"], height=opts["height"], depth_scale=DEPTH_SCALE,
+                             tick_hz=opts["tick_hz"], send_size=opts["send_size"])))  # fmt: skip
+    welcome = parse_server_message(await ws.recv())
+    if welcome.type != "welcome":
+        raise RuntimeError(f"expected welcome, got {welcome}")
+    receiver = asyncio.create_task(_receive(ws, stats))
+    period = 1.0 / opts["fps"]
+    seq = 0
+    while True:
+        due = t_start + seq * period
+        if due >= t_end or time.monotonic() >= t_end:  # a client that fell behind stops on time too
+            break
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -period:
+            stats.late_sends += 1
+        data = retimed(frames[seq % len(frames)], seq, seq * period)
+        stats.send_times[seq] = time.monotonic()
+        await ws.send(data)
+        stats.sent += 1
+        stats.bytes_sent += len(data)
+        seq += 1
+    await asyncio.sleep(1.0)  # the last predictions
+    await ws.send(pack({"type": "bye"}))
+    receiver.cancel()
+
+
+async def _receive(ws: ClientConnection, stats: StreamStats) -> None:
+    """Each prediction's latency (client send -> receipt) for the frame it answers; errors kept."""
+    with contextlib.suppress(ConnectionClosed):
+        async for raw in ws:
+            msg = parse_server_message(raw)
+            now = time.monotonic()
+            if msg.type == "prediction":
+                sent = stats.send_times.pop(msg.frame_seq, None)
+                if sent is not None:
+                    stats.latencies_ms.append((now - sent) * 1e3)
+                    stats.server_ms.append(msg.latency.frame_to_prediction_ms)
+                for seq in [s for s in stats.send_times if s < msg.frame_seq]:  # not tick frames, or dropped
+                    del stats.send_times[seq]
+                stats.last_counters = msg.counters.model_dump()
+            elif msg.type == "error":
+                stats.errors.append(msg.message)
 
 
 async def run_streams(ws_url: str, frames: list[bytes], opts: dict[str, Any], n: int, t_start: float,

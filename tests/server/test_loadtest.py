@@ -48,7 +48,11 @@ def test_loadtest_two_model_size_streams_report_every_prediction_and_small_frame
     assert "| bytes per frame " in capsys.readouterr().out
 
 
-def test_profile_summary_counts_each_function_once_per_stack(tmp_path: Path) -> None:
+def test_profile_summary_counts_our_functions_once_per_stack_and_the_transport_as_one(tmp_path: Path) -> None:
     raw = tmp_path / "profile.txt"
-    raw.write_text("main (a.py:1);decode (b.py:2);decode (b.py:3) 3\nmain (a.py:1);encode (c.py:4) 1\n")
-    assert loadtest.profile_summary(raw) == [("main", 1.0), ("decode", 0.75), ("encode", 0.25)]
+    raw.write_text(
+        "run (threading.py:1);prepare (server/ingest.py:2);resize (model/pre.py:3);resize (model/pre.py:4) 3\n"
+        "run (threading.py:1);data_received (uvicorn/ws.py:5);parse (websockets/frames.py:6) 1\n"
+    )
+    transport = "WebSocket transport (uvicorn, websockets)"
+    assert loadtest.profile_summary(raw) == [("prepare", 0.75), ("resize", 0.75), (transport, 0.25)]
