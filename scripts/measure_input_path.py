@@ -37,7 +37,10 @@ def pre_v2_inputs(
 ) -> tuple[np.ndarray, ...]:
     """The input path before the fast path, as it was (model/preprocess.py at the parent of the fast-path commit)."""
     if isinstance(color, bytes):
-        color = cv2.cvtColor(cv2.imdecode(np.frombuffer(color, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        bgr = cv2.imdecode(np.frombuffer(color, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"expected an encoded colour image (JPEG or PNG), got {len(color)} undecodable bytes")
+        color = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     x = torch.from_numpy(np.ascontiguousarray(color)).permute(2, 0, 1)[None].float().div_(255.0)
     if tuple(x.shape[-2:]) != tuple(pre.image_size):
         x = F.interpolate(x, size=pre.image_size, mode="bilinear", align_corners=False, antialias=True)
