@@ -8,12 +8,20 @@ client's stream.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
+from clients.sdk.errors import ConnectionLost, ServerError
+from clients.sdk.transport import TransportClosed
+
 __all__ = ["ReconnectPolicy", "SessionLoss"]
+
+logger = logging.getLogger(__name__)
 
 
 class SessionLoss(StrEnum):
@@ -50,3 +58,42 @@ class ReconnectPolicy:
         while True:
             yield rng.uniform(ceiling / 2, ceiling)
             ceiling = min(ceiling * 2, self.max_backoff_s)
+
+    async def retry(
+        self,
+        handshake: Callable[[], Awaitable[None]],
+        replace_lost_session: Callable[[], Awaitable[None]],
+        session_id: Callable[[], str | None],
+    ) -> str | None:
+        """Call `handshake` until it works, waiting `delays()` between attempts, for `timeout_s` (then
+        ConnectionLost). When the server answers session_not_found, `replace_lost_session` points the next hello
+        elsewhere (unless on_session_lost is FAIL). Returns the id of the session the server lost, or None."""
+        deadline = time.monotonic() + self.timeout_s
+        delays = self.delays()
+        lost: str | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await handshake()
+                return lost
+            except ServerError as exc:
+                if exc.code == "session_not_found" and self.on_session_lost is not SessionLoss.FAIL:
+                    lost = lost or session_id()
+                    await replace_lost_session()
+                    continue  # at once: the server is up
+                if exc.code in ("unauthorized", "session_not_found"):
+                    raise ConnectionLost(f"could not resume session {session_id()}: {exc}") from exc
+                failure: BaseException = exc
+            except (TransportClosed, OSError) as exc:
+                failure = exc
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionLost(
+                    f"could not resume session {session_id()} within {self.timeout_s:g} s ({attempt} attempts; "
+                    f"ReconnectPolicy.timeout_s): {failure}"
+                ) from failure
+            delay = min(next(delays), left)
+            logger.warning("reconnect attempt %d failed (%s); next in %.1f s, giving up in %.0f s", attempt, failure,
+                           delay, left)  # fmt: skip
+            await asyncio.sleep(delay)

@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from clients.sdk.errors import ClientError, ConnectionLost, ServerError, StreamClosed
+from clients.sdk.errors import ClientError, ServerError, StreamClosed
 from clients.sdk.reconnect import ReconnectPolicy, SessionLoss
 from clients.sdk.stats import SessionReset, StreamStats
 from clients.sdk.transport import TransportClosed, WSConnection, WSConnector
@@ -154,49 +154,17 @@ class AsyncStream:
             self._connected.clear()
             self._conn = None
             try:
-                await self._reconnect_until_deadline()
+                policy = self.reconnect_policy
+                lost = await policy.retry(self._handshake, self._replace_lost_session, lambda: self.session_id)
             except ClientError as exc:
                 self._fatal = exc
                 self._connected.set()  # wake senders so they see the failure
                 await self._messages.put(exc)
                 return
             self.stats.reconnects += 1
+            if lost is not None:
+                self._report_reset(lost)
             await self._repeat_pings()
-
-    async def _reconnect_until_deadline(self) -> None:
-        """Handshake again, backing off with jitter, until it works or the policy's time is up (ConnectionLost)."""
-        policy = self.reconnect_policy
-        deadline = time.monotonic() + policy.timeout_s
-        delays = policy.delays()
-        lost: str | None = None  # the session the server no longer knows, once it said so
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._handshake()
-                break
-            except ServerError as exc:
-                if exc.code == "session_not_found" and policy.on_session_lost is not SessionLoss.FAIL:
-                    lost = lost or self.session_id
-                    await self._replace_lost_session()
-                    continue  # at once: the server is up
-                if exc.code == "unauthorized" or exc.code == "session_not_found":
-                    raise ConnectionLost(f"could not resume session {self.session_id}: {exc}") from exc
-                failure: BaseException = exc
-            except (TransportClosed, OSError) as exc:
-                failure = exc
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise ConnectionLost(
-                    f"could not resume session {self.session_id} within {policy.timeout_s:g} s ({attempt} attempts; "
-                    f"ReconnectPolicy.timeout_s): {failure}"
-                ) from failure
-            delay = min(next(delays), left)
-            logger.warning("reconnect attempt %d failed (%s); next in %.1f s, giving up in %.0f s", attempt, failure,
-                           delay, left)  # fmt: skip
-            await asyncio.sleep(delay)
-        if lost is not None:
-            self._report_reset(lost)
 
     async def _replace_lost_session(self) -> None:
         """Point the next hello at a restored snapshot (when configured and possible), else at a new session."""
