@@ -1,5 +1,6 @@
 """The newcomer's two commands: scripts/test.sh picks its environment (the active one, else .venv, created and
-installed when missing), and scripts/setup.sh installs system packages through apt-get only when it may.
+installed when missing), scripts/setup.sh installs system packages through apt-get only when it may, and demo.sh
+goes on to the demo when libusb cannot be installed.
 
 Each test copies the real scripts into a fake repository and runs them with stand-in executables (python, id, sudo,
 apt-get) that record how they were called; nothing is installed."""
@@ -15,9 +16,13 @@ import pytest
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 FAKE_PYTHON = """#!/bin/sh
-# python -m venv DIR: make DIR/bin/python a copy of this script; python -c CODE: succeed; anything else: record it
+# python -m venv DIR: make DIR/bin/python a copy of this script; python -c CODE: succeed (an import of pyrealsense2
+# fails with FAKE_IMPORT_ERROR when set); anything else: record it
 if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; exit 0; fi
-if [ "$1" = "-c" ]; then exit 0; fi
+if [ "$1" = "-c" ]; then
+    case "$2" in *pyrealsense2*) [ -z "$FAKE_IMPORT_ERROR" ] || { echo "$FAKE_IMPORT_ERROR" >&2; exit 1; } ;; esac
+    exit 0
+fi
 echo "$0 $*" >> "$FAKE_LOG"
 """
 FAKE_ID = '#!/bin/sh\necho "$FAKE_UID"\n'
@@ -44,6 +49,7 @@ def repo(tmp_path: Path) -> Path:
     (root / "scripts").mkdir(parents=True)
     for name in ("test.sh", "setup.sh", "install.sh"):
         shutil.copy2(REPOSITORY / "scripts" / name, root / "scripts" / name)
+    shutil.copy2(REPOSITORY / "demo.sh", root / "demo.sh")
     (root / "pyproject.toml").write_text('[project]\nname = "fake"\n')
     _executable(tmp_path / "bin" / "python3", FAKE_PYTHON)
     _executable(tmp_path / "bin" / "id", FAKE_ID)
@@ -64,6 +70,15 @@ def _stamp(repo: Path) -> str:
     return subprocess.run("cksum < pyproject.toml", shell=True, cwd=repo, capture_output=True, text=True).stdout
 
 
+def _installed_venv(repo: Path) -> None:
+    """.venv with the stand-in python, installed for the current pyproject.toml."""
+    _executable(repo / ".venv" / "bin" / "python", FAKE_PYTHON)
+    (repo / ".venv" / ".r3d-installed").write_text(_stamp(repo))
+
+
+LIBUSB_MISSING = "ImportError: libusb-1.0.so.0: cannot open shared object file: No such file or directory"
+
+
 def test_test_sh_uses_the_active_environment_when_one_is_active(repo: Path) -> None:
     active = repo.parent / "active"
     _executable(active / "bin" / "python", FAKE_PYTHON)
@@ -74,8 +89,7 @@ def test_test_sh_uses_the_active_environment_when_one_is_active(repo: Path) -> N
 
 
 def test_test_sh_without_an_active_environment_uses_the_installed_project_venv(repo: Path) -> None:
-    _executable(repo / ".venv" / "bin" / "python", FAKE_PYTHON)
-    (repo / ".venv" / ".r3d-installed").write_text(_stamp(repo))
+    _installed_venv(repo)
     done, calls = _run(repo, ["./scripts/test.sh"])
     assert done.returncode == 0, done.stderr
     assert calls == [f"{repo}/.venv/bin/python -m pytest -q"]
@@ -135,3 +149,27 @@ def test_apt_install_that_fails_says_so_with_the_command(repo: Path) -> None:
         in done.stdout
     )
     assert calls == ["direct apt-get install -y -qq libusb-1.0-0", "direct apt-get update -qq"]
+
+
+def test_demo_sh_without_libusb_or_a_way_to_install_it_says_the_command_and_runs_the_demo(repo: Path) -> None:
+    _installed_venv(repo)
+    done, calls = _run(
+        repo, ["./demo.sh", "--fast"], FAKE_UID="1000", FAKE_SUDO="refused", FAKE_IMPORT_ERROR=LIBUSB_MISSING
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "to install them run: sudo apt-get install -y libusb-1.0-0" in done.stdout
+    assert calls == [".venv/bin/python scripts/demo.py --fast"]  # the demo then streams the dataset folder
+
+
+def test_demo_sh_without_libusb_installs_it_as_root_then_runs_the_demo(repo: Path) -> None:
+    _installed_venv(repo)
+    done, calls = _run(repo, ["./demo.sh"], FAKE_UID="0", FAKE_IMPORT_ERROR=LIBUSB_MISSING)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert calls == ["direct apt-get install -y -qq libusb-1.0-0", ".venv/bin/python scripts/demo.py"]
+
+
+def test_demo_sh_with_pyrealsense2_loading_installs_nothing(repo: Path) -> None:
+    _installed_venv(repo)
+    done, calls = _run(repo, ["./demo.sh"], FAKE_UID="0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert calls == [".venv/bin/python scripts/demo.py"]
