@@ -112,8 +112,8 @@ def _session_for(frame: Frame, args: StreamArgs) -> SessionCreate:
     return SessionCreate(
         camera=f"r3d-stream {Path(args.source).name}"[:200],
         serial=None,
-        width=frame.rgb.shape[1],
-        height=frame.rgb.shape[0],
+        width=frame.color().shape[1],
+        height=frame.color().shape[0],
         depth_width=frame.depth.shape[1],
         depth_height=frame.depth.shape[0],
         depth_scale=frame.depth_scale,

@@ -143,14 +143,18 @@ def prepare_depth(depth: np.ndarray, depth_scale: float, pre: Preprocessing) -> 
 
 
 def prepare_inputs(
-    color: np.ndarray | bytes, depth: np.ndarray, depth_scale: float, pre: Preprocessing
+    color: np.ndarray | bytes | None, depth: np.ndarray, depth_scale: float, pre: Preprocessing
 ) -> tuple[np.ndarray, np.ndarray]:
     """One camera frame -> (image float32 (3, h, w), depth float32 (depth_channels, h', w')): THE input path.
 
-    color: JPEG bytes (decoded straight to model resolution) or decoded RGB uint8 (H, W, 3); depth: uint16 (H, W)
-    in sensor units, metres = value * depth_scale.
+    color: JPEG bytes (decoded straight to model resolution), decoded RGB uint8 (H, W, 3), or None for a depth-only
+    camera: the image is then all zeros (the dataset mean after normalisation). Only a depth-only model
+    (R3DConfig.uses_color false, whose output does not depend on the colour token) may be given None; callers check
+    that first. depth: uint16 (H, W) in sensor units, metres = value * depth_scale.
     """
-    return prepare_rgb(color, pre.image_size), prepare_depth(depth, depth_scale, pre)
+    h, w = pre.image_size
+    image = np.zeros((3, h, w), np.float32) if color is None else prepare_rgb(color, pre.image_size)
+    return image, prepare_depth(depth, depth_scale, pre)
 
 
 def preprocess_rgb(rgb: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

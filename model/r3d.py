@@ -192,6 +192,11 @@ class R3DConfig:
         backbone_spec(self.backbone)  # unknown names fail here, with the list of known ones
 
     @property
+    def uses_color(self) -> bool:
+        """False for the depth-only fusion, whose output ignores the colour token: it serves depth-only cameras."""
+        return FUSIONS[self.fusion][1] != "depth"
+
+    @property
     def n_classes(self) -> int:
         return len(self.classes)
 

@@ -12,7 +12,7 @@ from rgbd.base import (
 )
 from rgbd.dataset import Dataset, DatasetFormatError, DatasetWriter, SequenceMeta
 from rgbd.folders import DatasetSource, ImageFoldersSource, VideoDepthSource
-from rgbd.frame import Frame, Intrinsics
+from rgbd.frame import Frame, Intrinsics, MissingColorError
 from rgbd.kinect import KinectCamera, KinectRecording
 from rgbd.open import open_source
 from rgbd.realsense import RealSenseCamera, RealSensePlayback, record_db3
@@ -29,6 +29,7 @@ __all__ = [
     "Intrinsics",
     "KinectCamera",
     "KinectRecording",
+    "MissingColorError",
     "MissingDependencyError",
     "RealSenseCamera",
     "RealSensePlayback",

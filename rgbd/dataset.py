@@ -10,10 +10,15 @@ Layout (documented for users in docs/dataset_format.md)::
                                  "test": [...]}
       sequences/<id>/
         meta.json               {"id", "num_frames", "fps", "depth_scale", "intrinsics": {...} | null,
-                                 "depth_aligned", "activity": str | null, "provenance": {...}}
+                                 "depth_aligned", "has_color": bool, "activity": str | null,
+                                 "streams": [...], "provenance": {...}}
         labels.csv              frame,timestamp,label   (label empty where unknown)
-        rgb/000000.jpg          colour, JPEG, RGB content
+        rgb/000000.jpg          colour, JPEG, RGB content (absent when has_color is false: a depth-only camera)
         depth/000000.png        depth, 16-bit PNG in sensor units (metres = value * depth_scale)
+        <stream>.npy            optional extra streams named in "streams" (e.g. skeleton.npy, inertial.npy)
+
+Version 1 is kept: a meta.json without "has_color" (every dataset written before depth-only sources) has colour,
+and one without "streams" has none.
 
 Every file is written atomically (temporary file, then rename).
 """
@@ -24,6 +29,7 @@ import csv
 import io
 import json
 import random
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +39,12 @@ import cv2
 import numpy as np
 
 from rgbd.files import write_bytes_atomic, write_json_atomic
-from rgbd.frame import Frame, Intrinsics
+from rgbd.frame import Frame, Intrinsics, MissingColorError
 
 FORMAT_NAME = "r3d-dataset"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+STREAM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class DatasetFormatError(ValueError):
@@ -84,6 +91,8 @@ class SequenceMeta:
     depth_aligned: bool
     activity: str | None
     provenance: dict[str, Any] = field(default_factory=dict)
+    has_color: bool = True
+    streams: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -93,7 +102,9 @@ class SequenceMeta:
             "depth_scale": self.depth_scale,
             "intrinsics": self.intrinsics.to_dict() if self.intrinsics else None,
             "depth_aligned": self.depth_aligned,
+            "has_color": self.has_color,
             "activity": self.activity,
+            "streams": list(self.streams),
             "provenance": self.provenance,
         }
 
@@ -109,6 +120,8 @@ class SequenceMeta:
             depth_aligned=bool(d.get("depth_aligned", True)),
             activity=d.get("activity"),
             provenance=dict(d.get("provenance", {})),
+            has_color=bool(d.get("has_color", True)),
+            streams=tuple(str(n) for n in d.get("streams", [])),
         )
 
 
@@ -156,10 +169,16 @@ class DatasetWriter:
         fps: float,
         activity: str | None = None,
         provenance: dict[str, Any] | None = None,
+        streams: dict[str, np.ndarray] | None = None,
     ) -> SequenceMeta:
-        """Write one sequence; labels must be in the class list (or None for unknown)."""
+        """Write one sequence; labels must be in the class list (or None for unknown). Either every frame has colour
+        or none has (a depth-only sequence). `streams` are extra per-sequence arrays (skeleton, inertial) saved as
+        <name>.npy beside the frames."""
         if "/" in seq_id or seq_id in ("", ".", ".."):
             raise ValueError(f"expected a plain sequence id, got {seq_id!r}")
+        for name in streams or {}:
+            if not STREAM_NAME_RE.match(name) or name in ("rgb", "depth", "meta", "labels"):
+                raise ValueError(f"expected a plain lower-case stream name such as 'skeleton', got {name!r}")
         seq_dir = self.root / "sequences" / seq_id
         rows: list[tuple[int, float, str]] = []
         first: Frame | None = None
@@ -167,7 +186,13 @@ class DatasetWriter:
             if frame.label is not None and frame.label not in self.classes:
                 raise ValueError(f"sequence {seq_id!r} frame {i}: label {frame.label!r} is not in {self.classes!r}")
             first = first or frame
-            write_bytes_atomic(seq_dir / "rgb" / f"{i:06d}.jpg", encode_rgb_jpeg(frame.rgb, self.jpeg_quality))
+            if frame.has_color != first.has_color:
+                raise ValueError(
+                    f"sequence {seq_id!r} frame {i}: colour {'present' if frame.has_color else 'missing'}, unlike "
+                    "frame 0; a sequence is either RGB-D or depth-only throughout"
+                )
+            if frame.rgb is not None:
+                write_bytes_atomic(seq_dir / "rgb" / f"{i:06d}.jpg", encode_rgb_jpeg(frame.rgb, self.jpeg_quality))
             write_bytes_atomic(seq_dir / "depth" / f"{i:06d}.png", encode_depth_png(frame.depth))
             rows.append((i, frame.timestamp, frame.label or ""))
         if first is None:
@@ -177,6 +202,10 @@ class DatasetWriter:
         writer.writerow(["frame", "timestamp", "label"])
         writer.writerows((i, f"{t:.6f}", lab) for i, t, lab in rows)
         write_bytes_atomic(seq_dir / "labels.csv", buf.getvalue().encode())
+        for name, array in (streams or {}).items():
+            npy = io.BytesIO()
+            np.save(npy, np.ascontiguousarray(array))
+            write_bytes_atomic(seq_dir / f"{name}.npy", npy.getvalue())
         meta = SequenceMeta(
             id=seq_id,
             num_frames=len(rows),
@@ -186,6 +215,8 @@ class DatasetWriter:
             depth_aligned=first.depth_aligned,
             activity=activity,
             provenance=provenance or {},
+            has_color=first.has_color,
+            streams=tuple(sorted(streams or {})),
         )
         write_json_atomic(seq_dir / "meta.json", meta.to_dict())
         self.sequence_ids.append(seq_id)
@@ -290,18 +321,40 @@ class Dataset:
         for i in range(meta.num_frames):
             yield self._frame(seq_id, meta, i, times, labels)
 
-    def frame_files(self, seq_id: str, index: int) -> tuple[Path, Path]:
-        """The colour JPEG and depth PNG of one frame, for readers that decode them their own way (the model's input
-        path decodes JPEG straight to model resolution)."""
+    def frame_files(self, seq_id: str, index: int, meta: SequenceMeta | None = None) -> tuple[Path | None, Path]:
+        """The colour JPEG (None for a depth-only sequence) and depth PNG of one frame, for readers that decode them
+        their own way (the model's input path decodes JPEG straight to model resolution)."""
         seq_dir = self.root / "sequences" / seq_id
-        return seq_dir / "rgb" / f"{index:06d}.jpg", seq_dir / "depth" / f"{index:06d}.png"
+        has_color = (meta or self.meta(seq_id)).has_color
+        return seq_dir / "rgb" / f"{index:06d}.jpg" if has_color else None, seq_dir / "depth" / f"{index:06d}.png"
+
+    def has_color(self, seq_ids: Iterable[str] | None = None) -> bool:
+        """Whether every one of these sequences (default: all) has colour."""
+        return all(self.meta(s).has_color for s in (self.sequence_ids if seq_ids is None else seq_ids))
+
+    def require_color(self, seq_ids: Iterable[str], needed_by: str) -> None:
+        """Raise MissingColorError naming the depth-only sequences when a step needs colour."""
+        missing = [s for s in seq_ids if not self.meta(s).has_color]
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+            raise MissingColorError(
+                f"{needed_by} needs colour, but {len(missing)} sequence(s) of {self.root} are depth-only (no colour "
+                f"camera): {shown}; use a depth-only model (fusion: depth) or a dataset with colour"
+            )
+
+    def stream(self, seq_id: str, name: str) -> np.ndarray:
+        """An extra per-sequence stream (e.g. "skeleton", "inertial") as saved by the importer."""
+        meta = self.meta(seq_id)
+        if name not in meta.streams:
+            raise DatasetFormatError(f"sequence {seq_id!r} has no {name!r} stream (it has {list(meta.streams)})")
+        return np.asarray(np.load(self.root / "sequences" / seq_id / f"{name}.npy", allow_pickle=False))
 
     def _frame(
         self, seq_id: str, meta: SequenceMeta, index: int, times: list[float], labels: list[str | None]
     ) -> Frame:
-        rgb_path, depth_path = self.frame_files(seq_id, index)
+        rgb_path, depth_path = self.frame_files(seq_id, index, meta)
         return Frame(
-            rgb=read_rgb(rgb_path),
+            rgb=read_rgb(rgb_path) if rgb_path is not None else None,
             depth=read_depth(depth_path),
             depth_scale=meta.depth_scale,
             timestamp=times[index],

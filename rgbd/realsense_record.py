@@ -57,7 +57,7 @@ def record_db3(path: str | Path, frames: Iterable[Frame], fps: int = 15) -> int:
     first = next(frames, None)
     if first is None:
         raise ValueError(f"no frames to record to {path}")
-    (h, w), (dh, dw) = first.rgb.shape[:2], first.depth.shape
+    (h, w), (dh, dw) = first.color().shape[:2], first.depth.shape  # .db3 recordings carry a colour stream
     color_intr = first.intrinsics or default_intrinsics(w, h)
     depth_intr = scale_intrinsics(color_intr, (dh, dw))
     aligned = first.depth_aligned and (dh, dw) == (h, w)
@@ -87,10 +87,10 @@ def record_db3(path: str | Path, frames: Iterable[Frame], fps: int = 15) -> int:
         color_sensor.start(lambda f: None)
         last_t: float | None = None
         for frame in _chain(first, frames):
-            if frame.rgb.shape != first.rgb.shape or frame.depth.shape != first.depth.shape:
+            if frame.color().shape != first.color().shape or frame.depth.shape != first.depth.shape:
                 raise ValueError(
-                    f"frame {count}: expected rgb {first.rgb.shape} and depth {first.depth.shape} like the first "
-                    f"frame, got rgb {frame.rgb.shape} and depth {frame.depth.shape}"
+                    f"frame {count}: expected rgb {first.color().shape} and depth {first.depth.shape} like the first "
+                    f"frame, got rgb {frame.color().shape} and depth {frame.depth.shape}"
                 )
             if frame.depth_scale != first.depth_scale:
                 raise ValueError(f"frame {count}: expected depth scale {first.depth_scale}, got {frame.depth_scale}")

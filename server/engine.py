@@ -17,6 +17,7 @@ import torch
 from export.backends import load_backend
 from export.interface import AnticipatorResult, InferenceBackend
 from model import Preprocessing, R3DConfig, decode_timed, prepare_inputs
+from rgbd.frame import MissingColorError
 from server.protocol import CurrentAction, FutureAction, ModelInfo, SessionCreate
 
 
@@ -43,12 +44,13 @@ class ModelSpec:
     horizon_s: float
     none_index: int
     preprocessing: Preprocessing
+    uses_color: bool = True  # False: a depth-only model, which serves depth-only streams
 
     @classmethod
     def from_config(cls, cfg: R3DConfig) -> ModelSpec:
         return cls(
             tuple(cfg.classes), cfg.fps, cfg.window_frames, cfg.window_s, cfg.horizon_s, cfg.none_index,
-            cfg.preprocessing,
+            cfg.preprocessing, cfg.uses_color,
         )  # fmt: skip
 
 
@@ -78,11 +80,16 @@ class Engine:
         )
 
     def prepare(
-        self, color: np.ndarray | bytes, depth: np.ndarray, depth_scale: float
+        self, color: np.ndarray | bytes | None, depth: np.ndarray, depth_scale: float
     ) -> tuple[np.ndarray, np.ndarray]:
         """JPEG bytes or decoded RGB uint8 (H, W, 3), and depth uint16 (h, w) -> image (3, H', W') and depth
         (D, h', w') float32: model.prepare_inputs, the same function the feature cache uses (ImageDecodeError when
-        the JPEG cannot be decoded)."""
+        the JPEG cannot be decoded). color None (a depth-only frame) only for a depth-only model."""
+        if color is None and self.spec.uses_color:
+            raise MissingColorError(
+                f"model {self.model_id} uses colour and depth; a depth-only frame (no colour) needs a depth-only "
+                "model (fusion: depth)"
+            )
         return prepare_inputs(color, depth, depth_scale, self.spec.preprocessing)
 
     def frame_shapes(self, stream: SessionCreate) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -299,6 +299,8 @@ def evaluate_checkpoint(
             f"{dataset.classes}; expected the same class list"
         )
     ids = evaluation_split(dataset, split)
+    if model.cfg.uses_color:
+        dataset.require_color(ids, f"checkpoint {path} (fusion {model.cfg.fusion!r})")
     _, data = ensure_features(
         dataset,
         model.cfg.backbone,

@@ -6,7 +6,12 @@ Layout, one folder per backbone, weights hash, preprocessing and (optional) degr
                      [-<degradation>-s<severity>]/
       cache.json        backbone, weights SHA-256, preprocessing, degradation, dataset name and classes
       <seq>.npz         rgb (T, F) float16 pooled backbone features; depth (T, D, h, w) float16 depth inputs;
-                        labels (T,) int16 class index, -1 where unknown; timestamps (T,)
+                        labels (T,) int16 class index, -1 where unknown; timestamps (T,); has_color () bool
+
+A depth-only sequence (no colour camera) is cached without running the backbone on its frames: its rgb rows are
+the features of the all-zero image that model.prepare_inputs gives a depth-only frame, i.e. exactly what the
+server computes when it serves a depth-only stream, and has_color is false so that training refuses to fit a
+model that uses colour on it (MissingColorError). A cache file without has_color (written before) has colour.
 
 Frames go through model.prepare_inputs, the function the server uses: the clean cache hands it the dataset's JPEG
 bytes (decoded straight to model resolution, as a streaming frame is), so cached inputs are bit-identical to the
@@ -34,8 +39,9 @@ from tqdm import tqdm
 
 from model import Preprocessing, build_backbone, prepare_inputs
 from model.backbones import PooledBackbone
-from rgbd.dataset import Dataset, read_depth
+from rgbd.dataset import Dataset, SequenceMeta, read_depth
 from rgbd.files import write_bytes_atomic, write_json_atomic
+from rgbd.frame import MissingColorError
 from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
 
 logger = logging.getLogger(__name__)
@@ -91,6 +97,7 @@ class SequenceFeatures:
     depth: np.ndarray  # (T, D, h, w) float16
     labels: np.ndarray  # (T,) int64, -1 = unknown
     timestamps: np.ndarray  # (T,) float64 seconds
+    has_color: bool = True  # False: a depth-only sequence, whose rgb rows are the no-colour image's features
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -122,6 +129,7 @@ class FeatureExtractor:
         self, backbone: PooledBackbone, digest: str, backbone_name: str, pre: Preprocessing, device: torch.device
     ) -> None:
         self.backbone, self.digest, self.name, self.pre, self.device = backbone, digest, backbone_name, pre, device
+        self._no_color: np.ndarray | None = None
 
     @classmethod
     def build(
@@ -135,8 +143,11 @@ class FeatureExtractor:
     def spec(self, degradation: str | None = None, severity: int = 0) -> CacheSpec:
         return CacheSpec(self.name, self.digest, self.pre, degradation, severity)
 
-    def inputs(self, color: np.ndarray | bytes, depth: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """One frame (JPEG bytes or RGB uint8, depth uint16) -> model.prepare_inputs: image (3, h, w), depth."""
+    def inputs(
+        self, color: np.ndarray | bytes | None, depth: np.ndarray, scale: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame (JPEG bytes, RGB uint8 or None: no colour; depth uint16) -> model.prepare_inputs: image
+        (3, h, w), depth."""
         return prepare_inputs(color, depth, scale, self.pre)
 
     @torch.inference_mode()
@@ -144,6 +155,13 @@ class FeatureExtractor:
         """Prepared images float32 (N, 3, h, w) -> pooled backbone features float16 (N, F)."""
         x = torch.from_numpy(images).to(self.device)
         return self.backbone(x).float().cpu().numpy().astype(np.float16)
+
+    def no_color_features(self, n: int) -> np.ndarray:
+        """(n, F) features of the image a depth-only frame is given (model.prepare_inputs with no colour)."""
+        if self._no_color is None:
+            image, _ = prepare_inputs(None, np.zeros((1, 1), np.uint16), 0.001, self.pre)
+            self._no_color = self.rgb(image[None])
+        return np.repeat(self._no_color, n, axis=0)
 
 
 def _prepare_dir(path: Path, manifest: dict[str, Any]) -> None:
@@ -205,17 +223,19 @@ def _sequence_arrays(
 ) -> dict[str, np.ndarray]:
     meta = dataset.meta(seq_id)
     times, labels = dataset.labels(seq_id)
+    if not meta.has_color:
+        rgb_reuse = ex.no_color_features(meta.num_frames)
     rgb_parts: list[np.ndarray] = []
     images: list[np.ndarray] = []
     depths: list[np.ndarray] = []
 
     def flush() -> None:
-        if rgb_reuse is None:
+        if rgb_reuse is None:  # colour features are computed only where they are not known already
             rgb_parts.append(ex.rgb(np.stack(images)))
         bar.update(len(images))
         images.clear()
 
-    for color, depth in _raw_frames(dataset, seq_id, meta.num_frames, degradation, severity):
+    for color, depth in _raw_frames(dataset, seq_id, meta, degradation, severity):
         image, depth_in = ex.inputs(color, depth, meta.depth_scale)  # every frame arrives at model size
         images.append(image)
         depths.append(depth_in.astype(np.float16))
@@ -229,18 +249,24 @@ def _sequence_arrays(
         "depth": np.stack(depths),
         "labels": _label_indices(labels, dataset.classes, seq_id),
         "timestamps": np.asarray(times, dtype=np.float64),
+        "has_color": np.asarray(meta.has_color),
     }
 
 
 def _raw_frames(
-    dataset: Dataset, seq_id: str, num_frames: int, degradation: str | None, severity: int
-) -> Iterator[tuple[np.ndarray | bytes, np.ndarray]]:
-    """(colour, depth uint16) per frame: the JPEG bytes as stored (clean), or the degraded decoded RGB."""
+    dataset: Dataset, seq_id: str, meta: SequenceMeta, degradation: str | None, severity: int
+) -> Iterator[tuple[np.ndarray | bytes | None, np.ndarray]]:
+    """(colour, depth uint16) per frame: the JPEG bytes as stored (clean; None for a depth-only sequence), or the
+    degraded decoded RGB."""
     if degradation is None:
-        for i in range(num_frames):
-            rgb_path, depth_path = dataset.frame_files(seq_id, i)
-            yield rgb_path.read_bytes(), read_depth(depth_path)
+        for i in range(meta.num_frames):
+            rgb_path, depth_path = dataset.frame_files(seq_id, i, meta)
+            yield rgb_path.read_bytes() if rgb_path is not None else None, read_depth(depth_path)
         return
+    if not meta.has_color and DEGRADATIONS[degradation].modality != "depth":
+        raise MissingColorError(
+            f"degradation {degradation!r} alters colour, but sequence {seq_id!r} is depth-only (no colour camera)"
+        )
     scale = dataset.meta(seq_id).depth_scale
     for frame in dataset.frames(seq_id):
         yield degrade_frame(frame.rgb, frame.depth, scale, degradation, severity, seq_id, frame.index)
@@ -250,7 +276,12 @@ def load_sequence(path: Path, seq_id: str) -> SequenceFeatures:
     try:
         with np.load(path) as z:
             return SequenceFeatures(
-                seq_id, z["rgb"], z["depth"], z["labels"].astype(np.int64), z["timestamps"].astype(np.float64)
+                seq_id,
+                z["rgb"],
+                z["depth"],
+                z["labels"].astype(np.int64),
+                z["timestamps"].astype(np.float64),
+                bool(z["has_color"]) if "has_color" in z.files else True,
             )
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"feature file {path} is unreadable ({exc}); delete it and rebuild the cache") from exc

@@ -1,9 +1,10 @@
 """`r3d-data inspect DATASET`: statistics of a dataset in the common format, and a label-distribution plot.
 
-Prints sequences, frames and durations per split, every class's frame count and share with the number and
-durations of its segments (runs of one label), and sequence durations; writes a bar chart of frames per class
-and split as a PNG (default: DATASET.label_distribution.png beside the dataset folder). Reads labels.csv and
-meta.json only, never the images.
+Prints sequences, frames, durations and subjects (where the provenance names them) per split, the modalities
+(sequences with colour, depth-only sequences, extra streams such as skeleton or inertial), every class's frame
+count and share with the number and durations of its segments (runs of one label), and sequence durations; writes
+a bar chart of frames per class and split as a PNG (default: DATASET.label_distribution.png beside the dataset
+folder). Reads labels.csv and meta.json only, never the images.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class SplitStats:
     sequences: int = 0
     frames: int = 0
     seconds: float = 0.0
+    subjects: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -59,6 +61,9 @@ class DatasetStats:
     class_segments: dict[str, Durations]
     segments: Durations
     sequences: Durations
+    with_color: int = 0
+    depth_only: int = 0
+    streams: dict[str, int] = field(default_factory=dict)  # extra stream name -> sequences holding it
 
     @property
     def total_frames(self) -> int:
@@ -106,7 +111,15 @@ def compute_stats(ds: Dataset, split: str = "all") -> DatasetStats:
         s.sequences += 1
         s.frames += len(times)
         s.seconds += seconds
+        if meta.provenance.get("subject") is not None:
+            s.subjects.add(str(meta.provenance["subject"]))
         stats.sequences.add(seconds)
+        if meta.has_color:
+            stats.with_color += 1
+        else:
+            stats.depth_only += 1
+        for name in meta.streams:
+            stats.streams[name] = stats.streams.get(name, 0) + 1
         for label in labels:
             key = label if label in stats.class_frames else UNLABELLED
             stats.class_frames[key][where] += 1
@@ -123,12 +136,16 @@ def format_stats(stats: DatasetStats) -> str:
     w = out.write
     w(f"dataset {stats.name} (source {stats.source}), {len(stats.classes)} classes")
     w(f", background {stats.background}" if stats.background else "")
-    w(f", {stats.fps:g} fps\n\n")
-    w(f"{'split':<8} {'sequences':>9} {'frames':>8} {'seconds':>9}\n")
+    w(f", {stats.fps:g} fps\n")
+    streams = "".join(f", {name} {n}" for name, n in sorted(stats.streams.items()))
+    w(f"modalities: RGB-D {stats.with_color}, depth-only {stats.depth_only} sequences{streams}\n\n")
+    named = any(s.subjects for s in stats.splits.values())  # the subjects column where the provenance has them
+    w(f"{'split':<8} {'sequences':>9} {'frames':>8} {'seconds':>9}{'  subjects' if named else ''}\n")
     for name, s in stats.splits.items():
         if name == NO_SPLIT and s.sequences == 0:
             continue
-        w(f"{name:<8} {s.sequences:>9} {s.frames:>8} {s.seconds:>9.2f}\n")
+        subjects = "  " + (",".join(sorted(s.subjects, key=lambda x: (len(x), x))) or "-") if named else ""
+        w(f"{name:<8} {s.sequences:>9} {s.frames:>8} {s.seconds:>9.2f}{subjects}\n")
     total = SplitStats(
         sum(s.sequences for s in stats.splits.values()),
         stats.total_frames,

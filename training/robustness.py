@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from rgbd.frame import MissingColorError
+
 
 @dataclass(frozen=True)
 class Degradation:
@@ -103,13 +105,16 @@ _DEPTH: dict[str, Callable[[np.ndarray, float, float, np.random.Generator], np.n
 
 
 def degrade_frame(
-    rgb: np.ndarray, depth: np.ndarray, depth_scale: float, name: str, severity: int, seq_id: str, index: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One frame's (rgb, depth) after the named degradation at the given severity (the other modality unchanged)."""
+    rgb: np.ndarray | None, depth: np.ndarray, depth_scale: float, name: str, severity: int, seq_id: str, index: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """One frame's (rgb, depth) after the named degradation at the given severity (the other modality unchanged;
+    rgb None for a depth-only frame, which only depth degradations accept)."""
     spec = DEGRADATIONS[name]
     level = spec.levels[severity - 1]
     rng = _rng(seq_id, index, name, severity)
     if spec.modality == "rgb":
+        if rgb is None:
+            raise MissingColorError(f"degradation {name!r} alters colour; frame {index} of {seq_id!r} has none")
         return _RGB[name](rgb, level, rng), depth
     return rgb, _DEPTH[name](depth, level, depth_scale, rng)
 

@@ -212,6 +212,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         "device": str(dist.device),
     }
     pre = model_cfg.preprocessing
+    if model_cfg.uses_color:  # a depth-only dataset trains only the depth-only fusion
+        dataset.require_color(train_ids + val_ids, f"model.fusion {model_cfg.fusion!r}")
     if dist.main:  # rank 0 builds whatever is missing; the others then only load
         cache, data = ensure_features(dataset, model_cfg.backbone, pre, train_ids + val_ids, **cache_kw)
         dist.barrier()

@@ -262,7 +262,7 @@ class AsyncStream:
 
     async def send_frame(self, frame: Frame) -> int:
         """Encode and send one frame; returns its sequence number. Waits through a reconnect if one is running."""
-        return await self.send(frame.rgb, frame.depth, frame.timestamp, depth_scale=frame.depth_scale)
+        return await self.send(frame.color(), frame.depth, frame.timestamp, depth_scale=frame.depth_scale)
 
     async def send(self, rgb: np.ndarray, depth: np.ndarray, ts: float, *, depth_scale: float | None = None) -> int:
         """Encode (in a worker thread) and send RGB uint8 (H, W, 3) + depth uint16 (h, w) taken at `ts` seconds;

@@ -64,7 +64,7 @@ def score_sequence(
     frames: list[dict[str, object]] = []
     ticks: list[TickResult] = []
     pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []
-    shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    shapes: tuple[tuple[int, ...] | None, tuple[int, ...]] | None = None
 
     def flush() -> None:
         if not pending:
@@ -92,12 +92,13 @@ def score_sequence(
         try:
             use = proc.admit(i, frame.timestamp)
             if use:
-                shapes = shapes or (frame.rgb.shape, frame.depth.shape)
-                if (frame.rgb.shape, frame.depth.shape) != shapes:
+                color_shape = None if frame.rgb is None else frame.rgb.shape
+                shapes = shapes or (color_shape, frame.depth.shape)
+                if (color_shape, frame.depth.shape) != shapes:
                     raise ProtocolError(
                         ErrorCode.WRONG_RESOLUTION,
                         f"expected colour {shapes[0]} and depth {shapes[1]} like the first frame, got "
-                        f"{frame.rgb.shape} and {frame.depth.shape}",
+                        f"{color_shape} and {frame.depth.shape}",
                         seq=i,
                     )
                 check_depth_content(frame.depth, i)

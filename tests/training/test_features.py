@@ -70,7 +70,7 @@ def test_feature_cache_and_streaming_server_prepare_bit_identical_inputs(
     """The same JPEG file and depth PNG: the cache's path and the server's frame path give equal tensors."""
     ds = Dataset(tiny_dataset)
     meta = ds.meta("seq01")
-    cached = list(features._raw_frames(ds, "seq01", meta.num_frames, None, 0))[4]
+    cached = list(features._raw_frames(ds, "seq01", meta, None, 0))[4]
     image, depth = (torch.from_numpy(a) for a in extractor.inputs(*cached, meta.depth_scale))
     cfg = R3DConfig(classes=list(CLASSES), window_s=1.0, max_len=32, preprocessing=PRE)
     checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", R3D(cfg).eval())

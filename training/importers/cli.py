@@ -1,5 +1,5 @@
-"""`r3d-data import utkinect|ntu|darai|recording`: convert public RGB-D action datasets (in their original layouts)
-and labelled camera recordings into the common dataset format (docs/dataset_format.md)."""
+"""`r3d-data import utkinect|ntu|darai|utd-mhad|recording`: convert public RGB-D action datasets (in their
+original layouts) and labelled camera recordings into the common dataset format (docs/dataset_format.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from training.importers import common, darai, ntu, utkinect
+from training.importers import common, darai, ntu, utd_mhad, utkinect
 from training.importers.report import ImportReport
 
 RAW = argparse.RawDescriptionHelpFormatter
@@ -133,6 +133,19 @@ def run_darai(args: argparse.Namespace) -> int:
     return _finish(report)
 
 
+def run_utd_mhad(args: argparse.Namespace) -> int:
+    with logging_redirect_tqdm():
+        report = utd_mhad.import_utd_mhad(
+            Path(args.root),
+            Path(args.out),
+            train_subjects=frozenset(args.train_subjects),
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            progress=not args.no_progress,
+        )
+    return _finish(report)
+
+
 def run_recording(args: argparse.Namespace) -> int:
     from training.importers import recordings  # needs rgbd.open (pyrealsense2, av) only here
 
@@ -198,6 +211,25 @@ def register(subparsers: Any) -> None:
     p.add_argument("--depth-scale", type=positive_float, default=0.001, help="metres per depth unit (default: mm)")
     _common_args(p, darai.FRACTIONS)
     p.set_defaults(func=run_darai)
+
+    p = sub.add_parser(
+        "utd-mhad", help="UTD-MHAD (depth only; cross-subject split)", description=utd_mhad.__doc__, formatter_class=RAW
+    )
+    p.add_argument("root", help="UTD-MHAD folder holding Depth/ (and Skeleton/, Inertial/), or data/Depth/ ...")
+    p.add_argument("out", help="new dataset folder to write")
+    p.add_argument(
+        "--train-subjects",
+        type=parse_int_set,
+        default=set(utd_mhad.CROSS_SUBJECT_TRAIN),
+        help="subjects whose clips train (and validate); the others test (default: 1,3,5,7, the standard "
+        "cross-subject protocol)",
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.15, help="share of each action's training clips held out (0.15)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation draw (default: 0)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run_utd_mhad)
 
     p = sub.add_parser(
         "recording",

@@ -97,12 +97,12 @@ def _scale(intr: Intrinsics | None, w: int, h: int) -> Intrinsics | None:
 
 def resize_frame(frame: Frame, width: int | None) -> Frame:
     """Downscale colour (and aligned depth, nearest) to `width`, scaling the intrinsics to match."""
-    rgb = common.resize_to_width(frame.rgb, width)
+    rgb = common.resize_to_width(frame.color(), width)  # camera recordings are RGB-D
     if rgb is frame.rgb:
         return frame
     h, w = rgb.shape[:2]
     depth = frame.depth
-    if frame.depth_aligned and depth.shape == frame.rgb.shape[:2]:
+    if frame.depth_aligned and depth.shape == frame.color().shape[:2]:
         depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
     return replace(frame, rgb=rgb, depth=depth, intrinsics=_scale(frame.intrinsics, w, h))
 
@@ -148,7 +148,7 @@ def _frames(
             report.problem(rp.BAD_FRAME, seq, index, detail, frames_skipped=1)
             continue
         frame = resize_frame(frame, rgb_width)
-        if not shapes.ok(frame.rgb, frame.depth, index):
+        if not shapes.ok(frame.color(), frame.depth, index):
             continue
         label = track.label(index, t) if track is not None else None
         if label is not None and label not in classes:

@@ -47,11 +47,11 @@ def contact_sheet(
     """BGR image: a title, a row of colour tiles, a row of depth tiles, the label strip and a legend."""
     if not frames:
         raise ValueError("expected at least one frame for a contact sheet, got none")
-    h0, w0 = frames[0].rgb.shape[:2]
+    h0, w0 = frames[0].color().shape[:2]
     tw = min(TILE_W, w0)
     th = int(round(h0 * tw / w0))
     width = tw * len(frames)
-    rgb_row = np.hstack([cv2.resize(cv2.cvtColor(f.rgb, cv2.COLOR_RGB2BGR), (tw, th)) for f in frames])
+    rgb_row = np.hstack([cv2.resize(cv2.cvtColor(f.color(), cv2.COLOR_RGB2BGR), (tw, th)) for f in frames])
     depth_row = np.hstack(
         [cv2.resize(depth_colour(f.depth, f.depth_scale), (tw, th), interpolation=cv2.INTER_NEAREST) for f in frames]
     )
