@@ -63,8 +63,9 @@ def dataset_inputs(root: Path, pre: Preprocessing, count: int, *, split: str = "
         meta = dataset.meta(seq_id)
         step = max(1, meta.num_frames // per_seq)
         for index in range(offset % step, meta.num_frames, step)[:per_seq]:
-            rgb_path, depth_path = dataset.frame_files(seq_id, index)
-            image, dmap = prepare_inputs(rgb_path.read_bytes(), read_depth(depth_path), meta.depth_scale, pre)
+            rgb_path, depth_path = dataset.frame_files(seq_id, index, meta)
+            color = rgb_path.read_bytes() if rgb_path is not None else None  # a depth-only dataset: no colour
+            image, dmap = prepare_inputs(color, read_depth(depth_path), meta.depth_scale, pre)
             images.append(image)
             depths.append(dmap)
     return np.stack(images[:count]), np.stack(depths[:count])

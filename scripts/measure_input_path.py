@@ -57,7 +57,11 @@ def pre_v2_inputs(
 
 
 class PreV2Extractor(FeatureExtractor):
-    def inputs(self, color: np.ndarray | bytes, depth: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    def inputs(
+        self, color: np.ndarray | bytes | None, depth: np.ndarray, scale: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if color is None:
+            raise ValueError("the v2 input path this script measures is defined for RGB-D frames only")
         image, dmap = pre_v2_inputs(color, depth, scale, self.pre)
         return image, dmap
 
