@@ -67,6 +67,7 @@ class StreamArgs:
     depth_scale: float | None = None  # metres per depth unit of an image folder or depth PNGs (default 0.001)
     tick_hz: float | None = None  # predictions per second of stream time (default: the server's)
     color_codec: str = "jpeg"
+    no_color: bool = False  # send a depth-only stream (hello color false), even from an RGB-D source
     depth_codec: str = "zstd"
     send_size: str = "full"  # "model": resize to the model's input size on this side and send small frames
     print_hz: float = 4.0  # terminal timeline lines per second (0: none)
@@ -108,12 +109,17 @@ def _frames(args: StreamArgs) -> Generator[Frame, None, None]:
 
 
 def _session_for(frame: Frame, args: StreamArgs) -> SessionCreate:
+    """The hello for this source: depth-only (color false, width x height = the depth size) when the source has no
+    colour camera or --no-color asks for it."""
     intr = frame.intrinsics
+    color = frame.rgb is not None and not args.no_color
+    height, width = frame.rgb.shape[:2] if color and frame.rgb is not None else frame.depth.shape
     return SessionCreate(
         camera=f"r3d-stream {Path(args.source).name}"[:200],
         serial=None,
-        width=frame.color().shape[1],
-        height=frame.color().shape[0],
+        color=color,
+        width=width,
+        height=height,
         depth_width=frame.depth.shape[1],
         depth_height=frame.depth.shape[0],
         depth_scale=frame.depth_scale,
@@ -305,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tick-hz", type=float, help="predictions per second of stream time (default: the server's)")
     p.add_argument("--color-codec", choices=[c.value for c in ColorCodec], default="jpeg")
     p.add_argument("--depth-codec", choices=[c.value for c in DepthCodec], default="zstd")
+    p.add_argument(
+        "--no-color",
+        action="store_true",
+        help="send depth only (hello color false), even from an RGB-D "
+        "source: for cameras whose colour may not leave the room; needs a depth-only model on the server",
+    )
     p.add_argument("--send-size", choices=[s.value for s in SendSize], default=StreamArgs.send_size,
                    help="'full': send camera-size frames; 'model': resize to the model's input size (announced by "
                    "the server) before sending: ~1/16 of the bytes at 640x480 (default %(default)s)")  # fmt: skip

@@ -18,7 +18,8 @@ from export.backends import load_backend
 from export.interface import AnticipatorResult, InferenceBackend
 from model import Preprocessing, R3DConfig, decode_timed, prepare_inputs
 from rgbd.frame import MissingColorError
-from server.protocol import CurrentAction, FutureAction, ModelInfo, SessionCreate
+from server.errors import ServerError
+from server.protocol import CurrentAction, ErrorCode, FutureAction, ModelInfo, SessionCreate
 
 
 def load_engine_backend(
@@ -76,6 +77,7 @@ class Engine:
             image_size=self.spec.preprocessing.image_size,
             depth_size=self.spec.preprocessing.depth_size,
             depth_range_m=(self.spec.preprocessing.depth_min_m, self.spec.preprocessing.depth_max_m),
+            uses_color=self.spec.uses_color,
             backend_info=_jsonable(_public(backend.info())),
         )
 
@@ -91,6 +93,16 @@ class Engine:
                 "model (fusion: depth)"
             )
         return prepare_inputs(color, depth, depth_scale, self.spec.preprocessing)
+
+    def check_stream(self, stream: SessionCreate) -> None:
+        """Refuse, at hello, a depth-only stream this model cannot serve (it would see a blank image where it was
+        trained on colour: no silent degraded mode)."""
+        if not stream.color and self.spec.uses_color:
+            raise ServerError(
+                f"the hello declares a depth-only stream (color false), but model {self.model_id} uses colour and "
+                "depth; serve a depth-only model (fusion: depth) for this camera, or send colour",
+                code=ErrorCode.COLOR_REQUIRED,
+            )
 
     def frame_shapes(self, stream: SessionCreate) -> tuple[tuple[int, int], tuple[int, int]]:
         """(colour (H, W), depth (H, W)) of the frames a stream sends: its camera's, or this model's input size."""

@@ -262,12 +262,22 @@ class AsyncStream:
 
     async def send_frame(self, frame: Frame) -> int:
         """Encode and send one frame; returns its sequence number. Waits through a reconnect if one is running."""
-        return await self.send(frame.color(), frame.depth, frame.timestamp, depth_scale=frame.depth_scale)
+        rgb = frame.rgb if self._hello.color else None  # a depth-only stream sends no colour, whatever the camera has
+        return await self.send(rgb, frame.depth, frame.timestamp, depth_scale=frame.depth_scale)
 
-    async def send(self, rgb: np.ndarray, depth: np.ndarray, ts: float, *, depth_scale: float | None = None) -> int:
+    async def send(
+        self, rgb: np.ndarray | None, depth: np.ndarray, ts: float, *, depth_scale: float | None = None
+    ) -> int:
         """Encode (in a worker thread) and send RGB uint8 (H, W, 3) + depth uint16 (h, w) taken at `ts` seconds;
-        with send_size 'model' both are first resized to the model's input size (server.protocol.downscale)."""
+        with send_size 'model' both are first resized to the model's input size (server.protocol.downscale).
+        rgb None exactly when the stream's hello says color false (a depth-only camera)."""
         self._check_open()
+        if (rgb is None) == self._hello.color:
+            raise ValueError(
+                "expected colour in every frame of an RGB-D stream"
+                if self._hello.color
+                else "expected no colour: this stream's hello declares a depth-only camera (color false)"
+            )
         seq = self._seq
         data = await asyncio.to_thread(self._encode, rgb, depth, ts, seq, depth_scale)
         self._seq += 1
@@ -277,7 +287,9 @@ class AsyncStream:
         self.stats.bytes_sent += len(data)
         return seq
 
-    def _encode(self, rgb: np.ndarray, depth: np.ndarray, ts: float, seq: int, depth_scale: float | None) -> bytes:
+    def _encode(
+        self, rgb: np.ndarray | None, depth: np.ndarray, ts: float, seq: int, depth_scale: float | None
+    ) -> bytes:
         color, depth_codec, quality = self._codecs
         model = self._model_input
         if model is not None and model.image_size is not None and model.depth_size is not None:

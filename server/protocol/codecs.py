@@ -124,7 +124,7 @@ def parse_server_message(data: bytes | str) -> Welcome | AnticipationOut | Notic
 
 
 def encode_frame(
-    rgb: np.ndarray,
+    rgb: np.ndarray | None,
     depth: np.ndarray,
     ts: float,
     seq: int,
@@ -134,18 +134,20 @@ def encode_frame(
     jpeg_quality: int = 80,
     depth_scale: float | None = None,
 ) -> bytes:
-    """RGB uint8 (H, W, 3) and depth uint16 (h, w) -> one ``frame`` message (msgpack bytes)."""
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+    """RGB uint8 (H, W, 3) (None: a depth-only stream's frame, without colour fields) and depth uint16 (h, w) -> one
+    ``frame`` message (msgpack bytes)."""
+    if rgb is not None and (rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3):
         raise ValueError(f"expected rgb uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
     if depth.dtype != np.uint16 or depth.ndim != 2:
         raise ValueError(f"expected depth uint16 (H, W), got {depth.dtype} {depth.shape}")
-    msg = {
+    msg: dict[str, object] = {
         "type": "frame", "v": PROTOCOL_VERSION, "seq": int(seq), "ts": float(ts),
-        "color_codec": ColorCodec(color_codec).value, "color": encode_color(rgb, color_codec, jpeg_quality),
-        "color_shape": list(rgb.shape),
         "depth_codec": DepthCodec(depth_codec).value, "depth": encode_depth(depth, depth_codec),
         "depth_shape": list(depth.shape), "depth_dtype": "uint16",
     }  # fmt: skip
+    if rgb is not None:
+        msg |= {"color_codec": ColorCodec(color_codec).value, "color": encode_color(rgb, color_codec, jpeg_quality),
+                "color_shape": list(rgb.shape)}  # fmt: skip
     if depth_scale is not None:
         msg["depth_scale"] = float(depth_scale)
     packed: bytes = msgpack.packb(msg, use_bin_type=True)
@@ -191,6 +193,8 @@ def decode_color(msg: FrameIn, expected: tuple[int, int]) -> np.ndarray:
     """The frame's colour -> uint8 (H, W, 3) RGB, checked against the expected (H, W) before any decoding: the
     size comes from the JPEG / PNG header, so a small file declaring a huge image costs nothing."""
     h, w = expected
+    if msg.color is None or msg.color_codec is None:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "expected color and color_codec in an RGB-D frame", seq=msg.seq)
     if msg.color_codec is ColorCodec.RAW:
         shape = msg.color_shape or (h, w, 3)
         if shape != (h, w, 3):

@@ -61,12 +61,14 @@ def downscale_depth(
 
 
 def downscale_frame(
-    rgb: np.ndarray,
+    rgb: np.ndarray | None,
     depth: np.ndarray,
     image_size: tuple[int, int],
     depth_size: tuple[int, int],
     depth_scale: float = 1.0,
     valid_range_m: tuple[float, float] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """A camera frame -> the frame a ``send_size = "model"`` stream sends (colour image_size, depth depth_size)."""
-    return downscale_rgb(rgb, image_size), downscale_depth(depth, depth_size, depth_scale, valid_range_m)
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """A camera frame -> the frame a ``send_size = "model"`` stream sends (colour image_size, depth depth_size);
+    rgb None (a depth-only camera) stays None."""
+    rgb_out = None if rgb is None else downscale_rgb(rgb, image_size)
+    return rgb_out, downscale_depth(depth, depth_size, depth_scale, valid_range_m)

@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     WRONG_RESOLUTION = "wrong_resolution"
     CORRUPT_IMAGE = "corrupt_image"
     BAD_DEPTH = "bad_depth"
+    COLOR_REQUIRED = "color_required"
     BAD_TIMESTAMP = "bad_timestamp"
     MESSAGE_TOO_LARGE = "message_too_large"
     TOO_MANY_SESSIONS = "too_many_sessions"
@@ -69,6 +70,7 @@ ERROR_STATUS: dict[ErrorCode, tuple[int, int]] = {
     ErrorCode.WRONG_RESOLUTION: (422, 4422),
     ErrorCode.CORRUPT_IMAGE: (422, 4422),
     ErrorCode.BAD_DEPTH: (422, 4422),
+    ErrorCode.COLOR_REQUIRED: (422, 4422),
     ErrorCode.BAD_TIMESTAMP: (422, 4422),
     ErrorCode.MESSAGE_TOO_LARGE: (413, 1009),
     ErrorCode.TOO_MANY_SESSIONS: (429, 1013),
@@ -169,6 +171,12 @@ class SessionCreate(WireModel):
 
     camera: Annotated[str, Field(max_length=200, description="camera model, e.g. 'RealSense D435'")] = "unknown"
     serial: Annotated[str | None, Field(max_length=200)] = None
+    color: bool = Field(
+        True,
+        description="false: a depth-only camera (time-of-flight, or colour that may not leave the room); frames "
+        "carry no colour and width x height is the depth size. Refused with color_required by a model that uses "
+        "colour (welcome.model.uses_color)",
+    )
     width: int = Field(gt=0, le=MAX_SIDE, description="colour width in pixels; every frame must match")
     height: int = Field(gt=0, le=MAX_SIDE)
     depth_width: Annotated[int | None, Field(gt=0, le=MAX_SIDE, description="default: width")] = None
@@ -209,8 +217,10 @@ class FrameIn(WireModel):
     v: int = PROTOCOL_VERSION
     seq: int = Field(ge=0, description="client frame counter, increasing")
     ts: float = Field(description="capture time in seconds, strictly increasing within the stream")
-    color_codec: ColorCodec
-    color: bytes
+    color_codec: Annotated[
+        ColorCodec | None, Field(description="absent in a depth-only stream (hello.color false)")
+    ] = None
+    color: bytes | None = None
     color_shape: Annotated[tuple[Side, Side, Literal[3]] | None, Field(description="(H, W, 3); required for raw")] = (
         None
     )
@@ -253,6 +263,9 @@ class ModelInfo(ServerWireModel):
     depth_range_m: Annotated[
         tuple[float, float] | None, Field(description="(min, max) metres of a valid depth reading; others are holes")
     ] = None
+    uses_color: bool = Field(
+        True, description="false: a depth-only model, which serves depth-only streams (hello.color false) too"
+    )
     backend_info: dict[str, Any] = Field(default_factory=dict)
 
 

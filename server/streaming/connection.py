@@ -238,6 +238,7 @@ class StreamConnection:
         stream = SessionCreate.model_validate(hello.model_dump(include=set(SessionCreate.model_fields)))
         registry = self.runtime.registry
         try:
+            self.runtime.engine.check_stream(stream)  # refused at hello, before any frame: color_required
             if hello.session_id:
                 session = registry.attach(hello.session_id)
                 resumed = True

@@ -15,6 +15,7 @@ import numpy as np
 
 from model import ImageDecodeError
 from model.preprocess import jpeg_size
+from rgbd.frame import MissingColorError
 from server.engine import Engine
 from server.metrics import Metrics
 from server.protocol import (
@@ -38,7 +39,7 @@ def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: f
     depth_scale = msg.depth_scale or stream.depth_scale
     color_shape, depth_shape = engine.frame_shapes(stream)
     try:
-        color = _color(msg, color_shape)
+        color = _color(msg, color_shape, stream.color)
         depth = decode_depth(msg, depth_shape, depth_scale)
     except ProtocolError as exc:
         if exc.code is ErrorCode.WRONG_RESOLUTION:  # say which contract the size comes from
@@ -48,6 +49,8 @@ def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: f
         image, dmap = engine.prepare(color, depth, depth_scale)
     except ImageDecodeError as exc:  # strict decoding: a truncated or damaged JPEG is an error, not grey pixels
         raise _corrupt_jpeg(msg) from exc
+    except MissingColorError as exc:  # a depth-only session whose model was reloaded with one that needs colour
+        raise ProtocolError(ErrorCode.COLOR_REQUIRED, str(exc), seq=msg.seq) from exc
     return PreparedFrame(msg.seq, msg.ts, image, dmap, engine.spec.preprocessing, t_recv, time.perf_counter())
 
 
@@ -60,14 +63,31 @@ def _size_contract(stream: SessionCreate) -> str:
 def _corrupt_jpeg(msg: FrameIn) -> ProtocolError:
     return ProtocolError(
         ErrorCode.CORRUPT_IMAGE,
-        f"colour JPEG of {len(msg.color)} bytes could not be decoded (corrupt or truncated)",
+        f"colour JPEG of {len(msg.color or b'')} bytes could not be decoded (corrupt or truncated)",
         seq=msg.seq,
     )
 
 
-def _color(msg: FrameIn, expected: tuple[int, int]) -> np.ndarray | bytes:
+def _color(msg: FrameIn, expected: tuple[int, int], declared: bool) -> np.ndarray | bytes | None:
     """JPEG colour stays encoded once its header shows the expected (H, W): the model's input path decodes it
-    straight to model resolution (model.prepare_inputs). Other codecs are decoded here."""
+    straight to model resolution (model.prepare_inputs). Other codecs are decoded here. None for a depth-only
+    stream, whose frames must not carry colour (and an RGB-D stream's must)."""
+    if not declared:
+        if msg.color is not None or msg.color_codec is not None:
+            raise ProtocolError(
+                ErrorCode.BAD_FRAME,
+                "expected no colour: the hello declared a depth-only stream (color false); drop color and "
+                "color_codec, or open an RGB-D session",
+                seq=msg.seq,
+            )
+        return None
+    if msg.color is None or msg.color_codec is None:
+        raise ProtocolError(
+            ErrorCode.BAD_FRAME,
+            "expected color and color_codec: the hello declared an RGB-D stream; a depth-only camera says "
+            "color: false in its hello",
+            seq=msg.seq,
+        )
     if msg.color_codec is not ColorCodec.JPEG:
         return decode_color(msg, expected)
     try:

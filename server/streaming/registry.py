@@ -70,6 +70,7 @@ class SessionRegistry:
                 retry_after_s=retry,
             )
         engine = self._engine()
+        engine.check_stream(stream)  # a depth-only stream needs a depth-only model (color_required)
         sid = session_id or secrets.token_urlsafe(12)
         if sid in self._sessions:
             raise SessionBusy(f"session id {sid!r} is already in use")

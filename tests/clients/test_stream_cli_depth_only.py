@@ -1,0 +1,57 @@
+"""r3d-stream --no-color: an RGB-D recording sent as a depth-only stream (hello color false, frames without colour)
+to a live server with a depth-only model; the same command against an RGB-D model fails with the server's reason."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clients.stream_cli import main
+from tests.clients.conftest import API_KEY, CLASSES, FPS, H, W
+
+
+@pytest.fixture(scope="module")
+def depth_only_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import torch
+
+    from model import R3D, Preprocessing, R3DConfig, save_checkpoint
+    from server.app import create_app
+    from server.serving import BackgroundServer
+    from server.settings import Settings
+
+    cfg = R3DConfig(
+        classes=list(CLASSES), window_s=2.0, horizon_s=2.0, fps=FPS, max_len=64, fusion="depth",
+        depth_encoder="conv", preprocessing=Preprocessing(image_size=(H, W), depth_size=(24, 32)),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path_factory.mktemp("model") / "depth.safetensors", R3D(cfg).eval())
+    settings = Settings(
+        model_path=path, backend="pytorch", port=0, api_keys=[API_KEY], data_root=tmp_path_factory.mktemp("data"),
+        jobs_dir=tmp_path_factory.mktemp("jobs"), inference_threads=2, decode_threads=2, shutdown_grace_s=2.0,
+        log_level="warning", default_tick_hz=15.0,
+    )  # fmt: skip
+    with BackgroundServer(create_app(settings), settings) as url:
+        yield url
+
+
+def test_no_color_streams_depth_only_to_a_depth_only_model(
+    depth_only_url: str, recording: tuple[Path, Path], tmp_path: Path
+) -> None:
+    summary_path = tmp_path / "summary.json"
+    rc = main([str(recording[0]), "--server", depth_only_url, "--token", API_KEY, "--fast", "--no-color",
+               "--summary", str(summary_path), "--tick-hz", "15", "--no-colour", "--print-hz", "0"])  # fmt: skip
+    assert rc == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["frames_sent"] == 45 and summary["server_counters"]["rejected"] == 0
+    assert summary["predictions"] >= 40
+
+
+def test_no_color_against_an_rgbd_model_fails_with_color_required(
+    live_url: str, recording: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main([str(recording[0]), "--server", live_url, "--token", API_KEY, "--fast", "--no-color", "--no-colour"])
+    assert rc != 0
+    assert "color_required" in capsys.readouterr().err
