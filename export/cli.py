@@ -2,7 +2,7 @@
 
     r3d-export CHECKPOINT --out BUNDLE [--frames FRAMES.npz] [--tolerance 1e-4] [--int8 [--calibration DATASET]]
                [--tensorrt] [--force]
-    r3d-export int8 BUNDLE [--calibration DATASET] [--calibration-frames 200] [--int8-tolerance 0.5]
+    r3d-export int8 BUNDLE [--calibration DATASET] [--calibration-frames 200] [--int8-activations uint8|int8]
     r3d-export tensorrt BUNDLE [--precisions fp16,fp32,int8] [--encoder-batch 64] [--anticipator-batch 8]
     r3d-export verify BUNDLE
     r3d-export bench BUNDLE [--json bench.json] [--only onnxruntime] [--repeats 20]
@@ -63,7 +63,11 @@ def _add_int8_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=Path, help="dataset folder whose train-split frames calibrate int8 "
                    "(default: synthetic camera frames; the synthetic world from r3d-data synth is better)")  # fmt: skip
     p.add_argument("--calibration-frames", type=int, default=200, help="frames to calibrate on (default 200)")
-    p.add_argument("--int8-tolerance", type=float, default=None, help="max abs token difference int8 vs fp32")
+    p.add_argument("--int8-tolerance", type=float, default=None,
+                   help="relative token error allowed, int8 vs fp32 (default 0.1)")  # fmt: skip
+    p.add_argument("--int8-activations", choices=["uint8", "int8"], default="uint8",
+                   help="uint8: fast in ONNX Runtime on the CPU (default); int8: symmetric, needed for TensorRT int8 "
+                   "engines, slower on the CPU")  # fmt: skip
 
 
 def export_parser() -> argparse.ArgumentParser:
@@ -169,7 +173,8 @@ def _summary(path: Path) -> None:
 def _int8(bundle: Path, args: argparse.Namespace) -> Any:
     from export.int8 import add_int8
 
-    kwargs: dict[str, Any] = {"calibration": args.calibration, "calibration_frames": args.calibration_frames}
+    kwargs: dict[str, Any] = {"calibration": args.calibration, "calibration_frames": args.calibration_frames,
+                              "activations": args.int8_activations}  # fmt: skip
     if args.int8_tolerance is not None:
         kwargs["tolerance"] = args.int8_tolerance
     return add_int8(bundle, **kwargs)

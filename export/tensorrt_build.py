@@ -35,6 +35,7 @@ from export.bundle import (
     ANTICIPATOR_ONNX,
     ENGINES_DIR,
     FRAME_ENCODER_INT8_ONNX,
+    INT8_REPORT,
     MANIFEST,
     PARITY,
     Bundle,
@@ -139,6 +140,12 @@ def engine_sources(bundle: Bundle, precision: str) -> dict[str, tuple[str, str]]
     if precision == "int8":
         if not bundle.has(FRAME_ENCODER_INT8_ONNX):
             raise ExportError(f"int8 engines need the bundle's Q/DQ frame encoder: r3d-export int8 {bundle.path} first")
+        if bundle.parity.get(INT8_REPORT, {}).get("activations") != "int8":
+            raise ExportError(
+                "int8 engines need symmetric int8 activations (TensorRT's Q/DQ); this bundle's int8 frame encoder has "
+                f"uint8 activations (ONNX Runtime's fast CPU choice): r3d-export int8 {bundle.path} "
+                "--int8-activations int8"
+            )
         return {"frame_encoder": (FRAME_ENCODER_INT8_ONNX, "int8"), "anticipator": (ANTICIPATOR_ONNX, "fp16")}
     return {graph: (onnx_name, precision) for graph, onnx_name in GRAPHS.items()}
 

@@ -92,6 +92,19 @@ def test_int8_engines_need_the_bundles_qdq_frame_encoder(tiny_bundle: Path) -> N
         engine_sources(bundle, "int8")
 
 
+def test_int8_engines_need_symmetric_activations(tmp_path: Path, tiny_bundle: Path) -> None:
+    """ONNX Runtime's fast CPU graph has uint8 activations; TensorRT's Q/DQ needs symmetric int8 ones."""
+    from export.int8 import add_int8
+
+    folder = Path(shutil.copytree(tiny_bundle, tmp_path / "b"))
+    bundle = add_int8(folder, calibration_frames=8, parity_frames=8)
+    assert bundle.parity["frame_encoder_int8"]["activations"] == "uint8"
+    with pytest.raises(ExportError, match="--int8-activations int8"):
+        engine_sources(bundle, "int8")
+    bundle = add_int8(folder, calibration_frames=8, parity_frames=8, activations="int8")
+    assert engine_sources(bundle, "int8")["frame_encoder"] == ("frame_encoder.int8.onnx", "int8")
+
+
 @pytest.mark.parametrize("graph", ["frame_encoder", "anticipator"])
 def test_fp16_graph_keeps_float32_io_and_matches_fp32_in_onnx_runtime(
     tiny_bundle: Path, tmp_path: Path, graph: str
