@@ -1,0 +1,61 @@
+"""The UTD-MHAD benchmark command end to end on .mat fixtures in the original layout (written here, never the real
+data): import, feature cache, training, causal per-clip evaluation with bootstrap intervals, and the generated
+report; a second run reuses the work folder without retraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.training.test_importers_utd_mhad import write_clip
+from tests.training.train_fixtures import one_thread
+from training.utd_mhad_report import bootstrap_interval, main
+
+
+def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() -> None:
+    assert bootstrap_interval([(1.0, 1.0)] * 10) == (1.0, 1.0)
+    lo, hi = bootstrap_interval([(1.0, 1.0)] * 50 + [(0.0, 1.0)] * 50)
+    assert 0.35 < lo < 0.5 < hi < 0.65
+    lo, hi = bootstrap_interval([(3.0, 4.0), (0.0, 4.0)])  # frames pooled over resampled clips
+    assert (lo, hi) == (0.0, 0.75)
+
+
+def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    for subject in range(1, 9):
+        for action in (1, 2):
+            for trial in (1, 2):
+                write_clip(raw, action, subject, trial, 8, modalities="d")
+    out, work = tmp_path / "report", tmp_path / "work"
+    argv = ["--raw", str(raw), "--work", str(work), "--out", str(out), "--epochs", "2", "--no-progress"]
+    with one_thread():
+        assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    ev = results["evaluation"]
+    assert ev["test_clips"] == 16 and results["split_sizes"]["test"] == 16
+    assert results["split_sizes"]["train"] + results["split_sizes"]["val"] == 16
+    for key in ("clip_accuracy", "frame_accuracy", "clip_accuracy_at_end"):
+        lo, hi = ev[key]["ci95"]
+        assert 0.0 <= lo <= ev[key]["value"] <= hi <= 1.0
+    confusion = np.asarray(ev["confusion"])
+    assert confusion.shape == (27, 27) and confusion.sum() == 16 and confusion[2:].sum() == 0
+    assert ev["clip_accuracy"]["value"] == pytest.approx(np.trace(confusion) / 16)
+    assert ev["test_frames"] == sum(c["frames"] for c in ev["clips"]) and {c["subject"] for c in ev["clips"]} == {
+        2,
+        4,
+        6,
+        8,
+    }
+    timings = results["timings_s"]
+    assert timings["import (this invocation)"] > 0 and timings["training (this invocation)"] > 0
+    report = (out / "REPORT.md").read_text()
+    assert f"{100 * ev['clip_accuracy']['value']:.1f} %" in report and "cross-subject" in report
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with one_thread():
+        assert main(argv) == 0  # everything reused: no import, no training
+    again = json.loads((out / "results.json").read_text())
+    assert again["timings_s"]["training (this invocation)"] is None
+    assert again["evaluation"]["clip_accuracy"] == ev["clip_accuracy"]
