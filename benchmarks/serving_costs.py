@@ -62,7 +62,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from server.engine import Engine
     from server.protocol import SendSize
 
-    engine = Engine(load_backend(args.model, args.backend, threads=args.threads), server_version="bench")
+    if args.int8:  # the bundle's int8 frame encoder whatever its recorded accuracy (a cost measurement)
+        from export.bundle import load_bundle
+        from export.ort_backend import OnnxRuntimeBackend
+
+        backend: Any = OnnxRuntimeBackend.from_bundle(load_bundle(args.model), threads=args.threads, int8=True)
+    else:
+        backend = load_backend(args.model, args.backend, threads=args.threads)
+    engine = Engine(backend, server_version="bench")
     pre, cfg = engine.spec.preprocessing, engine.backend.config
     out: dict[str, Any] = {"costs_ms": {}, "window_frames": cfg.window_frames}
     for size in (SendSize.FULL, SendSize.MODEL):
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", type=Path, required=True, help="bundle (onnxruntime) or checkpoint (pytorch)")
     p.add_argument("--backend", default="onnxruntime", choices=("pytorch", "onnxruntime"))
+    p.add_argument("--int8", action="store_true", help="the bundle's int8 frame encoder (r3d-export int8)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads (the server uses the cores it may)")
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--tick-batch", type=int, default=8, help="ticks batched together (sessions due at once)")
@@ -114,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())  # fmt: skip
     lines = [f"machine: {cpu}, {args.cores} cores, load average {os.getloadavg()[0]:.2f} (1 min) at the end",
-             f"model {args.model}, {args.backend}, {args.threads} threads, window {res['window_frames']} frames",
+             f"model {args.model}, {args.backend}{' int8 frame encoder' if args.int8 else ''}, {args.threads} threads, "
+             f"window {res['window_frames']} frames",
              "", "| stage | CPU ms per frame or tick | wall ms |", "| --- | ---: | ---: |"]  # fmt: skip
     lines += [f"| {name} | {c} | {w} |" for name, (c, w) in res["costs_ms"].items()]
     cap = capacity(res["costs_ms"], args.fps, args.tick_hz, args.cores, args.tick_batch)
