@@ -22,6 +22,7 @@ depth-based cross-subject results (PUBLISHED, each with its source).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import logging
@@ -320,8 +321,15 @@ def run(args: argparse.Namespace) -> int:
     if not (run_dir / "summary.json").is_file():  # written when training finished (an interrupted run resumes)
         timed("train", lambda: train(cfg, resume=(run_dir / "last.safetensors").is_file()))
     summary = json.loads((run_dir / "summary.json").read_text())
-    _, data = ensure_features(dataset, model_cfg.backbone, model_cfg.preprocessing, test_ids, progress=False)
-    evaluation = timed("evaluate", lambda: evaluate_clips(best, dataset, data))
+    evaluation_path = work / "evaluation.json"  # reused while the checkpoint is unchanged (regenerating the report)
+    digest = hashlib.sha256(best.read_bytes()).hexdigest()
+    cached = json.loads(evaluation_path.read_text()) if evaluation_path.is_file() else {}
+    if cached.get("checkpoint_sha256") == digest:
+        evaluation = cached["evaluation"]
+    else:
+        _, data = ensure_features(dataset, model_cfg.backbone, model_cfg.preprocessing, test_ids, progress=False)
+        evaluation = timed("evaluate", lambda: evaluate_clips(best, dataset, data))
+        write_json_atomic(evaluation_path, {"checkpoint_sha256": digest, "evaluation": evaluation})
     model, _, _ = load_for_eval(best)
     n_params = sum(p.numel() for p in model.parameters())
     out.mkdir(parents=True, exist_ok=True)
@@ -342,7 +350,7 @@ def run(args: argparse.Namespace) -> int:
             "import (this invocation)": ran["import"],
             "feature cache (this invocation)": ran["features"],
             "training (this invocation)": ran["train"],
-            "evaluation": ran["evaluate"],
+            "evaluation (this invocation)": ran["evaluate"],
             **{f"{k} (recorded earlier in timings.json)": v for k, v in timings.items() if ran.get(k) is None},
         },
         "published": PUBLISHED,

@@ -120,7 +120,8 @@ def _sequence_folder(folder: Path) -> SourceSequence:
             rows = list(csv.DictReader(f))
         for i, row in enumerate(rows):
             yield Frame(
-                rgb=read_rgb(folder / "rgb" / f"{i:06d}.jpg"), depth=read_depth(folder / "depth" / f"{i:06d}.png"),
+                rgb=read_rgb(folder / "rgb" / f"{i:06d}.jpg") if meta.has_color else None,  # None: depth-only
+                depth=read_depth(folder / "depth" / f"{i:06d}.png"),
                 depth_scale=meta.depth_scale, timestamp=float(row["timestamp"]), index=i,
                 intrinsics=meta.intrinsics, depth_aligned=meta.depth_aligned, label=row["label"] or None,
             )  # fmt: skip

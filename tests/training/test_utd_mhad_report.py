@@ -58,4 +58,17 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
         assert main(argv) == 0  # everything reused: no import, no training
     again = json.loads((out / "results.json").read_text())
     assert again["timings_s"]["training (this invocation)"] is None
+    assert again["timings_s"]["evaluation (this invocation)"] is None  # the checkpoint did not change
     assert again["evaluation"]["clip_accuracy"] == ev["clip_accuracy"]
+    # section 4: three test clips of subject 2 chained and streamed depth-only through the real server
+    from benchmarks.utd_mhad_stream import main as stream_main
+
+    argv = ["--work", str(work), "--out", str(out), "--subject", "2", "--clips", "3", "--all-trials"]
+    with one_thread():
+        assert stream_main(argv) == 0
+    streamed = json.loads((out / "streaming.json").read_text())
+    assert streamed["clips"] == ["a01_s2_t1", "a01_s2_t2", "a02_s2_t1"] and streamed["frames"] == 24
+    assert streamed["ticks_compared"] >= 10 and streamed["live_equals_batch"] == streamed["ticks_compared"]
+    delays = streamed["naming_delay_s"]
+    assert delays["named"] + len(delays["not_named"]) == 2  # every clip after the first
+    assert "live vs batch scoring" in (out / "STREAMING.md").read_text()
