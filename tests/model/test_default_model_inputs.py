@@ -1,6 +1,5 @@
-"""The pre-v2 default model (its config predates `depth_input`; kept as a fixture since models/default moved to the
-metric depth input) loads as "minmax" and, fed through the fast input path, predicts what it predicted through the
-pre-v2 path (PyTorch float resizes at camera resolution)."""
+"""The committed default model (its config predates `depth_input`) loads as "minmax" and, fed through the fast input
+path, predicts what it predicted through the pre-v2 path (PyTorch float resizes at camera resolution)."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ from export.parity import synthetic_camera_frames
 from model import Preprocessing, load_checkpoint, prepare_inputs
 from model.backbones import IMAGENET_MEAN, IMAGENET_STD
 
-DEFAULT = Path(__file__).resolve().parent / "fixtures" / "default_pre_v2.safetensors"
+DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default" / "model.safetensors"
 
 
 def _pre_v2_inputs(rgb: np.ndarray, depth: np.ndarray, scale: float, pre: Preprocessing) -> tuple[torch.Tensor, ...]:
