@@ -49,6 +49,7 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
         6,
         8,
     }
+    assert results["validation"]["test_clips"] == results["split_sizes"]["val"]
     timings = results["timings_s"]
     assert timings["import (this invocation)"] > 0 and timings["training (this invocation)"] > 0
     report = (out / "REPORT.md").read_text()
