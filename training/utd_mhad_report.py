@@ -81,8 +81,8 @@ PUBLISHED: list[dict[str, Any]] = [
 PUBLISHED_NOTE = (
     "The published figures are left blank on purpose: the session that wrote this command could read the sources' "
     "abstracts but not their result tables, and a figure is only entered in training/utd_mhad_report.py "
-    "(PUBLISHED) once confirmed in the cited paper. Each of these works reports a depth-based accuracy under the "
-    "same cross-subject split; compare against them only after filling in the numbers from the papers."
+    "(PUBLISHED) once confirmed in the cited paper. Each of these works reports depth-based results on UTD-MHAD; "
+    "whether its protocol is this cross-subject split is to be checked together with its figure."
 )
 
 
@@ -356,7 +356,8 @@ def run(args: argparse.Namespace) -> int:
             "fps": model.cfg.fps,
             "summary": f"fusion {model.cfg.fusion}, depth encoder {model.cfg.depth_encoder}, depth input "
             f"{model.cfg.preprocessing.depth_input} {list(model.cfg.preprocessing.depth_size)}, hidden "
-            f"{model.cfg.hidden}, {n_params / 1e6:.2f} M parameters (no colour backbone is used)",
+            f"{model.cfg.hidden}, {n_params / 1e6:.2f} M parameters (the colour backbone never runs in training or "
+            "evaluation)",
         },
         "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"]},
         "timings_s": {
