@@ -2,10 +2,10 @@
 
 Runs r3d-serve on the GPU (PyTorch CUDA by default: the lent machines have a CPU-only onnxruntime; --backend
 onnxruntime uses the CUDA execution provider where onnxruntime-gpu is installed) and, for each stream count in turn,
-N synthetic 30-fps RGB-D streams against it (server.loadtest, the load generator split over several processes), until
-a count misses the goal (p99 frame->prediction < 100 ms, no drops) or the time budget (default 9 minutes) would be
-exceeded. Writes DIR/gpu_load.json and DIR/gpu_load.md: the machine, the model, fp16 parity with fp32 when --fp16,
-and one table row per stream count; the headline is the most streams that met the goal.
+N synthetic 30-fps RGB-D streams against it (benchmarks.loadtest, the load generator split over several processes),
+until a count misses the goal (p99 frame->prediction < 100 ms, no drops) or the time budget (default 9 minutes)
+would be exceeded. Writes DIR/gpu_load.json and DIR/gpu_load.md: the machine, the model, fp16 parity with fp32 when
+--fp16, and one table row per stream count; the headline is the most streams that met the goal.
 
 The server gets larger encoder batches and more decode threads than the CPU defaults (--encoder-max-batch,
 --decode-threads); every other setting is the service's default. A quick check anywhere:
@@ -67,7 +67,7 @@ def fp16_parity(model: Path, device: str) -> dict[str, Any]:
 
 
 def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from server import loadtest
+    from benchmarks import loadtest
 
     os.environ["R3D_ENCODER_MAX_BATCH"] = str(args.encoder_max_batch)
     os.environ["R3D_DECODE_THREADS"] = str(args.decode_threads)

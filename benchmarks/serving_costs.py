@@ -8,7 +8,7 @@ wall time per frame of each stage a streamed frame goes through, for both send s
   tick     the Anticipator over a full window, per tick, one call per tick against one batched call (--tick-batch)
 and from them the streams a machine's cores can hold at --fps with --tick-hz predictions per stream, if the CPU
 were the only limit and nothing else ran (the event loop's WebSocket work and Python overheads are not in it: the
-load benchmark, python -m server.loadtest, measures the whole). Medians over --repeats; the machine is named.
+load benchmark, python -m benchmarks.loadtest, measures the whole). Medians over --repeats; the machine is named.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _cost(fn: Callable[[], object], repeats: int, per: int = 1) -> tuple[float, 
 
 def _stream_costs(engine: Any, size: Any, args: argparse.Namespace) -> tuple[dict[str, tuple[float, float]], int]:
     """({"parse SIZE": ..., "prepare SIZE": ...}, bytes per frame) for one send size."""
-    from server.loadgen import DEPTH_SCALE, synthetic_frames
+    from benchmarks.loadgen import DEPTH_SCALE, synthetic_frames
     from server.protocol import FrameIn, SendSize, SessionCreate, parse_client_message
     from server.streaming.ingest import prepare_frame
 

@@ -1,4 +1,4 @@
-"""python -m server.loadtest end to end on a tiny model: a real r3d-serve subprocess, real WebSocket streams, the
+"""python -m benchmarks.loadtest end to end on a tiny model: a real r3d-serve subprocess, real WebSocket streams, the
 report's figures and the send-size option (the benchmark itself is a command, not a test: see the README)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from server import loadtest
-from server.loadgen import synthetic_frames
+from benchmarks import loadtest
+from benchmarks.loadgen import synthetic_frames
 
 
 @pytest.mark.slow

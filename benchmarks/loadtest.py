@@ -1,6 +1,6 @@
 """Load benchmark (a command, not a test): N concurrent synthetic RGB-D streams against a real ``r3d-serve``.
 
-    python -m server.loadtest [--model BUNDLE] [--backend onnxruntime] [--streams 8] [--fps 15] [--seconds 60]
+    python -m benchmarks.loadtest [--model BUNDLE] [--backend onnxruntime] [--streams 8] [--fps 15] [--seconds 60]
                               [--send-size full|model] [--soak] [--tick-hz 15] [--json out.json] [--url URL]
 
 Without --url it starts ``r3d-serve`` in a subprocess on a free loopback port; without --model it builds a
@@ -35,8 +35,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.loadgen import StreamStats, client_process, run_streams, synthetic_frames
 from rgbd.files import write_json_atomic
-from server.loadgen import StreamStats, client_process, run_streams, synthetic_frames
 from server.protocol import ModelInfo, SendSize
 
 logger = logging.getLogger(__name__)
@@ -317,7 +317,7 @@ def table(r: dict[str, Any]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m server.loadtest", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--model", type=Path, help="bundle (or checkpoint with --backend pytorch); default: build one")
     p.add_argument("--backend", default="onnxruntime", choices=("auto", "pytorch", "onnxruntime", "tensorrt"))

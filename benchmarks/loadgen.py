@@ -1,4 +1,4 @@
-"""The load generator of ``python -m server.loadtest``: synthetic camera-like RGB-D frames and streams that send
+"""The load generator of ``python -m benchmarks.loadtest``: synthetic camera-like RGB-D frames and streams that send
 them on an absolute schedule and time each frame until its prediction (one asyncio loop per process)."""
 
 from __future__ import annotations
