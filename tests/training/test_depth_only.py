@@ -86,7 +86,16 @@ def test_depth_only_model_trains_and_evaluates_on_depth_only_data(depth_only_dat
 
 
 def test_depth_only_model_output_does_not_depend_on_the_image() -> None:
-    cfg = R3DConfig(classes=CLASSES, fusion="depth", depth_encoder="conv", hidden=32, ffn=64, max_len=16)
+    cfg = R3DConfig(
+        classes=CLASSES,
+        fusion="depth",
+        depth_encoder="conv",
+        hidden=32,
+        ffn=64,
+        max_len=16,
+        window_s=1.0,
+        horizon_s=1.0,
+    )
     assert not cfg.uses_color and R3DConfig(classes=CLASSES).uses_color
     model = R3D(cfg, with_backbone=False).eval()
     depth = torch.rand(1, 5, cfg.preprocessing.depth_channels, *cfg.preprocessing.depth_size)
