@@ -274,6 +274,10 @@ def render_report(results: dict[str, Any]) -> str:
         lines.append(f"| {stage} | {'not run in this invocation (reused)' if seconds is None else f'{seconds:.0f}'} |")
     lines += [
         "",
+        "A stage's time covers only the work it did in the run that recorded it: the feature stage skips sequences "
+        "already cached (and the import an existing dataset), so they are full build times only in a run that "
+        "started from nothing. Other jobs shared the two cores during every stage.",
+        "",
         f"Model (read from the checkpoint): {results['model']['summary']}; {results['train']['epochs']} epochs "
         f"(best validation selection metric {results['train']['best_selection']:.3f}); the run's resolved training "
         "config is WORK/run/config.yaml (recipe: training/configs/utd_mhad.yaml unless --recipe named another).",
