@@ -115,7 +115,7 @@ def tensorrt_unavailable_reason() -> str | None:
         return "tensorrt is not installed"
     from importlib.metadata import PackageNotFoundError, version
 
-    from export.tensorrt_build import tensorrt_version_problem
+    from export.tensorrt_runtime import tensorrt_version_problem
 
     try:
         problem = tensorrt_version_problem(version("tensorrt"))

@@ -2,7 +2,8 @@
 
 TensorRT 11 removed weak typing (BuilderFlag.FP16 / INT8 and the INT8 calibrators are gone): every network here is
 strongly typed, so an engine's precision is the precision of the ONNX graph it is built from. The same code builds
-on TensorRT 10.x, which has strongly typed networks too; other majors are refused by name (SUPPORTED_TENSORRT).
+on TensorRT 10.x, which has strongly typed networks too; other majors are refused by name
+(tensorrt_runtime.SUPPORTED_TENSORRT).
 
     fp32: the bundle's graphs, TF32 cleared (fp32 means fp32: parity is checked at fp32 tolerance)
     fp16: the bundle's graphs converted to fp16 (onnxconverter-common, float32 inputs and outputs kept), built here
@@ -116,21 +117,6 @@ def build_engine(
     write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     logger.info("built %s in %.1f s", engine_path.name, seconds)
     return seconds
-
-
-SUPPORTED_TENSORRT = (10, 11)  # majors with strongly typed networks and the APIs used here
-
-
-def tensorrt_version_problem(version: str) -> str | None:
-    """Why this TensorRT version cannot build or run engines here, or None when it is supported."""
-    try:
-        major = int(version.split(".")[0])
-    except ValueError:
-        return f"cannot read the TensorRT version {version!r}"
-    if major not in SUPPORTED_TENSORRT:
-        supported = ", ".join(f"{m}.x" for m in SUPPORTED_TENSORRT)
-        return f"TensorRT {version} is installed; supported versions: {supported}"
-    return None
 
 
 def engine_sources(bundle: Bundle, precision: str) -> dict[str, tuple[str, str]]:

@@ -24,6 +24,21 @@ from model.r3d import R3DConfig
 
 logger = logging.getLogger(__name__)
 
+SUPPORTED_TENSORRT = (10, 11)  # majors with strongly typed networks and the APIs used here
+
+
+def tensorrt_version_problem(version: str) -> str | None:
+    """Why this TensorRT version cannot build or run engines here, or None when it is supported."""
+    try:
+        major = int(version.split(".")[0])
+    except ValueError:
+        return f"cannot read the TensorRT version {version!r}"
+    if major not in SUPPORTED_TENSORRT:
+        supported = ", ".join(f"{m}.x" for m in SUPPORTED_TENSORRT)
+        return f"TensorRT {version} is installed; supported versions: {supported}"
+    return None
+
+
 GRAPHS = {"frame_encoder": FRAME_ENCODER_ONNX, "anticipator": ANTICIPATOR_ONNX}
 
 

@@ -13,7 +13,8 @@ from export.backends import load_backend, tensorrt_unavailable_reason
 from export.bundle import load_bundle
 from export.cli import main
 from export.errors import BackendUnavailableError, ExportError
-from export.tensorrt_build import build_engines, engine_sources, fp16_graph, profiles, tensorrt_version_problem
+from export.tensorrt_build import build_engines, engine_sources, fp16_graph, profiles
+from export.tensorrt_runtime import tensorrt_version_problem
 from tests.export.conftest import tiny_config
 
 REASON = tensorrt_unavailable_reason()
