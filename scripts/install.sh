@@ -6,3 +6,9 @@ cd "$(dirname "$0")/.."
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0
 python -m pip install -q -e ".[dev]"
+# Debian's redis-server: the durable session store's tests start a real one (they skip, saying so, without it)
+if ! command -v redis-server >/dev/null 2>&1; then
+    # shellcheck source=scripts/setup.sh
+    . scripts/setup.sh
+    r3d_apt_install install redis-server || true
+fi

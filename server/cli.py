@@ -2,6 +2,7 @@
 
     r3d-serve BUNDLE_OR_CHECKPOINT_OR_FOLDER [--backend auto|pytorch|onnxruntime|tensorrt] [--host H] [--port P]
               [--config settings.yaml|.toml] [--device D] [--fp16] [--data-root DIR] [--jobs-dir DIR]
+              [--session-store redis://HOST:PORT/DB]
 
 Every setting can also come from the environment (R3D_<NAME>, e.g. R3D_API_KEYS, R3D_MAX_SESSIONS) or the --config
 file; the command line wins over the environment, which wins over the file. API keys are never taken from the
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true", default=None, help="half precision (CUDA backends)")
     p.add_argument("--data-root", type=Path, help="batch jobs may score paths under this folder")
     p.add_argument("--jobs-dir", type=Path, help="where job uploads and results are kept")
+    p.add_argument(
+        "--session-store", metavar="URL",
+        help="journal sessions in Redis (redis://HOST:PORT/DB) so they survive a restart; default memory:// "
+        "(docs/scale-out.md)",
+    )  # fmt: skip
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
     return p
 
@@ -50,7 +56,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(
         args.config, model_path=args.model, backend=args.backend, host=args.host, port=args.port,
         device=args.device, fp16=args.fp16, data_root=args.data_root, jobs_dir=args.jobs_dir, log_level=args.log_level,
-        models_dir=args.models_dir,
+        models_dir=args.models_dir, session_store=args.session_store,
     )  # fmt: skip
 
 

@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from server.session_store import check_store_url
+
 MIB = 1024 * 1024
 # API keys that look like placeholders from a tutorial or a compose file are refused
 DEFAULT_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "password", "apikey", "api-key", "r3d"})
@@ -78,6 +80,18 @@ class Settings(BaseSettings):
         3.0, ge=0, description="a detached session that never received a frame is closed after this long"
     )
     session_idle_timeout_s: float = Field(300.0, gt=0, description="a created session without frames is closed")
+    # durable sessions (docs/scale-out.md)
+    session_store: str = Field(
+        "memory://",
+        description="where sessions are journaled: memory:// (in this process, lost with it) or "
+        "redis://HOST:PORT/DB (survive a restart of the server; also rediss://, unix://PATH)",
+    )
+    session_journal_frames: int = Field(
+        1, ge=1, le=64, description="journal a session every k encoded frames: a crash loses fewer than k of them"
+    )
+    session_store_ttl_s: float = Field(
+        3600.0, gt=0, description="a journaled session nobody writes (nor resumes) is forgotten after this long"
+    )
     # batch scoring
     data_root: Path | None = Field(None, description="batch jobs may name paths under this folder only")
     jobs_dir: Path | None = Field(None, description="job uploads and results (default: a temporary folder)")
@@ -117,6 +131,11 @@ class Settings(BaseSettings):
         if value not in known:
             raise ValueError(f"expected a backend in {known}, got {value!r}")
         return value
+
+    @field_validator("session_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        return check_store_url(value)
 
     @field_validator("log_level")
     @classmethod
