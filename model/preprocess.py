@@ -8,10 +8,11 @@ because the model sees 160x120 colour and 80x60 depth while cameras send 640x480
   original, the smallest that stays >= the model size (640x480 -> 160x120 in one step); decoded colour: as is.
   Then an OpenCV INTER_AREA resize in uint8 to the model size (skipped when already there), and one conversion to
   float32 normalised with ImageNet mean/std: (3, h, w).
-- depth, uint16 sensor units: a validity-aware INTER_AREA resize at model size: the sums of valid metres and of
-  the validity mask are resized and divided, so a hole (0, or outside [depth_min_m, depth_max_m]) never pulls a
-  surface towards 0; a model pixel is valid when at least half of the sensor pixels under it are. Then the
-  depth input the config selects (`Preprocessing.depth_input`):
+- depth, uint16 sensor units: a validity-aware INTER_AREA resize to model size in integer form (resize_valid_depth:
+  the valid readings and the validity mask are resized as uint16 and divided), so a hole (0, or outside
+  [depth_min_m, depth_max_m]) never pulls a surface towards 0; a model pixel is valid when at least half of the
+  sensor pixels under it are. Metres, the one float conversion, exist only at model size. Then the depth input the
+  config selects (`Preprocessing.depth_input`):
     "minmax" (the paper; what models without the field were trained on): per-frame min-max of the valid pixels to
              [0, 1], holes 0: (1, h, w).
     "metric": metres standardised by fixed statistics, (m - depth_mean_m) / depth_std_m, holes 0, plus the
@@ -20,6 +21,8 @@ because the model sees 160x120 colour and 80x60 depth while cameras send 640x480
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -113,25 +116,68 @@ def prepare_rgb(color: np.ndarray | bytes, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+# validity coverage of a model pixel in integer form: 65535 when every sensor pixel under it is valid
+FULL_COVERAGE = 65535
+HALF_COVERAGE = 32768  # round(65535 / 2): a model pixel is valid when at least half of its sensor pixels are
+
+
+@functools.lru_cache(maxsize=64)
+def valid_units(depth_scale: float, depth_min_m: float, depth_max_m: float) -> tuple[int, int]:
+    """The readings (sensor units) inside [depth_min_m, depth_max_m] metres: (lowest, highest), both inclusive; 0 is
+    a hole whatever the range. A reading within 1e-9 (relative) of a bound counts as inside it, so that e.g. 100 units
+    of 1 mm are inside 0.1 m although 0.1 / 0.001 is 100.00000000000001 in floating point."""
+    lo = max(1, math.ceil(depth_min_m / depth_scale * (1 - 1e-9)))
+    hi = min(65535, math.floor(depth_max_m / depth_scale * (1 + 1e-9)))
+    return lo, hi
+
+
+def resize_valid_depth(
+    depth: np.ndarray, size: tuple[int, int], units: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """uint16 (H, W) sensor units -> (mean, coverage), both uint16 (h, w), resized in integer form at camera size.
+
+    OpenCV INTER_AREA (a box filter when shrinking) of the readings inside ``units`` with the others set to 0, and of
+    the validity mask at FULL_COVERAGE: the mean of the valid readings under a model pixel is mean * FULL_COVERAGE /
+    coverage (OpenCV rounds mean to a whole unit and coverage to 1/65535: within 1 unit plus 2e-5 of the
+    reading where coverage >= HALF_COVERAGE). Returned without
+    resizing when depth is already (h, w).
+    """
+    lo, hi = units
+    valid = cv2.inRange(depth, lo, hi)  # uint8 255 / 0
+    masked = cv2.bitwise_and(depth, depth, mask=valid)
+    coverage = valid.astype(np.uint16) * np.uint16(FULL_COVERAGE // 255)
+    h, w = size
+    if depth.shape == (h, w):
+        return masked, coverage
+    return (
+        cv2.resize(masked, (w, h), interpolation=cv2.INTER_AREA),
+        cv2.resize(coverage, (w, h), interpolation=cv2.INTER_AREA),
+    )
+
+
 def prepare_depth(depth: np.ndarray, depth_scale: float, pre: Preprocessing) -> np.ndarray:
     """uint16 (H, W) in sensor units -> float32 (pre.depth_channels, h, w) at pre.depth_size (module docstring).
 
-    A frame with no valid pixel becomes all zeros (the model then sees "no depth", not garbage).
+    The validity-aware resize runs on the uint16 map (resize_valid_depth); the one conversion to float (metres) is at
+    model size. A frame with no valid pixel becomes all zeros (the model then sees "no depth", not garbage).
     """
     depth = np.asarray(depth)
     if depth.dtype != np.uint16 or depth.ndim != 2:
         raise ValueError(f"expected depth uint16 (H, W) in sensor units, got {depth.dtype} {depth.shape}")
     if not depth_scale > 0:
         raise ValueError(f"expected a positive depth scale (metres per unit), got {depth_scale!r}")
-    metres = depth.astype(np.float32) * np.float32(depth_scale)
-    valid = ((metres >= pre.depth_min_m) & (metres <= pre.depth_max_m)).astype(np.float32)
     h, w = pre.depth_size
-    if depth.shape != (h, w):
-        fraction = cv2.resize(valid, (w, h), interpolation=cv2.INTER_AREA)
-        total = cv2.resize(metres * valid, (w, h), interpolation=cv2.INTER_AREA)
-        valid = (fraction >= 0.5).astype(np.float32)
-        metres = np.divide(total, fraction, out=np.zeros_like(total), where=valid > 0)
-    mask = valid > 0
+    mean, coverage = resize_valid_depth(
+        depth, (h, w), valid_units(float(depth_scale), pre.depth_min_m, pre.depth_max_m)
+    )
+    mask = coverage >= HALF_COVERAGE
+    valid = mask.astype(np.float32)
+    metres = np.divide(
+        mean.astype(np.float32) * np.float32(depth_scale * FULL_COVERAGE),
+        coverage.astype(np.float32),
+        out=np.zeros((h, w), np.float32),
+        where=mask,
+    )
     if pre.depth_input == "metric":
         standardised = np.where(mask, (metres - np.float32(pre.depth_mean_m)) / np.float32(pre.depth_std_m), 0.0)
         return np.stack([standardised.astype(np.float32), valid])

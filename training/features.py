@@ -17,6 +17,8 @@ Frames go through model.prepare_inputs, the function the server uses: the clean 
 bytes (decoded straight to model resolution, as a streaming frame is), so cached inputs are bit-identical to the
 served ones. Degraded caches degrade the decoded full-size frame first, then call the same function.
 Version 2: the fast input path (v1 resized float tensors with torch; v1 caches are left alone, not reused).
+Version 3: depth resized as uint16 at camera size and converted to float once at model size (v2 converted at camera
+size; the depth inputs differ by up to about 1 mm, model.preprocess.resize_valid_depth); v2 caches are not reused.
 
 Each sequence file is written atomically, so an interrupted run resumes by skipping the finished sequences.
 """
@@ -46,7 +48,7 @@ from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
 
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "r3d-feature-cache"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from model import R3D, ConfigError, ImageDecodeError, Preprocessing, R3DConfig, prepare_inputs
-from model.preprocess import decode_jpeg_reduced, jpeg_size, preprocess_depth, preprocess_rgb
+from model.preprocess import (
+    decode_jpeg_reduced,
+    jpeg_size,
+    prepare_depth,
+    preprocess_depth,
+    preprocess_rgb,
+    valid_units,
+)
 
 PRE = Preprocessing(depth_size=(2, 2))
 METRIC = Preprocessing(depth_size=(2, 2), depth_input="metric", depth_mean_m=2.0, depth_std_m=0.5)
@@ -162,3 +169,38 @@ def test_r3d_runs_end_to_end_on_metric_depth() -> None:
     out = model.forward_features(torch.randn(1, 3, cfg.feature_dim), depths[None], torch.ones(1, 3, dtype=torch.bool))
     assert model.frame_encoder.depth_proj[1].in_features == 2 * 6 * 8
     assert out.action_logits.shape == (1, cfg.n_queries, 3) and torch.isfinite(out.action_logits).all()
+
+
+def test_depth_resize_in_integer_form_is_within_one_unit_of_the_exact_mean_of_valid_readings() -> None:
+    """480x640 -> 60x80 (8x8 blocks) with holes and out-of-range readings: the uint16 resize plus the one float
+    conversion at model size gives the exact mean of the valid readings to within a sensor unit (OpenCV rounds the
+    uint16 mean) plus 2e-5 of the value (the mask's 1/65535 steps), and exactly the blocks with at least half valid
+    readings are valid."""
+    rng = np.random.default_rng(0)
+    depth = rng.integers(300, 9000, (480, 640)).astype(np.uint16)
+    depth[rng.random(depth.shape) < 0.3] = 0
+    depth[rng.random(depth.shape) < 0.2] = 12000  # 12 m: beyond the 10 m range
+    depth[:8, :8] = 0  # a block with no reading at all
+    depth[8:16, :8] = 0
+    depth[8:16, :4] = 1000  # exactly half valid
+    pre = Preprocessing(depth_size=(60, 80), depth_input="metric", depth_mean_m=0.0, depth_std_m=1.0)
+    x = prepare_depth(depth, 0.001, pre)
+    blocks = depth.reshape(60, 8, 80, 8).transpose(0, 2, 1, 3).reshape(60, 80, 64).astype(np.float64)
+    valid = (blocks >= 100) & (blocks <= 10000)
+    count = valid.sum(axis=-1)
+    exact_m = np.where(count > 0, (blocks * valid).sum(axis=-1) / np.maximum(count, 1), 0.0) * 0.001
+    np.testing.assert_array_equal(x[1], (count >= 32).astype(np.float32))
+    assert x[1, 0, 0] == 0.0 and x[1, 1, 0] == 1.0 and x[0, 1, 0] == pytest.approx(1.0, abs=0.001)
+    np.testing.assert_allclose(x[0][count >= 32], exact_m[count >= 32], rtol=2e-5, atol=0.001)
+
+
+@pytest.mark.parametrize(
+    ("scale", "range_m", "units"),
+    [(0.001, (0.1, 10.0), (100, 10000)),  # the bounds themselves are inside, despite 0.1 / 0.001 > 100 in floats
+     (0.00025, (0.1, 10.0), (400, 40000)),
+     (0.001, (0.0, 100.0), (1, 65535))],  # 0 is a hole whatever the range; the range ends at the sensor's maximum
+)  # fmt: skip
+def test_valid_units_are_the_readings_inside_the_range(
+    scale: float, range_m: tuple[float, float], units: tuple[int, int]
+) -> None:
+    assert valid_units(scale, *range_m) == units

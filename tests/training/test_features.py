@@ -41,7 +41,7 @@ def extractor() -> FeatureExtractor:
 
 def test_cache_holds_float16_features_depth_maps_and_labels(tiny_dataset: Path, extractor: FeatureExtractor) -> None:
     folder = cache_dir(tiny_dataset, extractor.spec())
-    assert folder.name == f"efficientnet_lite0-{extractor.digest[:12]}-img60x80-depth30x40-0.1-10m-minmax-v2"
+    assert folder.name == f"efficientnet_lite0-{extractor.digest[:12]}-img60x80-depth30x40-0.1-10m-minmax-v3"
     manifest = json.loads((folder / "cache.json").read_text())
     assert manifest["weights_sha256"] == extractor.digest and manifest["classes"] == CLASSES
     seq = load_cache(folder, ["seq00"])["seq00"]
