@@ -81,6 +81,52 @@ def read_depth(path: Path) -> np.ndarray:
     return depth
 
 
+def read_labels(path: Path) -> tuple[list[float], list[str | None]]:
+    """labels.csv -> the timestamps and labels (None where unknown) of every frame of a sequence."""
+    if not path.is_file():
+        raise DatasetFormatError(f"{path} is missing")
+    times: list[float] = []
+    labels: list[str | None] = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            times.append(float(row["timestamp"]))
+            labels.append(row["label"] or None)
+    return times, labels
+
+
+@dataclass(frozen=True)
+class StoredFrame:
+    """One frame as a sequence folder stores it, for readers that decode colour their own way: the model's input path
+    decodes the JPEG straight to model resolution (model.prepare_inputs), exactly as it decodes a streamed JPEG, so
+    the feature cache, batch scoring and streaming get bit-identical inputs from the same file. jpeg: the colour
+    file's bytes, None for a depth-only sequence; depth: the PNG decoded (lossless), uint16 sensor units."""
+
+    jpeg: bytes | None
+    depth: np.ndarray
+    depth_scale: float
+    timestamp: float
+    index: int
+    label: str | None
+
+
+def stored_frames(seq_dir: Path, meta: SequenceMeta) -> Iterator[StoredFrame]:
+    """Every frame of the sequence folder ``seq_dir`` (meta.json read as ``meta``) in order, colour not decoded."""
+    times, labels = read_labels(seq_dir / "labels.csv")
+    if len(times) != meta.num_frames:
+        raise DatasetFormatError(
+            f"sequence {meta.id!r}: meta.json says {meta.num_frames} frames, labels.csv has {len(times)}"
+        )
+    for i in range(meta.num_frames):
+        jpeg = None
+        if meta.has_color:
+            path = seq_dir / "rgb" / f"{i:06d}.jpg"
+            if not path.is_file():
+                raise DatasetFormatError(f"cannot read colour image {path}: missing")
+            jpeg = path.read_bytes()
+        depth = read_depth(seq_dir / "depth" / f"{i:06d}.png")
+        yield StoredFrame(jpeg, depth, meta.depth_scale, times[i], i, labels[i])
+
+
 @dataclass(frozen=True)
 class SequenceMeta:
     id: str
@@ -297,13 +343,7 @@ class Dataset:
         path = self.root / "sequences" / seq_id / "labels.csv"
         if not path.is_file():
             raise DatasetFormatError(f"sequence {seq_id!r}: {path} is missing")
-        times: list[float] = []
-        labels: list[str | None] = []
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                times.append(float(row["timestamp"]))
-                labels.append(row["label"] or None)
-        return times, labels
+        return read_labels(path)
 
     def frame(self, seq_id: str, index: int, meta: SequenceMeta | None = None) -> Frame:
         """One decoded frame of a sequence."""
@@ -320,6 +360,11 @@ class Dataset:
             )
         for i in range(meta.num_frames):
             yield self._frame(seq_id, meta, i, times, labels)
+
+    def stored_frames(self, seq_id: str) -> Iterator[StoredFrame]:
+        """Every frame of a sequence in order, colour as its JPEG bytes (StoredFrame): the input the model's input
+        path is given by the feature cache and batch scoring."""
+        return stored_frames(self.root / "sequences" / seq_id, self.meta(seq_id))
 
     def frame_files(self, seq_id: str, index: int, meta: SequenceMeta | None = None) -> tuple[Path | None, Path]:
         """The colour JPEG (None for a depth-only sequence) and depth PNG of one frame, for readers that decode them

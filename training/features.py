@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from model import Preprocessing, build_backbone, prepare_inputs
 from model.backbones import PooledBackbone
-from rgbd.dataset import Dataset, SequenceMeta, read_depth
+from rgbd.dataset import Dataset, SequenceMeta
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from rgbd.frame import MissingColorError
 from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
@@ -261,9 +261,8 @@ def _raw_frames(
     """(colour, depth uint16) per frame: the JPEG bytes as stored (clean; None for a depth-only sequence), or the
     degraded decoded RGB."""
     if degradation is None:
-        for i in range(meta.num_frames):
-            rgb_path, depth_path = dataset.frame_files(seq_id, i, meta)
-            yield rgb_path.read_bytes() if rgb_path is not None else None, read_depth(depth_path)
+        for stored in dataset.stored_frames(seq_id):
+            yield stored.jpeg, stored.depth
         return
     if not meta.has_color and DEGRADATIONS[degradation].modality != "depth":
         raise MissingColorError(

@@ -16,7 +16,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from server.batch.sources import SourceSequence
+from model import ImageDecodeError
+from model.preprocess import jpeg_size
+from rgbd import Frame
+from rgbd.dataset import StoredFrame
+from server.batch.sources import SourceSequence, source_color
 from server.engine import Engine
 from server.errors import ModelError
 from server.protocol import ErrorCode, FrameResult, ProtocolError, SequenceResult, TickResult, check_depth_content
@@ -64,7 +68,7 @@ def score_sequence(
     frames: list[dict[str, object]] = []
     ticks: list[TickResult] = []
     pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []
-    shapes: tuple[tuple[int, ...] | None, tuple[int, ...]] | None = None
+    shapes: tuple[tuple[int, int] | None, tuple[int, ...]] | None = None
 
     def flush() -> None:
         if not pending:
@@ -92,7 +96,7 @@ def score_sequence(
         try:
             use = proc.admit(i, frame.timestamp)
             if use:
-                color_shape = None if frame.rgb is None else frame.rgb.shape
+                color_shape = _color_shape(source_color(frame), i)
                 shapes = shapes or (color_shape, frame.depth.shape)
                 if (color_shape, frame.depth.shape) != shapes:
                     raise ProtocolError(
@@ -102,6 +106,7 @@ def score_sequence(
                         seq=i,
                     )
                 check_depth_content(frame.depth, i)
+                image, dmap = prepare_source_frame(engine, frame, i)
         except ProtocolError as exc:
             proc.reject()
             row["error"] = f"{exc.code.value}: {exc.message}"
@@ -109,7 +114,6 @@ def score_sequence(
         if not use:
             proc.skip(frame.timestamp)
             continue
-        image, dmap = engine.prepare(frame.rgb, frame.depth, frame.depth_scale)
         proc.use(frame.timestamp)
         row["accepted"] = True
         pending.append((i, frame.timestamp, image, dmap))
@@ -122,6 +126,39 @@ def score_sequence(
         id=seq.id, fps_in=seq.fps_in, frames=_frame_results(frames, ticks, names), ticks=ticks,
         counters=proc.counters.public(),
     )  # fmt: skip
+
+
+def _corrupt(color: bytes, index: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.CORRUPT_IMAGE,
+        f"colour JPEG of {len(color)} bytes could not be decoded (corrupt or truncated)",
+        seq=index,
+    )
+
+
+def _color_shape(color: np.ndarray | bytes | None, index: int) -> tuple[int, int] | None:
+    """(H, W) of a frame's colour: a JPEG's from its header (not decoded), an array's from its shape."""
+    if color is None:
+        return None
+    if isinstance(color, bytes):
+        try:
+            return jpeg_size(color)
+        except ImageDecodeError as exc:
+            raise _corrupt(color, index) from exc
+    h, w = color.shape[:2]
+    return h, w
+
+
+def prepare_source_frame(engine: Engine, frame: Frame | StoredFrame, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of a recording -> the model's inputs by engine.prepare (model.prepare_inputs, the feature cache's
+    and streaming's function); a dataset's JPEG goes in still encoded. A JPEG that cannot be decoded rejects the
+    frame (ProtocolError corrupt_image), as in a session."""
+    color = source_color(frame)
+    try:
+        return engine.prepare(color, frame.depth, frame.depth_scale)
+    except ImageDecodeError as exc:
+        assert isinstance(color, bytes)  # only JPEG bytes are decoded here
+        raise _corrupt(color, index) from exc
 
 
 def _frame_results(rows: list[dict[str, object]], ticks: list[TickResult], names: tuple[str, ...]) -> list[FrameResult]:

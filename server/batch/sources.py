@@ -6,7 +6,6 @@ member checked (no absolute paths, no '..', no links).
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import tarfile
@@ -16,8 +15,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from rgbd import Dataset, Frame, SequenceMeta
-from rgbd.dataset import read_depth, read_rgb
+from rgbd.dataset import StoredFrame, stored_frames
 from server.errors import PathNotAllowed, UnsupportedFormat, public_reason
 from server.protocol import ErrorCode, ProtocolError
 
@@ -30,12 +31,20 @@ SUPPORTED = "a dataset folder, a sequence folder, a .zip / .tar(.gz) of either, 
 
 @dataclass(frozen=True)
 class SourceSequence:
-    """One recording to score: its frames (a fresh iterator per call), how many, and its nominal fps."""
+    """One recording to score: its frames (a fresh iterator per call), how many, and its nominal fps. A dataset or
+    sequence folder gives StoredFrame (colour still JPEG: the model's input path decodes it as it decodes a streamed
+    JPEG and as the feature cache does, so all three get bit-identical inputs); a camera recording gives Frame."""
 
     id: str
-    frames: Callable[[], Iterator[Frame]]
+    frames: Callable[[], Iterator[Frame | StoredFrame]]
     total: int | None
     fps_in: float | None
+
+
+def source_color(frame: Frame | StoredFrame) -> np.ndarray | bytes | None:
+    """A frame's colour as the model's input path takes it: a stored frame's JPEG bytes (not decoded here), a
+    recording's decoded RGB, None for a depth-only frame."""
+    return frame.jpeg if isinstance(frame, StoredFrame) else frame.rgb
 
 
 def resolve_data_path(data_root: Path | None, relative: str) -> Path:
@@ -104,7 +113,7 @@ def _from_folder(folder: Path, only: list[str] | None) -> list[SourceSequence]:
         if not ids:
             raise UnsupportedFormat(f"dataset {ds.name!r} has no sequences to score")
         metas = {sid: ds.meta(sid) for sid in ids}
-        return [SourceSequence(sid, partial(ds.frames, sid), m.num_frames, m.fps) for sid, m in metas.items()]
+        return [SourceSequence(sid, partial(ds.stored_frames, sid), m.num_frames, m.fps) for sid, m in metas.items()]
     if (folder / "meta.json").is_file() and (folder / "labels.csv").is_file():
         return [_sequence_folder(folder)]
     raise UnsupportedFormat(
@@ -114,19 +123,7 @@ def _from_folder(folder: Path, only: list[str] | None) -> list[SourceSequence]:
 
 def _sequence_folder(folder: Path) -> SourceSequence:
     meta = SequenceMeta.from_dict(json.loads((folder / "meta.json").read_text()))
-
-    def frames() -> Iterator[Frame]:
-        with (folder / "labels.csv").open(newline="") as f:
-            rows = list(csv.DictReader(f))
-        for i, row in enumerate(rows):
-            yield Frame(
-                rgb=read_rgb(folder / "rgb" / f"{i:06d}.jpg") if meta.has_color else None,  # None: depth-only
-                depth=read_depth(folder / "depth" / f"{i:06d}.png"),
-                depth_scale=meta.depth_scale, timestamp=float(row["timestamp"]), index=i,
-                intrinsics=meta.intrinsics, depth_aligned=meta.depth_aligned, label=row["label"] or None,
-            )  # fmt: skip
-
-    return SourceSequence(meta.id, frames, meta.num_frames, meta.fps)
+    return SourceSequence(meta.id, partial(stored_frames, folder, meta), meta.num_frames, meta.fps)
 
 
 def _recording(path: Path) -> SourceSequence:

@@ -150,6 +150,24 @@ def test_job_results_before_success_and_unknown_job(live_server: str, data_root:
     assert unknown.status_code == 404 and unknown.json()["code"] == "job_not_found"
 
 
+def test_job_rejects_a_frame_whose_stored_jpeg_is_corrupt_and_scores_the_others(
+    live_server: str, data_root: Path
+) -> None:
+    """A dataset's JPEG goes to the model's input path still encoded: a damaged one rejects that frame with
+    corrupt_image, as a session rejects such a streamed frame, instead of failing the job."""
+    rec = write_recording(data_root, "damaged", 12)
+    jpeg = rec / "sequences" / "seq0" / "rgb" / "000005.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:300] + b"\x00" * 64)  # the header survives, the image data does not
+    with httpx.Client(base_url=live_server, headers=API_HEADERS, timeout=60) as http:
+        done = wait_job(http, http.post("/v1/jobs", json={"path": "damaged"}).json()["id"])
+        seq = http.get(f"/v1/jobs/{done['id']}/results").json()["sequences"][0]
+    assert done["state"] == "succeeded", done["error"]
+    frame = seq["frames"][5]
+    assert not frame["accepted"] and frame["error"].startswith("corrupt_image: colour JPEG of 364 bytes")
+    assert [f["accepted"] for f in seq["frames"]] == [i != 5 for i in range(12)]
+    assert seq["counters"]["rejected"] == 1 and len(seq["ticks"]) == 11
+
+
 @pytest.mark.parametrize("name", ["realsense_d435/single_depth_color_640x480.bag", "azure_kinect/recording.mkv"])
 def test_job_scores_a_real_camera_recording(live_server: str, data_root: Path, name: str) -> None:
     source = real_fixture(name)

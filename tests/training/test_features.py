@@ -12,6 +12,8 @@ import torch
 
 from model import R3D, Preprocessing, R3DConfig, build_backbone, prepare_inputs, save_checkpoint
 from rgbd.dataset import Dataset, read_depth
+from server.batch.scoring import prepare_source_frame
+from server.batch.sources import open_sequences
 from server.engine import Engine, load_engine_backend
 from server.protocol import FrameIn, SessionCreate, encode_frame, parse_client_message
 from server.streaming.ingest import prepare_frame
@@ -64,10 +66,11 @@ def test_cache_entries_equal_the_models_own_preprocessing(tiny_dataset: Path, ex
 
 
 @pytest.mark.parametrize("depth_codec", ["png", "zstd"])
-def test_feature_cache_and_streaming_server_prepare_bit_identical_inputs(
+def test_feature_cache_streaming_and_batch_scoring_prepare_bit_identical_inputs(
     tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path, depth_codec: str
 ) -> None:
-    """The same JPEG file and depth PNG: the cache's path and the server's frame path give equal tensors."""
+    """The same JPEG file and depth PNG (160x120 frames, a 80x60 model: the JPEG is decoded at 1/2 scale): the
+    cache's path, the server's streaming frame path and batch scoring's dataset path give equal tensors."""
     ds = Dataset(tiny_dataset)
     meta = ds.meta("seq01")
     cached = list(features._raw_frames(ds, "seq01", meta, None, 0))[4]
@@ -85,6 +88,10 @@ def test_feature_cache_and_streaming_server_prepare_bit_identical_inputs(
     served = prepare_frame(engine, stream, msg, 0.0)
     assert torch.equal(image, torch.from_numpy(served.image))
     assert torch.equal(depth, torch.from_numpy(served.depth))
+    (source,) = open_sequences(tiny_dataset, tmp_path, ["seq01"])  # what a batch job over the dataset reads
+    batch_image, batch_depth = prepare_source_frame(engine, list(source.frames())[4], 4)
+    assert torch.equal(image, torch.from_numpy(batch_image))
+    assert torch.equal(depth, torch.from_numpy(batch_depth))
 
 
 def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(
