@@ -3,7 +3,8 @@
 Per session (label ``session``, removed when the session closes): used frames per second, queue depth, frames by
 outcome, predictions, and modality health (effective rank of the recent fused, RGB and depth tokens, their balance,
 and whether each camera stream looks alive). Global: encode / anticipate / frame-to-prediction / decode latency
-histograms, encoder batch sizes, errors by code, sessions, jobs by state, the model in use. ``NullMetrics`` records
+histograms, encoder batch sizes, errors by code, sessions, jobs by state, the model in use, and the session store
+(up or in an outage, failed calls, journal writes and bytes, sessions fenced and restored). ``NullMetrics`` records
 nothing (tests, tools).
 """
 
@@ -53,6 +54,18 @@ class Metrics:
         self.job_frames = Counter("r3d_job_frames", "Frames scored by batch jobs", registry=r)
         self.model = Info("r3d_model", "The model in use", registry=r)
         self.reloads = Counter("r3d_model_reloads", "Model reloads", registry=r)
+        self.store_up = Gauge(
+            "r3d_session_store_up", "1 while the session store takes writes, 0 during an outage (sessions stream in "
+            "memory meanwhile)", registry=r,
+        )  # fmt: skip
+        self.store_up.set(1)
+        self.store_errors = Counter("r3d_session_store_errors", "Session store calls that failed", registry=r)
+        self.store_writes = Counter("r3d_session_store_writes", "Session journal writes (one per session)", registry=r)
+        self.store_bytes = Counter("r3d_session_store_bytes", "Bytes of session journal written", registry=r)
+        self.fenced = Counter(
+            "r3d_sessions_fenced", "Sessions closed here because another process took them over", registry=r
+        )
+        self.restored = Counter("r3d_sessions_restored", "Sessions restored from the session store", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -109,6 +122,23 @@ class Metrics:
                     metric.remove(*labels)
                 except KeyError:
                     pass
+
+    def store_written(self, sessions: int, nbytes: int) -> None:
+        self.store_writes.inc(sessions)
+        self.store_bytes.inc(nbytes)
+
+    def store_failed(self) -> None:
+        self.store_errors.inc()
+        self.store_up.set(0)
+
+    def store_recovered(self) -> None:
+        self.store_up.set(1)
+
+    def session_fenced(self) -> None:
+        self.fenced.inc()
+
+    def session_restored(self) -> None:
+        self.restored.inc()
 
     def job_counts(self, counts: dict[str, int]) -> None:
         for state, n in counts.items():

@@ -27,7 +27,9 @@ from server.errors import ModelError, NotReady
 from server.metrics import Metrics
 from server.model_store import model_by_id, resolve_model_path
 from server.protocol import ReloadOut
+from server.session_store import open_session_store
 from server.settings import Settings
+from server.streaming.journal import SessionJournal
 from server.streaming.registry import SessionRegistry
 from server.streaming.worker import InferenceWorker
 
@@ -90,14 +92,17 @@ class Runtime:
         self.metrics = metrics
         self.loop = asyncio.get_running_loop()
         self.decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="r3d-decode")
+        self.store = open_session_store(settings.session_store, ttl_s=settings.session_store_ttl_s)
+        self.journal = SessionJournal(self.store, metrics, every_frames=settings.session_journal_frames)
         self.worker = InferenceWorker(
             engine,
             metrics,
             max_batch=settings.encoder_max_batch,
             max_delay_s=settings.encoder_max_delay_ms / 1e3,
             max_tick_batch=settings.anticipator_max_batch,
+            journal=self.journal,
         )
-        self.registry = SessionRegistry(settings, metrics, self.loop, lambda: self.worker.engine)
+        self.registry = SessionRegistry(settings, metrics, self.loop, lambda: self.worker.engine, self.journal)
         self.jobs = JobManager(settings, self.worker, lambda: self.worker.engine, metrics, jobs_dir)
         self.connections: set[Drainable] = set()
         self.draining = False
@@ -120,6 +125,7 @@ class Runtime:
         configure_threads(settings, engine)
         jobs_dir = settings.jobs_dir or Path(tempfile.mkdtemp(prefix="r3d-jobs-"))
         runtime = cls(settings, engine, metrics, jobs_dir)
+        await asyncio.to_thread(runtime.check_store)
         runtime.worker.start()
         runtime._housekeeping = asyncio.create_task(runtime._housekeep(), name="r3d-housekeeping")
         metrics.model_loaded(engine.info)
@@ -129,6 +135,12 @@ class Runtime:
             engine.spec.window_frames, settings.model_path.name,
         )  # fmt: skip
         return runtime
+
+    def check_store(self) -> None:
+        """Say at startup where sessions are journaled; an unreachable store is an outage from the start (sessions
+        stream in memory until it answers), not a failure to start."""
+        if self.journal.check():
+            logger.info("sessions are journaled to %s (every %d frames)", self.store.url, self.journal.every_frames)
 
     async def reload(self, model_id: str | None, backend: str | None) -> ReloadOut:
         """Load a model of ``models_dir`` by id (None: the current one's files again) and switch to it between two
@@ -156,6 +168,7 @@ class Runtime:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
                 self.registry.reap()
+                await asyncio.to_thread(self.journal.retry, self.engine.frame_encoder_id)
                 await asyncio.to_thread(self.jobs.expire)
                 for s in self.registry.all():
                     self.metrics.session_gauges(s.id, s.fps(), s.queue_depth())
@@ -178,5 +191,6 @@ class Runtime:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
         await asyncio.to_thread(self.worker.stop)
+        self.store.close()
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
         logger.info("stopped")

@@ -240,7 +240,7 @@ class StreamConnection:
         try:
             self.runtime.engine.check_stream(stream)  # refused at hello, before any frame: color_required
             if hello.session_id:
-                session = registry.attach(hello.session_id)
+                session = registry.attach(hello.session_id, client=self.client)
                 resumed = True
                 session.resume(stream, registry.tick_hz(stream, self.runtime.engine.spec.fps))
             else:
@@ -261,9 +261,9 @@ class StreamConnection:
             )
         )  # fmt: skip
         if resumed:
-            counters = session.counters()
+            counters, last_ts = session.counters(), session.processor.last_ts
             self.post(Notice(code=NoticeCode.SESSION_RESUMED, message=f"session {session.id} resumed with "
-                             f"{len(session.processor.window)} tokens in its window",
-                             details={"counters": counters.model_dump()}))  # fmt: skip
+                             f"{len(session.processor.window)} tokens in its window; send frames after ts {last_ts}",
+                             details={"counters": counters.model_dump(), "last_ts": last_ts}))  # fmt: skip
         logger.info("stream: session %s %s", session.id, "resumed" if resumed else "opened")
         return True

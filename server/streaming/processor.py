@@ -14,6 +14,7 @@ a model reload). The processor's ``observer`` (a live session's metrics) hears e
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -83,6 +84,16 @@ class TickOutcome:
     modality: ModalityHealth | None
 
 
+@dataclass(frozen=True)
+class AcceptMark:
+    """The stream-side state right after a used frame was accepted (before its tokens exist): what a session restored
+    from its journal continues from once that frame's tokens are in the window."""
+
+    ts: float
+    frames: dict[str, Any]
+    counters: dict[str, int]
+
+
 @dataclass
 class StreamProcessor:
     spec: ModelSpec
@@ -99,6 +110,8 @@ class StreamProcessor:
     predictions: int = 0
     modality: ModalityHealth | None = None
     observer: OutcomeObserver | None = None
+    accepted: deque[AcceptMark] = field(init=False)  # used frames whose tokens are not in the window yet
+    durable: AcceptMark = field(init=False)  # the mark of the newest frame whose tokens are in the window
 
     def __post_init__(self) -> None:
         self.frames = SlotGrid(self.spec.fps)
@@ -106,6 +119,15 @@ class StreamProcessor:
         self.health = SlotGrid(1.0 / self.health_interval_s)
         self.window = TokenWindow(self.spec.window_frames, self.spec.window_s)
         self.pixels = deque(maxlen=self.spec.window_frames)
+        self._reset_marks()
+
+    def _mark(self) -> AcceptMark:
+        return AcceptMark(-math.inf if self.last_ts is None else self.last_ts, self.frames.state(),
+                          dict(self.counters.__dict__))  # fmt: skip
+
+    def _reset_marks(self) -> None:
+        self.accepted = deque(maxlen=1024)
+        self.durable = self._mark()
 
     def admit(self, seq: int, ts: float) -> bool:
         """Check a frame's timestamp (ProtocolError if bad) and say whether resampling uses it. Changes nothing."""
@@ -138,6 +160,7 @@ class StreamProcessor:
         self.frames.take(ts)
         self.last_ts = ts
         self.record(FrameOutcome.ACCEPTED)
+        self.accepted.append(self._mark())
 
     def reject(self) -> None:
         """A frame refused with an error (timestamp, size, content); nothing else changes."""
@@ -158,6 +181,10 @@ class StreamProcessor:
         """Append a used frame's tokens (2, C) and its pixel verdicts (health.pixel_status); a TickRequest when a
         prediction is due at this frame."""
         self.window.append(seq, ts, tokens)
+        while self.accepted and self.accepted[0].ts < ts:  # frames dropped before encoding
+            self.accepted.popleft()
+        if self.accepted and self.accepted[0].ts == ts:
+            self.durable = self.accepted.popleft()
         if pixels is not None:
             self.pixels.append((seq, *pixels))
         if not self.ticks.opens(ts):
@@ -189,28 +216,42 @@ class StreamProcessor:
         the caller resets them if needed)."""
         if spec.fps != self.spec.fps:
             self.frames.rebase(spec.fps)
+            self._reset_marks()  # the marks hold the old grid
         self.window.resize(spec.window_frames, spec.window_s)
         self.pixels = deque(self.pixels, maxlen=spec.window_frames)
         self.spec = spec
         self.set_tick_hz(tick_hz)
 
     def state(self) -> dict[str, Any]:
+        """Everything a snapshot holds (``load_state`` continues from it)."""
         entries = self.window.entries()
         tokens = np.stack([e.tokens for e in entries]).astype("<f4") if entries else np.zeros((0, 2, 0), "<f4")
         return {
-            "tick_hz": self.tick_hz,
-            "frames": self.frames.state(),
-            "ticks": self.ticks.state(),
-            "health": self.health.state(),
-            "last_ts": self.last_ts,
-            "counters": dict(self.counters.__dict__),
-            "predictions": self.predictions,
+            **self._grids(self.frames.state(), self.last_ts, dict(self.counters.__dict__)),
             "window": {
                 "seq": [e.seq for e in entries],
                 "ts": [e.ts for e in entries],
                 "shape": list(tokens.shape),
                 "tokens": tokens.tobytes(),
             },
+        }
+
+    def durable_state(self) -> dict[str, Any]:
+        """The state without the window as of the newest frame whose tokens are in the window: frames accepted but
+        still queued for the encoder are left out (their resampling, ``last_ts`` and counters), so a session restored
+        from its journal takes them again when the client re-sends the frames after ``last_ts``."""
+        d = self.durable
+        return self._grids(d.frames, None if d.ts == -math.inf else d.ts, d.counters)
+
+    def _grids(self, frames: dict[str, Any], last_ts: float | None, counters: dict[str, int]) -> dict[str, Any]:
+        return {
+            "tick_hz": self.tick_hz,
+            "frames": frames,
+            "ticks": self.ticks.state(),
+            "health": self.health.state(),
+            "last_ts": last_ts,
+            "counters": counters,
+            "predictions": self.predictions,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -226,6 +267,7 @@ class StreamProcessor:
         self.window.clear()
         for seq, ts, tok in zip(w["seq"], w["ts"], tokens, strict=True):
             self.window.append(int(seq), float(ts), tok)
+        self._reset_marks()
 
 
 def _erank(m: np.ndarray) -> float | None:

@@ -1,5 +1,7 @@
 """The sessions of one server: creation within limits, attach / detach / close, reaping of idle and detached ones,
-model changes (windows kept when the frame encoder is unchanged, reset with a notice otherwise), and snapshots.
+model changes (windows kept when the frame encoder is unchanged, reset with a notice otherwise), snapshots, and the
+session journal: a session unknown here but kept by the session store (its server restarted, or another server had
+it) is restored from the store when a client asks for it, and claimed (server/streaming/journal.py).
 """
 
 from __future__ import annotations
@@ -10,31 +12,40 @@ import math
 import secrets
 import time
 from collections.abc import Callable
-from typing import Any
 
 import msgpack
 
 from server.engine import Engine
-from server.errors import SessionBusy, SessionNotFound, TooManySessions
+from server.errors import NotReady, ServerError, SessionBusy, SessionNotFound, TooManySessions
 from server.metrics import Metrics
 from server.protocol import Notice, NoticeCode, SessionCreate
+from server.session_store import StoreUnavailable
 from server.settings import Settings
+from server.streaming.journal import SessionJournal
 from server.streaming.processor import StreamProcessor
 from server.streaming.session import Session, SessionEvent, SessionState
-from server.streaming.snapshot import SNAPSHOT_FORMAT, SNAPSHOT_VERSION, parse_snapshot, processor_state
+from server.streaming.snapshot import parse_snapshot, processor_state, snapshot_document
 
 logger = logging.getLogger(__name__)
 RETRY_UNKNOWN_S = 10.0  # Retry-After when every slot is held by a live stream (no known end)
+RETRY_STORE_S = 2.0  # Retry-After when the session store is unreachable
 
 
 class SessionRegistry:
     def __init__(
-        self, settings: Settings, metrics: Metrics, loop: asyncio.AbstractEventLoop, engine: Callable[[], Engine]
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        loop: asyncio.AbstractEventLoop,
+        engine: Callable[[], Engine],
+        journal: SessionJournal,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.loop = loop
         self._engine = engine
+        self.journal = journal
+        journal.on_fenced = self._taken_over
         self._sessions: dict[str, Session] = {}
         self._detached_at: dict[str, float] = {}
         self._client: dict[str, str] = {}  # session id -> the address that opened it (per-client limit)
@@ -87,20 +98,57 @@ class SessionRegistry:
         self._sessions[sid] = session
         if client is not None:
             self._client[sid] = client
+        self.journal.track(session)
         logger.info("session %s created (%dx%d, %s)", sid, stream.width, stream.height, stream.camera)
         return session
 
-    def get(self, session_id: str) -> Session:
+    def get(self, session_id: str, *, restore: bool = False, client: str | None = None) -> Session:
+        """A session of this server; with ``restore`` (a client resuming it) also one that the session store keeps,
+        restored here and claimed. Reads never restore: a claim takes the session from the server that has it."""
         session = self._sessions.get(session_id)
+        if session is None and restore:
+            session = self._restore_from_store(session_id, client)
         if session is None or session.closed:
             raise SessionNotFound(f"no session {session_id!r} (it never existed, was closed, or expired)")
         return session
 
+    def _restore_from_store(self, session_id: str, client: str | None) -> Session | None:
+        try:
+            data = self.journal.store.load(session_id)
+        except StoreUnavailable as exc:
+            logger.warning("session %s: cannot look it up: %s", session_id, exc)
+            raise NotReady(f"session {session_id!r} is not on this server and the session store cannot be reached "
+                           "to restore it; retry in a few seconds", retry_after_s=RETRY_STORE_S) from None  # fmt: skip
+        if data is None:
+            return None
+        engine = self._engine()
+        try:
+            doc = parse_snapshot(data, engine)
+        except ServerError as exc:  # another frame encoder (409) or a journal this model cannot use (422)
+            message = f"session {session_id!r} in the session store cannot continue here: {exc.message}"
+            raise type(exc)(message) from None
+        session = self.create(doc.stream, session_id=session_id, client=client)
+        try:
+            session.load_processor_state(processor_state(doc))
+        except Exception:
+            self.close(session, "its journal could not be loaded")
+            raise
+        self.journal.claim(session, engine.frame_encoder_id)
+        self.metrics.session_restored()
+        logger.info("session %s restored from the session store (%d tokens, last frame at %s s)", session_id,
+                    len(session.processor.window), session.processor.last_ts)  # fmt: skip
+        return session
+
+    def _taken_over(self, session: Session) -> None:
+        """The journal was fenced: another process claimed the session (worker thread)."""
+        reason = "another server took this session over"
+        self.loop.call_soon_threadsafe(self.close, session, reason)
+
     def all(self) -> list[Session]:
         return list(self._sessions.values())
 
-    def attach(self, session_id: str) -> Session:
-        session = self.get(session_id)
+    def attach(self, session_id: str, *, client: str | None = None) -> Session:
+        session = self.get(session_id, restore=True, client=client)
         if session.state is SessionState.ATTACHED:
             raise SessionBusy(f"session {session_id!r} already has a WebSocket attached; close it first")
         session.transition(SessionState.ATTACHED)
@@ -123,6 +171,7 @@ class SessionRegistry:
         self._sessions.pop(session.id, None)
         self._detached_at.pop(session.id, None)
         self._client.pop(session.id, None)
+        self.journal.forget(session)
         self.metrics.forget_session(session.id)
         logger.info("session %s closed: %s", session.id, reason)
 
@@ -200,6 +249,8 @@ class SessionRegistry:
                     },  # send_size 'model' clients follow its sizes
                 )
             )
+        if not same_encoder:  # the stored windows hold the old encoder's tokens: each is rewritten whole
+            self.journal.reset()
         return kept, reset
 
     # --- snapshots -----------------------------------------------------------------------------------------------
@@ -207,15 +258,9 @@ class SessionRegistry:
     def snapshot(self, session: Session) -> bytes:
         engine = self._engine()
         with session.lock:
-            doc: dict[str, Any] = {
-                "format": SNAPSHOT_FORMAT,
-                "version": SNAPSHOT_VERSION,
-                "session_id": session.id,
-                "stream": session.stream.model_dump(mode="json"),
-                "model_id": session.model_id,
-                "frame_encoder_id": engine.frame_encoder_id,
-                "processor": session.processor.state(),
-            }
+            doc = snapshot_document(
+                session.id, session.stream, session.model_id, engine.frame_encoder_id, session.processor.state()
+            )
         return msgpack.packb(doc, use_bin_type=True)
 
     def restore(self, data: bytes, *, client: str | None = None) -> Session:

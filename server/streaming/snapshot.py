@@ -67,6 +67,22 @@ class SnapshotDoc(_Strict):
     processor: ProcessorState
 
 
+def snapshot_document(
+    session_id: str, stream: SessionCreate, model_id: str, frame_encoder_id: str, processor: dict[str, Any]
+) -> dict[str, Any]:
+    """A session's snapshot document (msgpack it for the wire); ``processor`` is ``StreamProcessor.state()`` (or,
+    for a journal head, ``durable_state()``, which has no window)."""
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "version": SNAPSHOT_VERSION,
+        "session_id": session_id,
+        "stream": stream.model_dump(mode="json"),
+        "model_id": model_id,
+        "frame_encoder_id": frame_encoder_id,
+        "processor": processor,
+    }
+
+
 def parse_snapshot(data: bytes, engine: Engine) -> SnapshotDoc:
     """A snapshot's bytes -> its validated document, checked against this server's model; BadSnapshot (422) or
     SessionStateError (409, another frame encoder) otherwise."""

@@ -1,7 +1,8 @@
 """The inference worker: one dedicated thread that owns the model. It batches queued frames across sessions through
 the FrameEncoder (up to ``max_batch`` frames, waiting at most ``max_delay_s`` to fill a batch), appends the tokens to
 each session's window in order, runs the Anticipator once for every tick due after that batch (across sessions, one
-padded and masked batch: Engine.anticipate_batch), and hands predictions back to the sessions.
+padded and masked batch: Engine.anticipate_batch), journals the batch's sessions (server/streaming/journal.py), and
+then hands predictions back to the sessions: a prediction leaves only once the frames it covers are journaled.
 Batch jobs submit their encode / anticipate calls here too; session frames go first, one job call runs after each
 session batch so jobs are never starved.
 """
@@ -14,25 +15,45 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from server.engine import Engine
 from server.metrics import Metrics
-from server.protocol import AnticipationOut, ErrorCode, ErrorOut, Latency
-from server.streaming.processor import TickRequest
+from server.protocol import AnticipationOut, ErrorCode, ErrorOut, Latency, StreamCounters
+from server.streaming.journal import SessionJournal
+from server.streaming.processor import TickOutcome, TickRequest
 from server.streaming.session import PreparedFrame, Session
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class _Decoded(NamedTuple):
+    """A tick's decoded outputs, waiting for the journal before they go out."""
+
+    session: Session
+    frame: PreparedFrame
+    outcome: TickOutcome
+    counters: StreamCounters
+    seq: int
+    anticipate_s: float
+
+
 class InferenceWorker:
     def __init__(
-        self, engine: Engine, metrics: Metrics, *, max_batch: int, max_delay_s: float, max_tick_batch: int = 64
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        max_batch: int,
+        max_delay_s: float,
+        max_tick_batch: int = 64,
+        journal: SessionJournal | None = None,
     ) -> None:
         self.engine = engine
+        self.journal = journal  # None: no sessions (local batch scoring)
         self.metrics = metrics
         self.max_batch = max_batch
         self.max_tick_batch = max_tick_batch
@@ -163,12 +184,14 @@ class InferenceWorker:
             request = s.push_tokens(f, tok)
             if request is not None:
                 ticks.append((s, f, request))
+        decoded: list[_Decoded] = []
         for i in range(0, len(ticks), self.max_tick_batch):
-            self._anticipate(ticks[i : i + self.max_tick_batch], t_start, encode_s, engine)
+            decoded += self._anticipate(ticks[i : i + self.max_tick_batch], engine)
+        if self.journal is not None:
+            self.journal.flush({s.id: s for s, _ in batch}.values(), engine.frame_encoder_id)
+        self._deliver(decoded, t_start, encode_s, engine)
 
-    def _anticipate(
-        self, ticks: list[tuple[Session, PreparedFrame, TickRequest]], t_start: float, encode_s: float, engine: Engine
-    ) -> None:
+    def _anticipate(self, ticks: list[tuple[Session, PreparedFrame, TickRequest]], engine: Engine) -> list[_Decoded]:
         """Every tick due after this encoder batch, across sessions, in one padded and masked Anticipator call."""
         t0 = time.perf_counter()
         try:
@@ -177,11 +200,16 @@ class InferenceWorker:
             logger.exception("anticipator failed on a batch of %d ticks", len(ticks))
             for s in {s.id: s for s, _, _ in ticks}.values():
                 s.send(ErrorOut(code=ErrorCode.MODEL_ERROR, message=f"the anticipator failed: {type(exc).__name__}"))
-            return
+            return []
         anticipate_s = time.perf_counter() - t0
         self.metrics.observe_anticipate(anticipate_s, len(ticks))
-        for (s, f, request), result in zip(ticks, results, strict=True):
-            outcome, counters, seq = s.complete_tick(request, result, engine)
+        return [
+            _Decoded(s, f, *s.complete_tick(request, result, engine), anticipate_s)
+            for (s, f, request), result in zip(ticks, results, strict=True)
+        ]
+
+    def _deliver(self, decoded: list[_Decoded], t_start: float, encode_s: float, engine: Engine) -> None:
+        for s, f, outcome, counters, seq, anticipate_s in decoded:
             done = time.perf_counter()
             latency = Latency(
                 frame_to_prediction_ms=round((done - f.t_recv) * 1e3, 3),

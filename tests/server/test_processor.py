@@ -58,3 +58,21 @@ def test_every_outcome_is_counted_once_and_observed() -> None:
         (FrameOutcome.ACCEPTED, 1, ""), (FrameOutcome.RESAMPLED_OUT, 1, ""), (FrameOutcome.ACCEPTED, 1, ""),
         (FrameOutcome.RESAMPLED_OUT, 1, ""), (FrameOutcome.REJECTED, 1, ""), (FrameOutcome.DROPPED, 2, "queue_full"),
     ]  # fmt: skip
+
+
+def test_the_durable_state_leaves_out_frames_still_queued_for_the_encoder() -> None:
+    """What a journal stores: the grids, last_ts and counters as of the newest frame whose tokens are in the window
+    (frames accepted but not encoded yet are re-sent by a resuming client, and must then be accepted again)."""
+    proc = StreamProcessor(SPEC, 15.0, health_interval_s=1.0, max_jump_s=5.0)
+    assert proc.durable_state()["last_ts"] is None and proc.durable_state()["counters"]["received"] == 0
+    for i in range(4):  # four frames accepted; the first two encoded (one dropped by policy before it)
+        proc.use(i / 15)
+    proc.push(0, 0.0, np.ones((2, 8), np.float32))
+    proc.record(FrameOutcome.DROPPED, 1, "queue_full")  # frame 1
+    proc.push(2, 2 / 15, np.ones((2, 8), np.float32))
+    durable = proc.durable_state()
+    assert durable["last_ts"] == 2 / 15 and durable["frames"]["last_slot"] == 2
+    assert durable["counters"]["accepted"] == 3 and proc.counters.accepted == 4
+    restored = StreamProcessor(SPEC, 15.0, health_interval_s=1.0, max_jump_s=5.0)
+    restored.load_state({**durable, "window": proc.state()["window"]})
+    assert restored.admit(3, 3 / 15)  # the queued frame, re-sent, is taken again
