@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,21 +132,26 @@ class MemorySessionStore(SessionStore):
     """The journal in this process (the default): the same ownership rules as Redis, no survival past the process.
     One instance may be shared by several registries in one process (tests, Serve's local testing mode)."""
 
-    def __init__(self) -> None:
+    def __init__(self, closed_kept: int = 4096) -> None:
         self.url = "memory://"
         self._lock = threading.Lock()
         self._journals: dict[str, _Journal] = {}
+        self._closed: OrderedDict[str, int] = OrderedDict()  # closed sessions' bumped epochs: fence late writers
+        self._closed_kept = closed_kept  # bounded, as Redis bounds them with a time to live
 
     def write(self, writes: Sequence[JournalWrite]) -> list[int]:
         out = []
         with self._lock:
             for w in writes:
                 j = self._journals.get(w.session_id)
+                if w.session_id in self._closed and w.epoch is not None:
+                    out.append(FENCED)
+                    continue
                 if j is None:  # never written, or lost by the store: a claim or a whole window re-establishes it
                     if w.epoch is not None and not w.replace:
                         out.append(LOST)
                         continue
-                    j = self._journals[w.session_id] = _Journal(epoch=w.epoch or 0)
+                    j = self._journals[w.session_id] = _Journal(epoch=w.epoch or self._closed.pop(w.session_id, 0))
                 if w.epoch is None:
                     j.epoch += 1
                 elif w.epoch != j.epoch:
@@ -170,7 +176,10 @@ class MemorySessionStore(SessionStore):
             j = self._journals.get(session_id)
             if j is None or j.epoch != epoch:
                 return False
-            self._journals[session_id] = _Journal(epoch=epoch + 1)  # the tombstone fences any writer left
+            del self._journals[session_id]
+            self._closed[session_id] = epoch + 1
+            while len(self._closed) > self._closed_kept:
+                self._closed.popitem(last=False)
             return True
 
     def check(self) -> None:
