@@ -76,13 +76,16 @@ def table(results: dict[int, list[dict[str, float]]], args: argparse.Namespace) 
         f"fps for {args.seconds:g} s, medians of {args.repeats} runs; per stream and second:",
         "",
         "| journal every k frames | frames encoded | journal writes | Redis commands | bytes to Redis "
-        "| bytes from Redis |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| bytes from Redis | to Redis per encoded frame | commands per write |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for k, runs in results.items():
         med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+        per_frame = statistics.median(r["bytes_in"] / max(r["frames"], 1e-9) for r in runs) / 1024
+        per_write = statistics.median(r["commands"] / max(r["writes"], 1e-9) for r in runs)
         lines.append(f"| {k} | {med['frames']:.1f} | {med['writes']:.1f} | {med['commands']:.1f} | "
-                     f"{med['bytes_in'] / 1024:.1f} KiB | {med['bytes_out'] / 1024:.2f} KiB |")  # fmt: skip
+                     f"{med['bytes_in'] / 1024:.1f} KiB | {med['bytes_out'] / 1024:.2f} KiB | {per_frame:.2f} KiB | "
+                     f"{per_write:.1f} |")  # fmt: skip
     return "\n".join(lines)
 
 
