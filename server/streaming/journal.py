@@ -170,6 +170,8 @@ class SessionJournal:
         self.metrics.store_written(len(pending), sum(len(w.head) + sum(map(len, w.entries)) for _, _, w, _ in pending))
         lost = []
         for (session, durable, _, last_seq), answer in zip(pending, answers, strict=True):
+            if answer == FENCED and session.closed:  # closed here meanwhile: its own delete bumped the epoch
+                continue
             if answer == FENCED:
                 with self._lock:
                     self._sessions.pop(session.id, None)
