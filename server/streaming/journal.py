@@ -13,8 +13,9 @@ at once (``claim``), which fences the process that had it. A write refused becau
 session since (fenced) ends the session here (``on_fenced``): two processes never both journal one session.
 
 Outage: when the store cannot be reached the sessions keep streaming in memory; the journal logs one warning, sets
-``r3d_session_store_up`` to 0, retries every ``retry_s``, and when the store answers again writes every session's
-whole window (a resync), then logs the recovery.
+``r3d_session_store_up`` to 0 and stops writing from the inference worker; the runtime's housekeeping retries every
+``retry_s`` (``retry``), and when the store answers again writes every session's whole window (a resync), then logs
+the recovery.
 """
 
 from __future__ import annotations
@@ -105,12 +106,12 @@ class SessionJournal:
                 durable.whole = True
 
     def flush(self, sessions: Iterable[Session], frame_encoder_id: str) -> None:
-        """Write these sessions' new entries where k are due (the inference worker, after a batch)."""
+        """Write these sessions' new entries where k are due (the inference worker, after a batch). Nothing during
+        an outage: ``retry`` (another thread) probes the store, so the worker never waits on a store that is down."""
+        if self._down_since is not None:
+            return
         with self._write_lock:
-            if self._down_since is None:
-                self._write([s.id for s in sessions], frame_encoder_id, force=False)
-            elif self.clock() >= self._retry_at:
-                self._resync(frame_encoder_id)
+            self._write([s.id for s in sessions], frame_encoder_id, force=False)
 
     def check(self) -> bool:
         """Whether the store answers now; an outage starts (or goes on) when it does not."""
@@ -124,9 +125,11 @@ class SessionJournal:
             return True
 
     def retry(self, frame_encoder_id: str) -> None:
-        """During an outage, try the resync when due even if no frame arrives (the runtime's housekeeping)."""
-        if self._down_since is not None:
-            self.flush([], frame_encoder_id)
+        """During an outage, once ``retry_s`` has passed since the last failure, try to write every session's whole
+        window (the resync); called every second by the runtime's housekeeping, off the event loop."""
+        with self._write_lock:
+            if self._down_since is not None and self.clock() >= self._retry_at:
+                self._resync(frame_encoder_id)
 
     # --- writing (with self._write_lock held) ----------------------------------------------------------------------
 

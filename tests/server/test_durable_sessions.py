@@ -163,9 +163,11 @@ def test_a_redis_outage_keeps_sessions_streaming_then_resyncs_them(
         during = _predictions(ws, range(5, 10))
         down = metric(httpx.get(f"{url}/metrics").text, "r3d_session_store_up")
         redis_server.start()  # the same port, empty: a restart without persistence
-        time.sleep(1.2)  # the journal retries once a second
+        deadline = time.monotonic() + 10  # the housekeeping retries once a second
+        while (up := metric(httpx.get(f"{url}/metrics").text, "r3d_session_store_up")) != 1:
+            assert time.monotonic() < deadline, "the journal did not resync within 10 s of Redis coming back"
+            time.sleep(0.1)
         after = _predictions(ws, range(10, 12))
-        up = metric(httpx.get(f"{url}/metrics").text, "r3d_session_store_up")
         stored = _stored_window(redis_server.url, sid)
         ws.send(BYE)
     assert [p.frame_seq for p in during + after] == list(range(5, 12)) and after[-1].window.frames == 12
