@@ -9,7 +9,8 @@ random-weights model with the default service config (8 s window at 15 fps) and 
 camera frames, resized on the client to the model's input size first with --send-size model (the size the server
 announces in welcome), at --fps on an absolute schedule, and measures frame-to-prediction latency on the client
 (send -> the prediction for that frame). It reports sustained frames/s, bytes per frame, drops, latency percentiles,
-server CPU and memory (RSS sampled every 10 s with --soak, 5 s otherwise), the machine's load average during the run,
+server CPU (in all and by thread: the event loop, the decode pool, the inference worker, native threads;
+benchmarks.threadcpu) and memory (RSS sampled every 10 s with --soak, 5 s otherwise), the machine's load average,
 and the verdict: the goal (p99 < 100 ms, no drops, RSS growth after warm-up <= 5 %) or which resource limits.
 --soak runs 5 minutes (unless --seconds says otherwise) and judges RSS growth after a 60 s warm-up.
 --client-processes splits the streams over that many load-generator processes (one Python process cannot feed
@@ -36,6 +37,7 @@ import httpx
 import numpy as np
 
 from benchmarks.loadgen import StreamStats, client_process, run_streams, synthetic_frames
+from benchmarks.threadcpu import cpu_by_thread, python_thread_names, thread_cpu_seconds
 from rgbd.files import write_json_atomic
 from server.protocol import ModelInfo, SendSize
 
@@ -171,6 +173,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         pid = proc.pid if proc else None
         samples: list[tuple[float, float, float]] = []  # (seconds into the run, RSS MiB, 1-min load average)
         cpu_start = cpu_seconds(pid) if pid else 0.0
+        threads_start = thread_cpu_seconds(pid) if pid else {}
         cores = len(os.sched_getaffinity(pid or 0))
         client_cpu_start = sum(os.times()[:4])
         t_start = time.monotonic() + 2.0
@@ -201,6 +204,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         text = httpx.get(f"{url}/metrics", headers=_auth(args.key)).text
         rss_end = rss_mib(pid) if pid else float("nan")
         cpu_used = (cpu_seconds(pid) - cpu_start) if pid else float("nan")
+        by_thread = cpu_by_thread(threads_start, thread_cpu_seconds(pid), python_thread_names(pid)) if pid else []
         client_cpu = sum(os.times()[:4]) - client_cpu_start
     finally:
         if profiler is not None:
@@ -209,6 +213,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.terminate()
             proc.wait(60)
     report = summarise(args, info, stats, text, samples, wall, cpu_used, client_cpu, rss_end, cores)
+    report["server_cpu_by_thread"] = by_thread
     if profiler is not None and args.profile.exists():
         report["profile_top"] = profile_summary(args.profile)
     report["verdict"] = verdict(report)
@@ -308,6 +313,8 @@ def table(r: dict[str, Any]) -> str:
         ("load average (1 min) mean / max", "{mean} / {max}".format(**r["load_average_1m"])),
         ("server RSS start / end / growth", f"{r['rss_mib_start']} / {r['rss_mib_end']} MiB / "
                                             f"{r['rss_growth_after_warmup']:.1%} after warm-up"),
+        *([("server CPU by thread", ", ".join(f"{g} {share:.0%}" for g, _, share in r["server_cpu_by_thread"]))]
+          if r.get("server_cpu_by_thread") else []),
         *([("profile (share of samples)", ", ".join(f"{n} {s:.0%}" for n, s in r["profile_top"]))]
           if r.get("profile_top") else []),
         ("verdict", r["verdict"]),

@@ -49,11 +49,19 @@ def requested_providers(device: str | None) -> list[str]:
     return [p for p in wanted if p in available]
 
 
+# ONNX Runtime's intra-op threads spin after every run by default, waiting for the next one. A server runs a graph
+# every few tens of milliseconds beside its decode threads, so spinning burns the cores they need: the frame encoder
+# at batch 1, 2 threads, called every 30 ms, took 26-28 CPU ms per call spinning and 8-9 without, and its median
+# wall time fell from 38-42 to 18-26 ms (loaded 2-core Xeon VM; README, "Service load").
+ALLOW_SPINNING = "0"
+
+
 def make_session(path: str, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
+    opts.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
     opts.log_severity_level = 3  # errors only; the provider fallback is checked and reported below
     return ort.InferenceSession(path, sess_options=opts, providers=providers)
 

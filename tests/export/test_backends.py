@@ -50,6 +50,14 @@ def test_load_backend_onnxruntime_builds_each_session_once_with_the_thread_count
     assert backend.anticipator.get_session_options().intra_op_num_threads == 1
 
 
+def test_onnxruntime_sessions_do_not_spin_between_runs(tiny_bundle: Path) -> None:
+    """Spinning intra-op threads burn the cores the server's decode threads need (export/ort_backend.py)."""
+    backend = load_backend(tiny_bundle, "onnxruntime", device="cpu", threads=2)
+    assert isinstance(backend, OnnxRuntimeBackend)
+    for session in (backend.frame_encoder, backend.anticipator):
+        assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_auto_on_a_checkpoint_picks_pytorch(tiny_checkpoint: Path) -> None:
     info = load_backend(tiny_checkpoint).info()
     assert (info["backend"], info["device"], info["precision"]) == ("pytorch", "cpu", "fp32")
