@@ -6,6 +6,10 @@ order: the receive loop awaits each frame's decode (in the thread pool) before r
 frames never overtake each other and a ``block`` session pushes back through TCP. Bad messages get an ``error`` and
 the loop goes on; only failed hellos, auth and server shutdown end the connection. A disconnect without ``bye``
 leaves the session detached (window kept) for ``reconnect_grace_s`` (``unstarted_grace_s`` if it never got a frame).
+
+``WireConnection`` is that machinery for any session host; ``StreamConnection`` serves sessions of this process (the
+registry and the inference worker), server.cluster's ``ClusterConnection`` serves sessions owned by Ray Serve
+replicas. Both speak the same protocol through the same receive loop, sender, limits and errors.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from server.errors import NotReady, ServerError, close_code, error_out
+from server.metrics import Metrics
 from server.protocol import (
     Bye,
     ErrorCode,
@@ -46,7 +51,7 @@ from server.streaming.session import OUTBOX_SIZE, Session, put_latest_wins
 if TYPE_CHECKING:  # the runtime owns the streaming package's objects; importing it here would be a cycle
     from server.runtime import Runtime
 
-__all__ = ["StreamConnection"]
+__all__ = ["ConnectionHost", "StreamConnection", "WireConnection"]
 
 logger = logging.getLogger(__name__)
 SEND_DRAIN_TIMEOUT_S = 2.0
@@ -58,18 +63,29 @@ class _Close:
     reason: str
 
 
-class StreamConnection:
-    """One WebSocket client: ``authorize`` (the route's auth guard) runs first; a ServerError it raises ends the
-    connection with a fatal error."""
+class ConnectionHost(Protocol):
+    """What a connection needs from the process that holds it: metrics, whether it drains, the open connections."""
+
+    metrics: Metrics
+    draining: bool
+
+    @property
+    def connections(self) -> set[Any]: ...
+
+
+class WireConnection:
+    """One WebSocket client, whatever holds its session: ``authorize`` (the route's auth guard) runs first; a
+    ServerError it raises ends the connection with a fatal error. Subclasses open the session (``_hello``), take its
+    frames (``_frame``) and let it go when the socket ends (``_release``); ``session_id`` names it in logs."""
 
     def __init__(
-        self, ws: WebSocket, runtime: Runtime, settings: Settings, *, authorize: Callable[[], None] = lambda: None
+        self, ws: WebSocket, host: ConnectionHost, settings: Settings, *, authorize: Callable[[], None] = lambda: None
     ) -> None:
         self.ws = ws
         self.authorize = authorize
-        self.runtime = runtime
+        self.host = host
         self.settings = settings
-        self.session: Session | None = None
+        self.session_id: str | None = None
         self.encoding = "msgpack"
         self.outbox: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTBOX_SIZE)
         self.said_bye = False
@@ -97,8 +113,8 @@ class StreamConnection:
                 return
 
     def error(self, exc: ServerError | ProtocolError, *, fatal: bool = False) -> None:
-        self.runtime.metrics.error(exc.code.value)
-        logger.info("stream %s: %s: %s", self.session.id if self.session else "-", exc.code.value, exc.message)
+        self.host.metrics.error(exc.code.value)
+        logger.info("stream %s: %s: %s", self.session_id or "-", exc.code.value, exc.message)
         self.post(error_out(exc, fatal=fatal))
         if fatal:
             self.post(_Close(close_code(exc.code), exc.code.value))
@@ -131,38 +147,31 @@ class StreamConnection:
         self._sender = asyncio.create_task(self._send_loop(), name="r3d-ws-sender")
         try:
             self.authorize()
-            if self.runtime.draining:
+            if self.host.draining:
                 raise NotReady("the server is shutting down; connect to another replica", code=ErrorCode.SHUTTING_DOWN)
         except ServerError as exc:
             self.error(exc, fatal=True)
             await self._wait_sender()
             return
-        self.runtime.connections.add(self)
+        self.host.connections.add(self)
         try:
             await self._receive_loop()
         except Exception:  # a bug outside one message's handling: said once, and the client is told (1011)
             self._internal_error("the connection")
         finally:
-            self.runtime.connections.discard(self)
-            self._release()
+            self.host.connections.discard(self)
+            try:
+                await self._release()
+            except Exception:  # the session's host may be gone (a cluster replica): the socket still closes
+                logger.exception("stream %s: releasing the session failed", self.session_id or "-")
             if not self.closing:
                 self.post(_Close(1000, "bye"))
             await self._wait_sender()
 
-    def _release(self) -> None:
-        s = self.session
-        if s is None or s.closed:
-            return
-        if self.said_bye:
-            self.runtime.registry.close(s, "the client said bye")
-        else:
-            self.runtime.registry.detach(s)
-            logger.info("session %s detached; kept %g s for a reconnect", s.id, self.runtime.registry.grace_s(s))
-
     async def _receive_loop(self) -> None:
         hello_deadline = time.monotonic() + self.settings.hello_timeout_s
         while not self.closing:
-            wait = None if self.session else max(0.0, hello_deadline - time.monotonic())
+            wait = None if self.session_id else max(0.0, hello_deadline - time.monotonic())
             try:
                 message = await asyncio.wait_for(self.ws.receive(), wait)
             except TimeoutError:
@@ -188,8 +197,7 @@ class StreamConnection:
         size = len(data) if isinstance(data, bytes) else len(data.encode())
         try:
             if size > self.settings.max_message_bytes:
-                if self.session is not None:
-                    self.session.reject_frame()
+                self._oversize_frame()
                 raise ProtocolError(
                     ErrorCode.MESSAGE_TOO_LARGE,
                     f"expected messages of at most {self.settings.max_message_bytes} bytes, got {size} bytes; "
@@ -199,7 +207,10 @@ class StreamConnection:
             if isinstance(msg, FrameIn):
                 await self._frame(msg, t_recv)
             elif isinstance(msg, Hello):
-                return self._hello(msg)
+                if self.session_id is not None:
+                    raise ProtocolError(ErrorCode.DUPLICATE_HELLO, f"this connection already has session "
+                                        f"{self.session_id}; send frames, or reconnect to start another")  # fmt: skip
+                return await self._hello(msg)
             elif isinstance(msg, Ping):
                 self.post(Pong(id=msg.id))
             else:
@@ -216,12 +227,39 @@ class StreamConnection:
         return True
 
     def _internal_error(self, handling: str) -> None:
-        logger.exception("stream %s: internal error while handling %s", self.session.id if self.session else "-",
-                         handling)  # fmt: skip
-        self.runtime.metrics.error(ErrorCode.INTERNAL.value)
+        logger.exception("stream %s: internal error while handling %s", self.session_id or "-", handling)
+        self.host.metrics.error(ErrorCode.INTERNAL.value)
         self.post(ErrorOut(code=ErrorCode.INTERNAL, message="internal error; the server log has the details",
                            fatal=True))  # fmt: skip
         self.post(_Close(close_code(ErrorCode.INTERNAL), "internal error"))
+
+    # --- the session's host ------------------------------------------------------------------------------------
+
+    async def _hello(self, hello: Hello) -> bool:
+        """Open or resume the hello's session and post the welcome; False (after a fatal error) ends the connection."""
+        raise NotImplementedError
+
+    async def _frame(self, msg: FrameIn, t_recv: float) -> None:
+        """Take one frame of the open session (ProtocolError for a bad frame, ServerError when the session is gone)."""
+        raise NotImplementedError
+
+    def _oversize_frame(self) -> None:
+        """A message over max_message_bytes arrived (refused before parsing); the local host counts it as rejected."""
+
+    async def _release(self) -> None:
+        """The socket ended: close the session after a bye, otherwise keep it detached for a reconnect."""
+        raise NotImplementedError
+
+
+class StreamConnection(WireConnection):
+    """A WebSocket client whose session lives in this process (the runtime's registry and inference worker)."""
+
+    def __init__(
+        self, ws: WebSocket, runtime: Runtime, settings: Settings, *, authorize: Callable[[], None] = lambda: None
+    ) -> None:
+        super().__init__(ws, runtime, settings, authorize=authorize)
+        self.runtime = runtime
+        self.session: Session | None = None
 
     async def _frame(self, msg: FrameIn, t_recv: float) -> None:
         if self.session is None:
@@ -229,11 +267,7 @@ class StreamConnection:
         rt = self.runtime
         await ingest_frame(self.session, msg, t_recv, worker=rt.worker, pool=rt.decode_pool, metrics=rt.metrics)
 
-    def _hello(self, hello: Hello) -> bool:
-        if self.session is not None:
-            self.error(ProtocolError(ErrorCode.DUPLICATE_HELLO, f"this connection already has session "
-                                     f"{self.session.id}; send frames, or reconnect to start another"))  # fmt: skip
-            return True
+    async def _hello(self, hello: Hello) -> bool:
         self.encoding = hello.encoding
         stream = SessionCreate.model_validate(hello.model_dump(include=set(SessionCreate.model_fields)))
         registry = self.runtime.registry
@@ -251,6 +285,7 @@ class StreamConnection:
             self.error(exc, fatal=True)
             return False
         self.session = session
+        self.session_id = session.id
         session.attach_outbox(self.outbox, self.close_session_closed)
         engine = self.runtime.engine
         self.post(
@@ -267,3 +302,17 @@ class StreamConnection:
                              details={"counters": counters.model_dump(), "last_ts": last_ts}))  # fmt: skip
         logger.info("stream: session %s %s", session.id, "resumed" if resumed else "opened")
         return True
+
+    def _oversize_frame(self) -> None:
+        if self.session is not None:
+            self.session.reject_frame()
+
+    async def _release(self) -> None:
+        s = self.session
+        if s is None or s.closed:
+            return
+        if self.said_bye:
+            self.runtime.registry.close(s, "the client said bye")
+        else:
+            self.runtime.registry.detach(s)
+            logger.info("session %s detached; kept %g s for a reconnect", s.id, self.runtime.registry.grace_s(s))

@@ -34,6 +34,7 @@ from server.protocol import (
     SessionPublic,
     SessionStateName,
     StreamCounters,
+    StreamStatus,
     WireModel,
 )
 from server.streaming.health import pixel_status
@@ -304,12 +305,18 @@ class Session:
     def push_tokens(self, frame: PreparedFrame, tokens: np.ndarray) -> TickRequest | None:
         """An encoded frame's tokens (2, C) into the window; the tick request when a prediction is due. Nothing
         happens to a closed session."""
-        pixels = pixel_status(frame.image, frame.depth)
+        return self.push_encoded(frame.seq, frame.ts, tokens, pixel_status(frame.image, frame.depth))
+
+    def push_encoded(
+        self, seq: int, ts: float, tokens: np.ndarray, pixels: tuple[StreamStatus, StreamStatus]
+    ) -> TickRequest | None:
+        """push_tokens for a frame encoded elsewhere (a cluster's FrameEncoder replica, which also judged its
+        pixels: health.pixel_status)."""
         with self.lock:
             if self.closed:
                 return None
             self.fps_window.append(time.perf_counter())
-            return self.processor.push(frame.seq, frame.ts, tokens, pixels)
+            return self.processor.push(seq, ts, tokens, pixels)
 
     def complete_tick(
         self, request: TickRequest, result: AnticipatorResult, engine: Engine

@@ -210,18 +210,39 @@ class InferenceWorker:
 
     def _deliver(self, decoded: list[_Decoded], t_start: float, encode_s: float, engine: Engine) -> None:
         for s, f, outcome, counters, seq, anticipate_s in decoded:
-            done = time.perf_counter()
-            latency = Latency(
-                frame_to_prediction_ms=round((done - f.t_recv) * 1e3, 3),
-                queue_ms=round((t_start - f.t_queued) * 1e3, 3),
-                encode_ms=round(encode_s * 1e3, 3),
-                anticipate_ms=round(anticipate_s * 1e3, 3),
-            )
-            s.send(
-                AnticipationOut(
-                    session_id=s.id, seq=seq, frame_seq=outcome.frame_seq, frame_ts=outcome.frame_ts,
-                    model_id=engine.model_id, current=outcome.current, future=outcome.future, window=outcome.window,
-                    latency=latency, modality=outcome.modality, counters=counters,
-                )
-            )  # fmt: skip
-            self.metrics.observe_prediction(s.id, done - f.t_recv, outcome.modality)
+            times = TickTimes(f.t_recv, f.t_queued, t_start, encode_s, anticipate_s)
+            send_prediction(s, outcome, counters, seq, engine, times, self.metrics)
+
+
+class TickTimes(NamedTuple):
+    """When a ticking frame arrived and was queued, when its encoder batch started (perf_counter of this process),
+    and how long the encoder and anticipator calls took."""
+
+    t_recv: float
+    t_queued: float
+    t_start: float
+    encode_s: float
+    anticipate_s: float
+
+
+def send_prediction(
+    s: Session, outcome: TickOutcome, counters: StreamCounters, seq: int, engine: Engine, times: TickTimes,
+    metrics: Metrics,
+) -> None:  # fmt: skip
+    """A decoded tick (Session.complete_tick) -> the session's AnticipationOut, sent (the local worker and the
+    cluster's session replicas both deliver predictions through here)."""
+    done = time.perf_counter()
+    latency = Latency(
+        frame_to_prediction_ms=round((done - times.t_recv) * 1e3, 3),
+        queue_ms=round((times.t_start - times.t_queued) * 1e3, 3),
+        encode_ms=round(times.encode_s * 1e3, 3),
+        anticipate_ms=round(times.anticipate_s * 1e3, 3),
+    )
+    s.send(
+        AnticipationOut(
+            session_id=s.id, seq=seq, frame_seq=outcome.frame_seq, frame_ts=outcome.frame_ts,
+            model_id=engine.model_id, current=outcome.current, future=outcome.future, window=outcome.window,
+            latency=latency, modality=outcome.modality, counters=counters,
+        )
+    )  # fmt: skip
+    metrics.observe_prediction(s.id, done - times.t_recv, outcome.modality)
