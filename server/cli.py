@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(docs/scale-out.md)",
     )  # fmt: skip
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument(
+        "--cluster", action="store_true",
+        help="deploy on a running Ray cluster instead of serving here (python -m server.cluster --help: its flags)",
+    )  # fmt: skip
     return p
 
 
@@ -60,27 +64,41 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )  # fmt: skip
 
 
+def model_problem(settings: Settings) -> str | None:
+    """Why the settings' model cannot be served (missing, not a model), or None."""
+    if settings.model_path is None:
+        return "no model: pass a bundle folder or checkpoint, or set R3D_MODEL_PATH"
+    if not settings.model_path.exists():
+        return f"model {str(settings.model_path)!r} does not exist"
+    try:
+        resolve_model_path(settings.model_path)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--cluster" in given:  # the same service on a running Ray cluster (its own flags: python -m server.cluster)
+        from server.cluster.cli import main as cluster_main
+
+        return cluster_main([a for a in given if a != "--cluster"])
+    args = build_parser().parse_args(given)
     try:
         settings = settings_from_args(args)
     except (ValueError, ValidationError) as exc:
         sys.stderr.write(f"r3d-serve: invalid settings: {exc}\n")
         return 2
-    if settings.model_path is None:
-        sys.stderr.write("r3d-serve: no model: pass a bundle folder or checkpoint, or set R3D_MODEL_PATH\n")
+    if problem := model_problem(settings):
+        sys.stderr.write(f"r3d-serve: {problem}\n")
         return 2
-    if not settings.model_path.exists():
-        sys.stderr.write(f"r3d-serve: model {str(settings.model_path)!r} does not exist\n")
-        return 2
-    try:
-        resolve_model_path(settings.model_path)
-    except ValueError as exc:
-        sys.stderr.write(f"r3d-serve: {exc}\n")
-        return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings)
     server = ServiceServer(uvicorn_config(create_app(settings), settings))
     server.run()
     return 0 if server.started else 1

@@ -49,14 +49,19 @@ class Drainable(Protocol):
 
 
 async def load_engine(path: Path, backend: str, settings: Settings, name: str) -> Engine:
+    """open_engine in a thread, off the event loop."""
+    return await asyncio.to_thread(open_engine, path, backend, settings, name)
+
+
+def open_engine(path: Path, backend: str, settings: Settings, name: str) -> Engine:
     """Load and warm up a model; ``name`` (an id, never a path) is what a failure tells the client."""
     try:
         threads = settings.inference_threads or len(os.sched_getaffinity(0))
         path = resolve_model_path(path)
-        loaded = await asyncio.to_thread(load_engine_backend, path, backend, settings.device, settings.fp16, threads)
+        loaded = load_engine_backend(path, backend, settings.device, settings.fp16, threads)
         engine = Engine(loaded, server_version(), path)
         started = time.perf_counter()
-        await asyncio.to_thread(warm_up, engine)
+        warm_up(engine)
         logger.info("model %s warmed up in %.2f s (both graphs)", name, time.perf_counter() - started)
     except Exception as exc:  # the model library's errors say what is wrong with the file: the log gets them
         logger.warning("cannot load model %s on backend %s: %s", name, backend, exc)

@@ -112,6 +112,10 @@ class WireConnection:
             except (WebSocketDisconnect, RuntimeError, OSError):  # the peer is gone
                 return
 
+    def close_after_queued(self, code: int, reason: str) -> None:
+        """Close the socket with ``code`` once the messages already posted are sent."""
+        self.post(_Close(code, reason))
+
     def error(self, exc: ServerError | ProtocolError, *, fatal: bool = False) -> None:
         self.host.metrics.error(exc.code.value)
         logger.info("stream %s: %s: %s", self.session_id or "-", exc.code.value, exc.message)
@@ -205,7 +209,7 @@ class WireConnection:
                 )
             msg = parse_client_message(data)
             if isinstance(msg, FrameIn):
-                await self._frame(msg, t_recv)
+                return await self._frame(msg, t_recv)
             elif isinstance(msg, Hello):
                 if self.session_id is not None:
                     raise ProtocolError(ErrorCode.DUPLICATE_HELLO, f"this connection already has session "
@@ -239,8 +243,9 @@ class WireConnection:
         """Open or resume the hello's session and post the welcome; False (after a fatal error) ends the connection."""
         raise NotImplementedError
 
-    async def _frame(self, msg: FrameIn, t_recv: float) -> None:
-        """Take one frame of the open session (ProtocolError for a bad frame, ServerError when the session is gone)."""
+    async def _frame(self, msg: FrameIn, t_recv: float) -> bool:
+        """Take one frame of the open session (ProtocolError for a bad frame, ServerError when the session is gone);
+        False when the connection should end."""
         raise NotImplementedError
 
     def _oversize_frame(self) -> None:
@@ -261,11 +266,12 @@ class StreamConnection(WireConnection):
         self.runtime = runtime
         self.session: Session | None = None
 
-    async def _frame(self, msg: FrameIn, t_recv: float) -> None:
+    async def _frame(self, msg: FrameIn, t_recv: float) -> bool:
         if self.session is None:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "expected a hello before the first frame", seq=msg.seq)
         rt = self.runtime
         await ingest_frame(self.session, msg, t_recv, worker=rt.worker, pool=rt.decode_pool, metrics=rt.metrics)
+        return True
 
     async def _hello(self, hello: Hello) -> bool:
         self.encoding = hello.encoding

@@ -1,0 +1,11 @@
+"""The service on a Ray Serve cluster (docs/scale-out.md): the same protocol, sessions spread over replicas.
+
+Ingress          the WebSocket protocol under ``@serve.ingress``; holds connections only (ingress.py)
+SessionTier      replicas that own sessions (registry, windows, Anticipator), routed by session id (sessions.py)
+FrameEncoder     stateless, ``@serve.batch`` across sessions, autoscaled on queued frames (encoder.py)
+build_app        the three deployments bound into one application (app.py); the command: cli.py
+
+Importing the deployments imports Ray (the ``cluster`` extra); ``server.cluster.cli`` imports it only to deploy.
+"""
+
+__all__: list[str] = []

@@ -1,0 +1,97 @@
+"""The Serve application: ingress -> session tier -> FrameEncoder, with each tier's replicas, resources and routing.
+
+``build_app(settings, options)`` binds the three deployments; ``python -m server.cluster`` (server/cluster/cli.py)
+runs it on a Ray cluster, tests run it on a local one or in Serve's local testing mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from ray.serve.config import AutoscalingConfig, RequestRouterConfig
+
+from server.cluster.encoder import FrameEncoder
+from server.cluster.ingress import ingress_class
+from server.cluster.sessions import SessionTier
+from server.settings import Settings
+
+APP_NAME = "r3d"
+# Ray's own consistent-hash router (2.60: ray.serve.experimental); the handle's session_id is its key
+HASH_ROUTING: dict[str, Any] = {
+    "request_router_class": "ray.serve.experimental.consistent_hash_router.ConsistentHashRouter",
+    "request_router_kwargs": {"num_virtual_nodes": 100, "num_fallback_replicas": 0},
+}
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How the service spreads over the cluster (the command's flags; docs/scale-out.md)."""
+
+    session_replicas: int = 2  # replicas of the session tier; sessions are spread over them by their id
+    session_cpus: float = 1.0  # CPUs Ray reserves per session replica (the Anticipator runs there)
+    encoder_min_replicas: int = 1
+    encoder_max_replicas: int = 1
+    encoder_target_queue: float = 8.0  # autoscaling: frames waiting or running per FrameEncoder replica
+    encoder_cpus: float = 1.0
+    encoder_gpus: float = 0.0
+    ingress_replicas: int = 1
+    ingress_cpus: float = 0.0  # the ingress only relays: it holds sockets, not models
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.session_replicas < 1:
+            out.append(f"--session-replicas: expected at least 1, got {self.session_replicas}")
+        if not 1 <= self.encoder_min_replicas <= self.encoder_max_replicas:
+            out.append(
+                "--encoder-replicas: expected 1 <= MIN <= MAX, got "
+                f"{self.encoder_min_replicas}..{self.encoder_max_replicas}"
+            )
+        if self.ingress_replicas < 1:
+            out.append(f"--ingress-replicas: expected at least 1, got {self.ingress_replicas}")
+        for name in ("session_cpus", "encoder_cpus", "encoder_gpus", "ingress_cpus"):
+            if getattr(self, name) < 0:
+                out.append(f"--{name.replace('_', '-')}: expected 0 or more, got {getattr(self, name)}")
+        return out
+
+
+def build_app(settings: Settings, options: ClusterOptions) -> Application:
+    """The service as a Serve application: the ingress in front of the session tier."""
+    ingress = serve.deployment(name="Ingress")(ingress_class(settings)).options(
+        num_replicas=options.ingress_replicas,
+        ray_actor_options={"num_cpus": options.ingress_cpus},
+        max_ongoing_requests=options.session_replicas * _per_replica(settings),
+    )
+    return ingress.bind(session_tier(settings, options))
+
+
+def _per_replica(settings: Settings) -> int:
+    """Calls a replica may run at once: a session has at most one call in flight (its connection waits for each
+    frame's answer), and strict affinity leaves a request nowhere else to go, so every session a replica may hold."""
+    return settings.max_sessions + 8
+
+
+def session_tier(settings: Settings, options: ClusterOptions) -> Application:
+    """The session tier bound to its FrameEncoder deployment (the whole service but the ingress)."""
+    if problems := options.problems():
+        raise ValueError("; ".join(problems))
+    per_replica = _per_replica(settings)
+    encoder = serve.deployment(name="FrameEncoder")(FrameEncoder).options(
+        ray_actor_options={"num_cpus": options.encoder_cpus, "num_gpus": options.encoder_gpus},
+        autoscaling_config=AutoscalingConfig(
+            min_replicas=options.encoder_min_replicas,
+            max_replicas=options.encoder_max_replicas,
+            target_ongoing_requests=options.encoder_target_queue,
+        ),
+        max_ongoing_requests=max(2 * settings.encoder_max_batch, per_replica),
+    )
+    sessions = serve.deployment(name="SessionTier")(SessionTier).options(
+        num_replicas=options.session_replicas,
+        ray_actor_options={"num_cpus": options.session_cpus},
+        max_ongoing_requests=per_replica,
+        # strict affinity (no fallback): a session's calls go to its owner only, or wait while Serve replaces it
+        request_router_config=RequestRouterConfig(**HASH_ROUTING),
+    )
+    return sessions.bind(settings, encoder.bind(settings))

@@ -1,0 +1,158 @@
+"""The cluster's ingress: the service's WebSocket protocol (``/v1/stream``), model info and health, served by Ray
+Serve's HTTP proxy through ``@serve.ingress``. A replica holds only live connections and their outboxes: every
+hello, frame and release goes to the session's owner in the session tier, routed by consistent hashing of the session
+id (the handle's ``session_id`` is the router's key).
+
+The connection is the local path's own (server.streaming.connection.WireConnection: receive loop, sender, message
+limits, errors); only where its session lives differs. A call that finds its replica dead is retried while Serve
+replaces it (``CALL_RETRY_S``): the session's new owner restores it from the session store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve.handle import DeploymentHandle
+from starlette.websockets import WebSocketState
+
+from server.deps import check_key, presented_key
+from server.errors import NotReady, close_code
+from server.metrics import Metrics
+from server.protocol import ErrorCode, ErrorOut, FrameIn, HealthOut, Hello, ModelInfo, ProtocolError, WireModel
+from server.runtime import server_version
+from server.settings import Settings
+from server.streaming.connection import WireConnection
+
+logger = logging.getLogger(__name__)
+CALL_RETRY_S = 60.0  # how long a call keeps retrying a session tier whose replica died (Serve restarts it)
+RETRY_PAUSE_S = 0.25
+
+
+class IngressHost:
+    """What the connections of one ingress replica share."""
+
+    def __init__(self) -> None:
+        self.metrics = Metrics()
+        self.draining = False
+        self.connections: set[Any] = set()
+
+
+class ClusterConnection(WireConnection):
+    """A WebSocket client whose session is owned by a session-tier replica."""
+
+    def __init__(
+        self, ws: WebSocket, host: IngressHost, settings: Settings, sessions: DeploymentHandle, authorize: Any
+    ) -> None:
+        super().__init__(ws, host, settings, authorize=authorize)
+        self.sessions = sessions
+
+    async def _hello(self, hello: Hello) -> bool:
+        self.encoding = hello.encoding
+        session_id = hello.session_id or secrets.token_urlsafe(12)
+        if self._deliver(await self._call("open", session_id, hello, self.client)):
+            self.session_id = session_id
+            return True
+        return False
+
+    async def _frame(self, msg: FrameIn, t_recv: float) -> bool:
+        if self.session_id is None:
+            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "expected a hello before the first frame", seq=msg.seq)
+        return self._deliver(await self._call("frame", self.session_id, msg))
+
+    async def _release(self) -> None:
+        if self.session_id is not None:
+            await self._call("release", self.session_id, self.said_bye)
+
+    async def _call(self, method: str, session_id: str, *args: Any) -> Any:
+        """One call to the session's owner; retried while its replica is dead or being replaced."""
+        handle = self.sessions.options(session_id=session_id)
+        deadline = time.monotonic() + CALL_RETRY_S
+        while True:
+            try:
+                return await getattr(handle, method).remote(session_id, *args)
+            except (RayActorError, ActorUnavailableError) as exc:
+                if time.monotonic() > deadline:
+                    raise NotReady(f"the session tier did not answer within {CALL_RETRY_S:g} s") from exc
+                logger.warning("session %s: %s failed (%s); retrying while Serve replaces the replica", session_id,
+                               method, type(exc).__name__)  # fmt: skip
+                await asyncio.sleep(RETRY_PAUSE_S)
+
+    def _deliver(self, replies: list[WireModel]) -> bool:
+        """Post the owner's messages in order; False after a fatal error (the connection then ends)."""
+        for message in replies:
+            self.post(message)
+            if isinstance(message, ErrorOut):
+                self.host.metrics.error(message.code.value)
+                if message.fatal:
+                    self.close_after_queued(close_code(message.code), message.code.value)
+                    return False
+        return True
+
+
+def ingress_app() -> FastAPI:
+    """The FastAPI app the ingress deployment serves (routes bound to the deployment's instance by Serve)."""
+    return FastAPI(
+        title="R3D anticipation service (Ray Serve cluster)",
+        version=server_version(),
+        summary="Real-time RGB-D action anticipation: the streaming protocol of r3d-serve, sessions spread over a "
+        "Ray Serve cluster and kept in a session store.",
+    )
+
+
+def ingress_class(settings: Settings) -> type:
+    """The ingress deployment's class for these settings: ``/v1/stream``, ``/v1/model``, ``/healthz``, ``/readyz``."""
+    app = ingress_app()
+
+    @serve.ingress(app)
+    class Ingress:
+        def __init__(self, sessions: DeploymentHandle) -> None:
+            self.sessions = sessions
+            self.host = IngressHost()
+
+        @app.websocket("/v1/stream")
+        async def stream(self, ws: WebSocket) -> None:
+            """Streaming session (protocol v1, docs/protocol.md), owned by a session-tier replica."""
+            await ws.accept()
+            conn = ClusterConnection(
+                ws, self.host, settings, self.sessions,
+                authorize=lambda: check_key(settings, presented_key(ws, allow_query=True)),
+            )  # fmt: skip
+            await conn.run()
+            if ws.application_state is WebSocketState.CONNECTED and ws.client_state is WebSocketState.CONNECTED:
+                try:
+                    await ws.close(1000)
+                except RuntimeError:
+                    pass
+
+        @app.get("/v1/model", response_model=ModelInfo)
+        async def model(self) -> ModelInfo:
+            """The model the session tier serves."""
+            info: ModelInfo = await self.sessions.model_info.remote()
+            return info
+
+        @app.get("/healthz", response_model=HealthOut)
+        async def healthz(self) -> HealthOut:
+            """The ingress is up and a session replica answers."""
+            return await self._health()
+
+        @app.get("/readyz", response_model=HealthOut)
+        async def readyz(self) -> HealthOut:
+            """Same as /healthz: Serve routes only to replicas that are up."""
+            return await self._health()
+
+        async def _health(self) -> HealthOut:
+            try:
+                info: ModelInfo = await self.sessions.model_info.remote()
+            except (RayActorError, ActorUnavailableError) as exc:
+                raise NotReady("no session replica answers yet") from exc
+            return HealthOut(status="ok", ready=True, version=server_version(), model_id=info.model_id,
+                             details={"backend": info.backend, "connections": len(self.host.connections)})  # fmt: skip
+
+    return Ingress

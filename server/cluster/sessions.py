@@ -1,0 +1,207 @@
+"""The session tier: Serve replicas that own token windows and run the Anticipator, batched across their sessions.
+
+Each replica holds the local path's own objects: a SessionRegistry of Sessions, each with its StreamProcessor
+(resampling, window, tick grid), so a frame goes through exactly the checks, counters and predictions it would get in
+one r3d-serve process. What differs is where the work runs: the ingress routes a session's calls here by consistent
+hashing of its id (Ray's ConsistentHashRouter), the FrameEncoder runs on its own deployment (server.cluster.encoder),
+and the Anticipator runs once per ``@serve.batch`` of ticks due on this replica.
+
+A call for a session this replica does not hold (a restarted replica, or a ring that changed) restores it from the
+session store before anything else, as a resume of a journaled session does in one process; sessions are journaled
+by the registry every ``session_journal_frames`` encoded frames, so a killed replica loses fewer than that many.
+
+Calls answer with the wire messages the connection sends (welcome, notices, predictions, errors), in order; a
+session's messages produced while no call is running (a reap, for instance) wait for its next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from export.interface import AnticipatorResult
+from server.cluster.encoder import Encoded, EncodeJob, configure_batch
+from server.engine import Engine
+from server.errors import ServerError, SessionNotFound, error_out
+from server.metrics import Metrics
+from server.protocol import (
+    ErrorCode,
+    ErrorOut,
+    FrameIn,
+    Hello,
+    ModelInfo,
+    Notice,
+    NoticeCode,
+    ProtocolError,
+    SessionCreate,
+    Welcome,
+    WireModel,
+)
+from server.runtime import HOUSEKEEPING_S, open_engine
+from server.settings import Settings
+from server.streaming.registry import SessionRegistry
+from server.streaming.session import OUTBOX_SIZE, Session
+from server.streaming.worker import TickTimes, send_prediction
+
+logger = logging.getLogger(__name__)
+
+
+class SessionTier:
+    """Serve deployment class (wrapped by server.cluster.app.build_app with its replica count and router)."""
+
+    def __init__(self, settings: Settings, encoder: DeploymentHandle) -> None:
+        assert settings.model_path is not None  # checked by the command before deploying
+        self.settings = settings
+        self.encoder = encoder
+        self.engine: Engine = open_engine(settings.model_path, settings.backend, settings, settings.model_path.name)
+        self.metrics = Metrics()
+        self.loop = asyncio.get_running_loop()  # Serve runs the constructor on the replica's event loop
+        self.registry = SessionRegistry(settings, self.metrics, self.loop, lambda: self.engine)
+        self._outboxes: dict[str, asyncio.Queue[Any]] = {}
+        self._housekeeping = self.loop.create_task(self._housekeep(), name="r3d-cluster-housekeeping")
+        configure_batch(self.anticipate, settings.anticipator_max_batch, settings.encoder_max_delay_ms / 1e3)
+
+    async def model_info(self) -> ModelInfo:
+        return self.engine.info
+
+    async def session_ids(self) -> list[str]:
+        """The sessions this replica holds now (tests and the benchmark look at where sessions live)."""
+        return [s.id for s in self.registry.all()]
+
+    # --- calls from the ingress ----------------------------------------------------------------------------------
+
+    async def open(self, session_id: str, hello: Hello, client: str) -> list[WireModel]:
+        """A hello: a new session under ``session_id`` (chosen by the ingress, the routing key), or the resumed one
+        (hello.session_id, restored from the store when another replica held it)."""
+        stream = SessionCreate.model_validate(hello.model_dump(include=set(SessionCreate.model_fields)))
+        try:
+            self.engine.check_stream(stream)
+            if hello.session_id:
+                session = self._held(session_id)
+                if session.state is session.state.ATTACHED:  # the old connection's release has not arrived
+                    self.registry.detach(session)
+                self.registry.attach(session_id)
+                session.resume(stream, self.registry.tick_hz(stream, self.engine.spec.fps))
+            else:
+                session = self.registry.create(stream, session_id=session_id, client=client)
+                session.transition(session.state.ATTACHED)
+        except ServerError as exc:
+            return [error_out(exc, fatal=True)]
+        self._attach(session)
+        replies: list[WireModel] = [
+            Welcome(
+                session_id=session.id, resumed=bool(hello.session_id), window_frames=len(session.processor.window),
+                tick_hz=session.processor.tick_hz, backpressure=session.backpressure, queue_size=session.queue_size,
+                max_message_bytes=self.settings.max_message_bytes, model=self.engine.info,
+            )
+        ]  # fmt: skip
+        if hello.session_id:
+            replies.append(
+                Notice(
+                    code=NoticeCode.SESSION_RESUMED,
+                    message=f"session {session.id} resumed with {len(session.processor.window)} tokens in its window",
+                    details={"counters": session.counters().model_dump()},
+                )
+            )
+        return replies + await self._drain(session.id)
+
+    async def frame(self, session_id: str, msg: FrameIn) -> list[WireModel]:
+        """One frame of an open session -> the messages it produced (a prediction when a tick was due, errors)."""
+        t_recv = time.perf_counter()
+        try:
+            session = self._held(session_id)
+            await self._take(session, msg, t_recv)
+        except ProtocolError as exc:
+            return [*await self._drain(session_id), error_out(exc)]
+        except ServerError as exc:  # the session is gone (closed, expired, never restored)
+            return [*await self._drain(session_id), error_out(exc, fatal=True)]
+        return await self._drain(session_id)
+
+    async def release(self, session_id: str, bye: bool) -> None:
+        """The client's socket ended: close after a bye, otherwise detach (kept for a reconnect)."""
+        self._outboxes.pop(session_id, None)
+        try:
+            session = self.registry.get(session_id)
+        except SessionNotFound:
+            return
+        if bye:
+            self.registry.close(session, "the client said bye")
+        else:
+            self.registry.detach(session)
+
+    # --- the frame path ------------------------------------------------------------------------------------------
+
+    async def _take(self, session: Session, msg: FrameIn, t_recv: float) -> None:
+        session.touch()
+        if not session.admit_frame(msg.seq, msg.ts):
+            return
+        encoded: Encoded = await self.encoder.encode.remote(EncodeJob(session.stream, msg))
+        try:
+            encoded.raise_error(msg.seq)
+        except ProtocolError:
+            session.reject_frame()
+            raise
+        if encoded.frame_encoder_id != self.engine.frame_encoder_id:
+            raise ServerError(
+                f"the FrameEncoder deployment serves encoder {encoded.frame_encoder_id}, this session's tokens come "
+                f"from {self.engine.frame_encoder_id}; deploy one model version to both tiers",
+                code=ErrorCode.MODEL_ERROR,
+            )
+        if not session.commit_frame(msg.seq, msg.ts):
+            return
+        assert encoded.tokens is not None and encoded.pixels is not None
+        t_encoded = time.perf_counter()
+        request = session.push_encoded(msg.seq, msg.ts, encoded.tokens, encoded.pixels)
+        if request is None:
+            return
+        result, anticipate_s = await self.anticipate(request.tokens)
+        times = TickTimes(t_recv, t_recv, t_encoded - encoded.encode_s, encoded.encode_s, anticipate_s)
+        send_prediction(session, request, result, self.engine, times, self.metrics)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def anticipate(self, windows: list[np.ndarray]) -> list[tuple[AnticipatorResult, float]]:
+        """Windows of ticks due on this replica, across its sessions -> one padded, masked Anticipator call; each
+        window's outputs with the call's seconds."""
+        started = time.perf_counter()
+        results = await asyncio.to_thread(self.engine.anticipate_batch, windows)
+        seconds = time.perf_counter() - started
+        self.metrics.observe_anticipate(seconds, len(windows))
+        return [(r, seconds) for r in results]
+
+    # --- sessions held here --------------------------------------------------------------------------------------
+
+    def _held(self, session_id: str) -> Session:
+        """The session, restored from the store when this replica does not hold it (SessionNotFound if nowhere)."""
+        return self.registry.get(session_id)
+
+    def _attach(self, session: Session) -> None:
+        box: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self._outboxes[session.id] = box
+
+        async def closed_elsewhere(reason: str) -> None:  # a reap: the next call of this session answers it
+            box.put_nowait(ErrorOut(code=ErrorCode.SESSION_NOT_FOUND, message=f"session closed: {reason}", fatal=True))
+
+        session.attach_outbox(box, closed_elsewhere)
+
+    async def _drain(self, session_id: str) -> list[WireModel]:
+        await asyncio.sleep(0)  # Session.send hands messages over with call_soon_threadsafe: let them land
+        box = self._outboxes.get(session_id)
+        out: list[WireModel] = []
+        while box is not None and not box.empty():
+            out.append(box.get_nowait())
+        return out
+
+    async def _housekeep(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            try:
+                self.registry.reap()
+                self.metrics.session_counts(self.registry.counts())
+            except Exception:  # housekeeping must keep running
+                logger.exception("housekeeping failed")
