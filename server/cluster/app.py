@@ -14,7 +14,7 @@ from ray.serve import Application
 from ray.serve.config import AutoscalingConfig, RequestRouterConfig
 
 from server.cluster.encoder import FrameEncoder
-from server.cluster.ingress import ingress_class
+from server.cluster.ingress import Ingress
 from server.cluster.sessions import SessionTier
 from server.settings import Settings
 
@@ -59,12 +59,12 @@ class ClusterOptions:
 
 def build_app(settings: Settings, options: ClusterOptions) -> Application:
     """The service as a Serve application: the ingress in front of the session tier."""
-    ingress = serve.deployment(name="Ingress")(ingress_class(settings)).options(
+    ingress = serve.deployment(name="Ingress")(Ingress).options(
         num_replicas=options.ingress_replicas,
         ray_actor_options={"num_cpus": options.ingress_cpus},
         max_ongoing_requests=options.session_replicas * _per_replica(settings),
     )
-    return ingress.bind(session_tier(settings, options))
+    return ingress.bind(settings, session_tier(settings, options))
 
 
 def _per_replica(settings: Settings) -> int:

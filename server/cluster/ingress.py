@@ -96,63 +96,68 @@ class ClusterConnection(WireConnection):
         return True
 
 
-def ingress_app() -> FastAPI:
-    """The FastAPI app the ingress deployment serves (routes bound to the deployment's instance by Serve)."""
-    return FastAPI(
+@serve.ingress()
+class Ingress:
+    """The ingress deployment: its FastAPI app is built in the replica (``__serve_build_asgi_app__``, after the
+    constructor). An app built at import and handed to ``@serve.ingress(app)`` is pickled with the class, and with
+    Ray 2.60 and FastAPI 0.165 its WebSocket route no longer matched after that (the handshake failed with 403)."""
+
+    def __init__(self, settings: Settings, sessions: DeploymentHandle) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.host = IngressHost()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return ingress_app(self)
+
+    async def health(self) -> HealthOut:
+        try:
+            info: ModelInfo = await self.sessions.model_info.remote()
+        except (RayActorError, ActorUnavailableError) as exc:
+            raise NotReady("no session replica answers yet") from exc
+        return HealthOut(status="ok", ready=True, version=server_version(), model_id=info.model_id,
+                         details={"backend": info.backend, "connections": len(self.host.connections)})  # fmt: skip
+
+
+def ingress_app(ingress: Ingress) -> FastAPI:
+    """``/v1/stream`` (the protocol of r3d-serve), ``/v1/model``, ``/healthz`` and ``/readyz`` of one replica."""
+    settings = ingress.settings
+    app = FastAPI(
         title="R3D anticipation service (Ray Serve cluster)",
         version=server_version(),
         summary="Real-time RGB-D action anticipation: the streaming protocol of r3d-serve, sessions spread over a "
         "Ray Serve cluster and kept in a session store.",
     )
 
-
-def ingress_class(settings: Settings) -> type:
-    """The ingress deployment's class for these settings: ``/v1/stream``, ``/v1/model``, ``/healthz``, ``/readyz``."""
-    app = ingress_app()
-
-    @serve.ingress(app)
-    class Ingress:
-        def __init__(self, sessions: DeploymentHandle) -> None:
-            self.sessions = sessions
-            self.host = IngressHost()
-
-        @app.websocket("/v1/stream")
-        async def stream(self, ws: WebSocket) -> None:
-            """Streaming session (protocol v1, docs/protocol.md), owned by a session-tier replica."""
-            await ws.accept()
-            conn = ClusterConnection(
-                ws, self.host, settings, self.sessions,
-                authorize=lambda: check_key(settings, presented_key(ws, allow_query=True)),
-            )  # fmt: skip
-            await conn.run()
-            if ws.application_state is WebSocketState.CONNECTED and ws.client_state is WebSocketState.CONNECTED:
-                try:
-                    await ws.close(1000)
-                except RuntimeError:
-                    pass
-
-        @app.get("/v1/model", response_model=ModelInfo)
-        async def model(self) -> ModelInfo:
-            """The model the session tier serves."""
-            info: ModelInfo = await self.sessions.model_info.remote()
-            return info
-
-        @app.get("/healthz", response_model=HealthOut)
-        async def healthz(self) -> HealthOut:
-            """The ingress is up and a session replica answers."""
-            return await self._health()
-
-        @app.get("/readyz", response_model=HealthOut)
-        async def readyz(self) -> HealthOut:
-            """Same as /healthz: Serve routes only to replicas that are up."""
-            return await self._health()
-
-        async def _health(self) -> HealthOut:
+    @app.websocket("/v1/stream")
+    async def stream(ws: WebSocket) -> None:
+        """Streaming session (protocol v1, docs/protocol.md), owned by a session-tier replica."""
+        await ws.accept()
+        conn = ClusterConnection(
+            ws, ingress.host, settings, ingress.sessions,
+            authorize=lambda: check_key(settings, presented_key(ws, allow_query=True)),
+        )  # fmt: skip
+        await conn.run()
+        if ws.application_state is WebSocketState.CONNECTED and ws.client_state is WebSocketState.CONNECTED:
             try:
-                info: ModelInfo = await self.sessions.model_info.remote()
-            except (RayActorError, ActorUnavailableError) as exc:
-                raise NotReady("no session replica answers yet") from exc
-            return HealthOut(status="ok", ready=True, version=server_version(), model_id=info.model_id,
-                             details={"backend": info.backend, "connections": len(self.host.connections)})  # fmt: skip
+                await ws.close(1000)
+            except RuntimeError:
+                pass
 
-    return Ingress
+    @app.get("/v1/model", response_model=ModelInfo)
+    async def model() -> ModelInfo:
+        """The model the session tier serves."""
+        info: ModelInfo = await ingress.sessions.model_info.remote()
+        return info
+
+    @app.get("/healthz", response_model=HealthOut)
+    async def healthz() -> HealthOut:
+        """The ingress is up and a session replica answers."""
+        return await ingress.health()
+
+    @app.get("/readyz", response_model=HealthOut)
+    async def readyz() -> HealthOut:
+        """Same as /healthz: Serve routes only to replicas that are up."""
+        return await ingress.health()
+
+    return app

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -52,6 +54,12 @@ from server.streaming.worker import TickTimes, send_prediction
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ReplicaState:
+    pid: int
+    sessions: list[str]
+
+
 class SessionTier:
     """Serve deployment class (wrapped by server.cluster.app.build_app with its replica count and router)."""
 
@@ -61,18 +69,27 @@ class SessionTier:
         self.encoder = encoder
         self.engine: Engine = open_engine(settings.model_path, settings.backend, settings, settings.model_path.name)
         self.metrics = Metrics()
-        self.loop = asyncio.get_running_loop()  # Serve runs the constructor on the replica's event loop
-        self.registry = SessionRegistry(settings, self.metrics, self.loop, lambda: self.engine)
+        self._registry: SessionRegistry | None = None
         self._outboxes: dict[str, asyncio.Queue[Any]] = {}
-        self._housekeeping = self.loop.create_task(self._housekeep(), name="r3d-cluster-housekeeping")
+        self._housekeeping: asyncio.Task[None] | None = None
         configure_batch(self.anticipate, settings.anticipator_max_batch, settings.encoder_max_delay_ms / 1e3)
+
+    @property
+    def registry(self) -> SessionRegistry:
+        """Built by the first call, on the event loop Serve runs calls on: sessions hand messages to their loop, and
+        the constructor runs on another one."""
+        if self._registry is None:
+            loop = asyncio.get_running_loop()
+            self._registry = SessionRegistry(self.settings, self.metrics, loop, lambda: self.engine)
+            self._housekeeping = loop.create_task(self._housekeep(), name="r3d-cluster-housekeeping")
+        return self._registry
 
     async def model_info(self) -> ModelInfo:
         return self.engine.info
 
-    async def session_ids(self) -> list[str]:
-        """The sessions this replica holds now (tests and the benchmark look at where sessions live)."""
-        return [s.id for s in self.registry.all()]
+    async def replica_state(self) -> ReplicaState:
+        """This replica's process and the sessions it holds (tests and the benchmark look at where sessions live)."""
+        return ReplicaState(os.getpid(), sorted(s.id for s in self.registry.all()))
 
     # --- calls from the ingress ----------------------------------------------------------------------------------
 
