@@ -38,17 +38,17 @@ from server.protocol import (
     FrameIn,
     Hello,
     ModelInfo,
-    Notice,
-    NoticeCode,
     ProtocolError,
     SessionCreate,
-    Welcome,
     WireModel,
 )
 from server.runtime import HOUSEKEEPING_S, open_engine
+from server.session_store import open_session_store
 from server.settings import Settings
+from server.streaming.connection import welcome_messages
+from server.streaming.journal import SessionJournal
 from server.streaming.registry import SessionRegistry
-from server.streaming.session import OUTBOX_SIZE, Session
+from server.streaming.session import OUTBOX_SIZE, Session, SessionState
 from server.streaming.worker import TickTimes, send_prediction
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,10 @@ class SessionTier:
         self.encoder = encoder
         self.engine: Engine = open_engine(settings.model_path, settings.backend, settings, settings.model_path.name)
         self.metrics = Metrics()
+        self.store = open_session_store(settings.session_store, ttl_s=settings.session_store_ttl_s)
+        self.journal = SessionJournal(self.store, self.metrics, every_frames=settings.session_journal_frames)
+        if self.journal.check():
+            logger.info("sessions are journaled to %s (every %d frames)", self.store.url, self.journal.every_frames)
         self._registry: SessionRegistry | None = None
         self._outboxes: dict[str, asyncio.Queue[Any]] = {}
         self._housekeeping: asyncio.Task[None] | None = None
@@ -80,7 +84,7 @@ class SessionTier:
         the constructor runs on another one."""
         if self._registry is None:
             loop = asyncio.get_running_loop()
-            self._registry = SessionRegistry(self.settings, self.metrics, loop, lambda: self.engine)
+            self._registry = SessionRegistry(self.settings, self.metrics, loop, lambda: self.engine, self.journal)
             self._housekeeping = loop.create_task(self._housekeep(), name="r3d-cluster-housekeeping")
         return self._registry
 
@@ -95,37 +99,24 @@ class SessionTier:
 
     async def open(self, session_id: str, hello: Hello, client: str) -> list[WireModel]:
         """A hello: a new session under ``session_id`` (chosen by the ingress, the routing key), or the resumed one
-        (hello.session_id, restored from the store when another replica held it)."""
+        (hello.session_id), restored from the session store when this replica does not hold it."""
         stream = SessionCreate.model_validate(hello.model_dump(include=set(SessionCreate.model_fields)))
+        registry = self.registry
         try:
             self.engine.check_stream(stream)
             if hello.session_id:
-                session = self._held(session_id)
-                if session.state is session.state.ATTACHED:  # the old connection's release has not arrived
-                    self.registry.detach(session)
-                self.registry.attach(session_id)
-                session.resume(stream, self.registry.tick_hz(stream, self.engine.spec.fps))
+                held = registry.all()
+                if any(s.id == session_id and s.state is SessionState.ATTACHED for s in held):
+                    registry.detach(registry.get(session_id))  # the old connection's release has not arrived yet
+                session = registry.attach(session_id, client=client)  # restores from the store if need be
+                session.resume(stream, registry.tick_hz(stream, self.engine.spec.fps))
             else:
-                session = self.registry.create(stream, session_id=session_id, client=client)
-                session.transition(session.state.ATTACHED)
+                session = registry.create(stream, session_id=session_id, client=client)
+                session.transition(SessionState.ATTACHED)
         except ServerError as exc:
             return [error_out(exc, fatal=True)]
         self._attach(session)
-        replies: list[WireModel] = [
-            Welcome(
-                session_id=session.id, resumed=bool(hello.session_id), window_frames=len(session.processor.window),
-                tick_hz=session.processor.tick_hz, backpressure=session.backpressure, queue_size=session.queue_size,
-                max_message_bytes=self.settings.max_message_bytes, model=self.engine.info,
-            )
-        ]  # fmt: skip
-        if hello.session_id:
-            replies.append(
-                Notice(
-                    code=NoticeCode.SESSION_RESUMED,
-                    message=f"session {session.id} resumed with {len(session.processor.window)} tokens in its window",
-                    details={"counters": session.counters().model_dump()},
-                )
-            )
+        replies = welcome_messages(session, bool(hello.session_id), self.engine, self.settings)
         return replies + await self._drain(session.id)
 
     async def frame(self, session_id: str, msg: FrameIn) -> list[WireModel]:
@@ -175,11 +166,15 @@ class SessionTier:
         assert encoded.tokens is not None and encoded.pixels is not None
         t_encoded = time.perf_counter()
         request = session.push_encoded(msg.seq, msg.ts, encoded.tokens, encoded.pixels)
-        if request is None:
-            return
-        result, anticipate_s = await self.anticipate(request.tokens)
-        times = TickTimes(t_recv, t_recv, t_encoded - encoded.encode_s, encoded.encode_s, anticipate_s)
-        send_prediction(session, request, result, self.engine, times, self.metrics)
+        decoded = None
+        if request is not None:
+            result, anticipate_s = await self.anticipate(request.tokens)
+            decoded = session.complete_tick(request, result, self.engine)
+        # journaled before its prediction leaves, as the local worker does: a prediction never covers a lost frame
+        await asyncio.to_thread(self.journal.flush, [session], self.engine.frame_encoder_id)
+        if decoded is not None:
+            times = TickTimes(t_recv, t_recv, t_encoded - encoded.encode_s, encoded.encode_s, anticipate_s)
+            send_prediction(session, *decoded, self.engine, times, self.metrics)
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def anticipate(self, windows: list[np.ndarray]) -> list[tuple[AnticipatorResult, float]]:
@@ -194,8 +189,18 @@ class SessionTier:
     # --- sessions held here --------------------------------------------------------------------------------------
 
     def _held(self, session_id: str) -> Session:
-        """The session, restored from the store when this replica does not hold it (SessionNotFound if nowhere)."""
-        return self.registry.get(session_id)
+        """The session, attached here; one this replica does not hold (its replica died, or the ring changed) is
+        restored from the session store and claimed, which fences the replica that had it (SessionNotFound if the
+        store has none). Restoring runs on the loop, as the local path's resume does."""
+        registry = self.registry
+        held = any(s.id == session_id for s in registry.all())
+        session = registry.get(session_id, restore=not held)
+        if session.state is not SessionState.ATTACHED:  # restored, or detached by housekeeping: its connection lives
+            session.transition(SessionState.ATTACHED)
+            self._attach(session)
+        if not held:
+            logger.info("session %s taken over (%d tokens in its window)", session_id, len(session.processor.window))
+        return session
 
     def _attach(self, session: Session) -> None:
         box: asyncio.Queue[Any] = asyncio.Queue(maxsize=OUTBOX_SIZE)
@@ -214,11 +219,23 @@ class SessionTier:
             out.append(box.get_nowait())
         return out
 
+    def _detach_silent(self) -> None:
+        """Detach sessions that no call reached for ``reconnect_grace_s``: their connection ended without a release
+        reaching this replica, or another replica took them over (the ring changed); the registry then reaps them
+        after their grace, as it does a client that went away."""
+        now = time.monotonic()
+        for s in self.registry.all():
+            if s.state is SessionState.ATTACHED and now - s.last_activity > self.settings.reconnect_grace_s:
+                self.registry.detach(s)
+                self._outboxes.pop(s.id, None)
+
     async def _housekeep(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
+                self._detach_silent()
                 self.registry.reap()
+                await asyncio.to_thread(self.journal.retry, self.engine.frame_encoder_id)
                 self.metrics.session_counts(self.registry.counts())
             except Exception:  # housekeeping must keep running
                 logger.exception("housekeeping failed")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from server.engine import Engine
 from server.errors import NotReady, ServerError, close_code, error_out
 from server.metrics import Metrics
 from server.protocol import (
@@ -51,7 +52,7 @@ from server.streaming.session import OUTBOX_SIZE, Session, put_latest_wins
 if TYPE_CHECKING:  # the runtime owns the streaming package's objects; importing it here would be a cycle
     from server.runtime import Runtime
 
-__all__ = ["ConnectionHost", "StreamConnection", "WireConnection"]
+__all__ = ["ConnectionHost", "StreamConnection", "WireConnection", "welcome_messages"]
 
 logger = logging.getLogger(__name__)
 SEND_DRAIN_TIMEOUT_S = 2.0
@@ -61,6 +62,24 @@ SEND_DRAIN_TIMEOUT_S = 2.0
 class _Close:
     code: int
     reason: str
+
+
+def welcome_messages(session: Session, resumed: bool, engine: Engine, settings: Settings) -> list[WireModel]:
+    """The answer to a hello: the welcome, and for a resumed session a notice saying what its window holds and the
+    timestamp to re-send frames after."""
+    out: list[WireModel] = [
+        Welcome(
+            session_id=session.id, resumed=resumed, window_frames=len(session.processor.window),
+            tick_hz=session.processor.tick_hz, backpressure=session.backpressure, queue_size=session.queue_size,
+            max_message_bytes=settings.max_message_bytes, model=engine.info,
+        )
+    ]  # fmt: skip
+    if resumed:
+        counters, last_ts = session.counters(), session.processor.last_ts
+        out.append(Notice(code=NoticeCode.SESSION_RESUMED, message=f"session {session.id} resumed with "
+                          f"{len(session.processor.window)} tokens in its window; send frames after ts {last_ts}",
+                          details={"counters": counters.model_dump(), "last_ts": last_ts}))  # fmt: skip
+    return out
 
 
 class ConnectionHost(Protocol):
@@ -293,19 +312,8 @@ class StreamConnection(WireConnection):
         self.session = session
         self.session_id = session.id
         session.attach_outbox(self.outbox, self.close_session_closed)
-        engine = self.runtime.engine
-        self.post(
-            Welcome(
-                session_id=session.id, resumed=resumed, window_frames=len(session.processor.window),
-                tick_hz=session.processor.tick_hz, backpressure=session.backpressure, queue_size=session.queue_size,
-                max_message_bytes=self.settings.max_message_bytes, model=engine.info,
-            )
-        )  # fmt: skip
-        if resumed:
-            counters, last_ts = session.counters(), session.processor.last_ts
-            self.post(Notice(code=NoticeCode.SESSION_RESUMED, message=f"session {session.id} resumed with "
-                             f"{len(session.processor.window)} tokens in its window; send frames after ts {last_ts}",
-                             details={"counters": counters.model_dump(), "last_ts": last_ts}))  # fmt: skip
+        for message in welcome_messages(session, resumed, self.runtime.engine, self.settings):
+            self.post(message)
         logger.info("stream: session %s %s", session.id, "resumed" if resumed else "opened")
         return True
 
