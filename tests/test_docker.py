@@ -80,10 +80,24 @@ def test_compose_demo_profile_adds_the_streamer_after_the_service_is_healthy(com
     assert "r3d-stream" in script and "http://r3d:8000" in script
 
 
+def test_compose_cluster_profile_adds_redis_a_ray_head_and_a_worker(compose_config: Any) -> None:
+    cfg = compose_config("cluster")
+    assert sorted(cfg["services"]) == ["r3d", "ray-head", "ray-worker", "redis"]
+    head, worker = cfg["services"]["ray-head"], cfg["services"]["ray-worker"]
+    assert head["build"]["args"]["R3D_EXTRAS"] == "[full,cluster]" == worker["build"]["args"]["R3D_EXTRAS"]
+    assert head["depends_on"]["redis"]["condition"] == "service_healthy"
+    script = " ".join(head["command"])
+    assert "ray start --head" in script and "r3d-serve --cluster" in script and "redis://redis:6379/0" in script
+    assert worker["command"][:4] == ["ray", "start", "--address", "ray-head:6379"]
+    assert [p["target"] for p in head["ports"]] == [8000] and head["ports"][0]["host_ip"] == "127.0.0.1"
+    assert head["environment"]["RAY_AUTH_MODE"] == worker["environment"]["RAY_AUTH_MODE"] == "token"
+
+
 def test_compose_commands_are_console_scripts_of_the_project(compose_config: Any) -> None:
     scripts = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
-    cfg = compose_config("demo")
-    words = " ".join(cfg["services"]["r3d"]["command"] + cfg["services"]["streamer"]["command"]).split()
+    cfg = compose_config("demo", "cluster")
+    commands = [cfg["services"][name]["command"] for name in ("r3d", "streamer", "ray-head")]
+    words = " ".join(word for command in commands for word in command).split()
     used = {w for w in words if w.startswith("r3d-")}
     assert used and used <= scripts, f"compose uses {sorted(used - scripts)} which pyproject does not declare"
 
