@@ -4,7 +4,9 @@ Measures, in this process and with the server's own functions, the CPU time (all
 wall time per frame of each stage a streamed frame goes through, for both send sizes:
   parse    msgpack + FrameIn validation of the received message (server.protocol.parse_client_message)
   prepare  decode and preprocess to the model's input (server.streaming.ingest.prepare_frame, the decode pool's job)
-  encode   the FrameEncoder, per frame, at batches of 1, 8 and 16 (ONNX Runtime with --threads intra-op threads)
+  encode   the FrameEncoder, per frame, at batches of 1, 8 and 16 (ONNX Runtime with --threads intra-op threads);
+           for a depth-only model as the server runs it (no images: the depth branch only) and, beside it, the
+           whole frame encoder on all-zero images, which is what the server ran for such frames before
   tick     the Anticipator over a full window, per tick, one call per tick against one batched call (--tick-batch)
 and from them the streams a machine's cores can hold at --fps with --tick-hz predictions per stream, if the CPU
 were the only limit and nothing else ran (the event loop's WebSocket work and Python overheads are not in it: the
@@ -20,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +83,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for batch in (1, 8, 16):
         images = rng.normal(size=(batch, 3, *pre.image_size)).astype(np.float32)
         depths = rng.uniform(size=(batch, pre.depth_channels, *pre.depth_size)).astype(np.float32)
-        out["costs_ms"][f"encode batch {batch}"] = _cost(lambda: engine.encode(images, depths), args.repeats, batch)  # noqa: B023
+        # a depth-only model: the server runs no colour work (Engine.prepare gives no image, encode(None, ...))
+        served = None if not engine.spec.uses_color else images
+        out["costs_ms"][f"encode batch {batch}"] = _cost(partial(engine.encode, served, depths), args.repeats, batch)
+        if served is None:
+            before = partial(engine.encode, np.zeros_like(images), depths)
+            out["costs_ms"][f"encode batch {batch}, all-zero image (before)"] = _cost(before, args.repeats, batch)
     windows = [rng.normal(size=(cfg.window_frames, 2, cfg.hidden)).astype(np.float32) for _ in range(args.tick_batch)]
     out["costs_ms"]["tick one call each"] = _cost(lambda: [engine.anticipate(w) for w in windows], args.repeats,
                                                    len(windows))  # fmt: skip

@@ -79,6 +79,10 @@ class PyTorchBackend(InferenceBackend):
         return self._out(self.model.frame_encoder(self._in(images), self._in(depths)))
 
     @torch.inference_mode()
+    def _encode_depth(self, depths: np.ndarray) -> np.ndarray:
+        return self._out(self.model.frame_encoder.depth_proj(self._in(depths)))  # the depth branch alone
+
+    @torch.inference_mode()
     def _anticipate(self, tokens: np.ndarray, valid: np.ndarray) -> AnticipatorResult:
         out = self.model.anticipator(self._in(tokens), torch.from_numpy(valid).to(self.device))
         return AnticipatorResult(*(self._out(o) for o in out))

@@ -44,14 +44,52 @@ class InferenceBackend(ABC):
     model_id: str
     frame_encoder_id: str
 
-    def encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
-        """Normalised images (N, 3, H, W) and depth inputs (N, D, h, w) (model.preprocess) -> tokens (N, 2, C)."""
+    # the colour token of the all-zero image (blank_color_token), computed on first use
+    _blank_color_token: np.ndarray | None = None
+
+    def encode(self, images: np.ndarray | None, depths: np.ndarray) -> np.ndarray:
+        """Normalised images (N, 3, H, W) and depth inputs (N, D, h, w) (model.preprocess) -> tokens (N, 2, C).
+
+        images None: no colour work at all, for a depth-only model only (config.uses_color false, whose outputs do not
+        depend on the colour token). The colour token is then the all-zero image's (``blank_color_token``), the
+        token those frames got when the backbone ran on that image (bit-identical), and only the depth branch runs.
+        """
         pre = self.config.preprocessing
+        if images is None:
+            if self.config.uses_color:
+                raise ValueError(
+                    f"expected images: model {self.model_id} uses colour (fusion {self.config.fusion!r}); only a "
+                    "depth-only model (fusion 'depth') encodes frames without colour"
+                )
+            depths = _float_array(depths, "depths", (None, pre.depth_channels, *pre.depth_size))
+            tokens = np.empty((depths.shape[0], 2, self.config.hidden), np.float32)
+            if depths.shape[0]:
+                tokens[:, 0] = self.blank_color_token()
+                tokens[:, 1] = self._encode_depth(depths)
+            return tokens
         images = _float_array(images, "images", (None, 3, *pre.image_size))
         depths = _float_array(depths, "depths", (images.shape[0], pre.depth_channels, *pre.depth_size))
         if images.shape[0] == 0:
             return np.zeros((0, 2, self.config.hidden), np.float32)
         return self._encode(images, depths)
+
+    def blank_color_token(self) -> np.ndarray:
+        """The colour token (C,) of the all-zero image (model.prepare_inputs' image for a frame without colour),
+        computed once by the whole frame encoder, so that it is exactly the token a per-frame run would give."""
+        if self._blank_color_token is None:
+            pre = self.config.preprocessing
+            image = np.zeros((1, 3, *pre.image_size), np.float32)
+            depth = np.zeros((1, pre.depth_channels, *pre.depth_size), np.float32)
+            self._blank_color_token = np.array(self._encode(image, depth)[0, 0], np.float32)
+        return self._blank_color_token
+
+    def _encode_depth(self, depths: np.ndarray) -> np.ndarray:
+        """Depth inputs (N, D, h, w) -> depth tokens (N, C). This default runs the whole frame encoder on all-zero
+        images (a runtime that cannot run the depth branch alone, e.g. a TensorRT engine, saves nothing);
+        the PyTorch and ONNX Runtime backends run the depth branch only."""
+        pre = self.config.preprocessing
+        images = np.zeros((depths.shape[0], 3, *pre.image_size), np.float32)
+        return self._encode(images, depths)[:, 1]
 
     def anticipate(self, tokens: np.ndarray, valid: np.ndarray) -> AnticipatorResult:
         """Token windows (B, T, 2, C) and valid (B, T) bool, at least one True per row -> AnticipatorResult."""

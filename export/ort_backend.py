@@ -6,6 +6,10 @@ the CPU is refused rather than served slowly.
 
 On the CPU the frame encoder is the bundle's int8 graph when the bundle allows it (Bundle.int8_status: measured
 accuracy change within a point) unless int8=False; int8=True asks for it regardless (the benchmark, experiments).
+
+A depth-only model (config.uses_color false) also gets a third session: the frame encoder graph's depth branch alone,
+cut out of the same graph at load (``depth_branch``), so its frames never run the colour backbone; its tokens are
+the full graph's, bit for bit (tests/export/test_depth_only_encode.py).
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnx.utils
 import onnxruntime as ort
 
-from export.bundle import ANTICIPATOR_ONNX, ANTICIPATOR_OUTPUTS, FRAME_ENCODER_INT8_ONNX, FRAME_ENCODER_ONNX, Bundle
+from export.bundle import (
+    ANTICIPATOR_ONNX,
+    ANTICIPATOR_OUTPUTS,
+    FRAME_ENCODER_INT8_ONNX,
+    FRAME_ENCODER_ONNX,
+    FRAME_ENCODER_OUTPUTS,
+    Bundle,
+)
 from export.errors import BackendUnavailableError
 from export.interface import AnticipatorResult, InferenceBackend
 from model.r3d import R3DConfig
@@ -56,14 +69,47 @@ def requested_providers(device: str | None) -> list[str]:
 ALLOW_SPINNING = "0"
 
 
-def make_session(path: str, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
+def make_session(model: str | bytes, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
+    """An InferenceSession of a graph file (or a serialised graph)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         opts.intra_op_num_threads = threads
     opts.add_session_config_entry("session.intra_op.allow_spinning", ALLOW_SPINNING)
     opts.log_severity_level = 3  # errors only; the provider fallback is checked and reported below
-    return ort.InferenceSession(path, sess_options=opts, providers=providers)
+    return ort.InferenceSession(model, sess_options=opts, providers=providers)
+
+
+def depth_branch(frame_encoder: str | Path) -> tuple[bytes, str] | None:
+    """The frame encoder graph's depth branch: a graph from input ``depth`` to the depth token as the full graph
+    stacks it, (N, 1, C), and the name of that output; None when the graph is not of the expected form.
+
+    The graph's ``tokens`` are a Concat of the two modality tokens, each (N, 1, C); the depth one is the input of that
+    Concat computed from ``depth`` alone (whatever ops lead to it: the int8 graph's quantise / dequantise pairs too),
+    so the cut-out graph computes exactly what the full graph computes for it."""
+    model = onnx.load(str(frame_encoder))
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    inputs = {i.name for i in graph.input}
+    memo: dict[str, frozenset[str]] = {}
+
+    def sources(tensor: str) -> frozenset[str]:
+        """The graph inputs a tensor is computed from (initialisers and constants count for none)."""
+        if tensor in inputs:
+            return frozenset({tensor})
+        if tensor not in memo:
+            node = producer.get(tensor)
+            memo[tensor] = frozenset().union(*(sources(t) for t in node.input if t)) if node else frozenset()
+        return memo[tensor]
+
+    concat = producer.get(FRAME_ENCODER_OUTPUTS[0])
+    if concat is None or concat.op_type != "Concat" or len(concat.input) != 2:
+        return None
+    depth_tokens = [t for t in concat.input if sources(t) == {"depth"}]
+    if len(depth_tokens) != 1:
+        return None
+    branch = onnx.utils.Extractor(model).extract_model(["depth"], depth_tokens)
+    return branch.SerializeToString(), depth_tokens[0]
 
 
 class OnnxRuntimeBackend(InferenceBackend):
@@ -90,6 +136,16 @@ class OnnxRuntimeBackend(InferenceBackend):
         wanted = requested_providers(device)
         self.frame_encoder = make_session(str(frame_encoder), wanted, threads)
         self.anticipator = make_session(str(anticipator), wanted, threads)
+        self.depth_encoder: ort.InferenceSession | None = None  # the depth branch alone, for depth-only models
+        self.depth_token_name = ""
+        if not config.uses_color:
+            branch = depth_branch(frame_encoder)
+            if branch is None:
+                logger.warning("%s: no depth branch to cut out (tokens are not a Concat of the two modality tokens); "
+                               "depth-only frames run the whole frame encoder", Path(frame_encoder).name)  # fmt: skip
+            else:
+                self.depth_encoder = make_session(branch[0], wanted, threads)
+                self.depth_token_name = branch[1]
         self.providers = self.frame_encoder.get_providers()
         used = {self.providers[0], self.anticipator.get_providers()[0]}
         if wanted[0] not in used:
@@ -129,6 +185,12 @@ class OnnxRuntimeBackend(InferenceBackend):
         (tokens,) = self.frame_encoder.run(["tokens"], {"image": images, "depth": depths})
         return np.asarray(tokens, dtype=np.float32)
 
+    def _encode_depth(self, depths: np.ndarray) -> np.ndarray:
+        if self.depth_encoder is None:  # a model that uses colour never comes here (encode checks it)
+            return super()._encode_depth(depths)
+        (tokens,) = self.depth_encoder.run([self.depth_token_name], {"depth": depths})  # (N, 1, C)
+        return np.asarray(tokens, dtype=np.float32)[:, 0]
+
     def _anticipate(self, tokens: np.ndarray, valid: np.ndarray) -> AnticipatorResult:
         out = self.anticipator.run(list(ANTICIPATOR_OUTPUTS), {"tokens": tokens, "valid": valid})
         return AnticipatorResult(*(np.asarray(o, dtype=np.float32) for o in out))
@@ -139,7 +201,8 @@ class OnnxRuntimeBackend(InferenceBackend):
             "providers": {
                 "frame_encoder": self.frame_encoder.get_providers(),
                 "anticipator": self.anticipator.get_providers(),
-            },
+            }
+            | ({"depth_branch": self.depth_encoder.get_providers()} if self.depth_encoder is not None else {}),
             "precision": "fp32" if self.encoder_precision == "fp32" else f"{self.encoder_precision} frame encoder",
             "frame_encoder_precision": {"precision": self.encoder_precision, "why": self.encoder_precision_reason},
             "source": self.source,

@@ -7,6 +7,7 @@ through it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torch
 from export.backends import load_backend
 from export.interface import AnticipatorResult, InferenceBackend
 from model import Preprocessing, R3DConfig, decode_timed, prepare_inputs
+from model.preprocess import prepare_depth
 from rgbd.frame import MissingColorError
 from server.errors import ServerError
 from server.protocol import CurrentAction, ErrorCode, FutureAction, ModelInfo, SessionCreate
@@ -83,11 +85,17 @@ class Engine:
 
     def prepare(
         self, color: np.ndarray | bytes | None, depth: np.ndarray, depth_scale: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray | None, np.ndarray]:
         """JPEG bytes or decoded RGB uint8 (H, W, 3), and depth uint16 (h, w) -> image (3, H', W') and depth
         (D, h', w') float32: model.prepare_inputs, the same function the feature cache uses (ImageDecodeError when
-        the JPEG cannot be decoded). color None (a depth-only frame) only for a depth-only model."""
-        if color is None and self.spec.uses_color:
+        the JPEG cannot be decoded). color None (a depth-only frame) only for a depth-only model.
+
+        A depth-only model gets no image (None), whether the frame has colour or not: its outputs do not depend on
+        colour, so colour is neither decoded nor encoded (``encode(None, depths)``); its depth goes through the
+        same function (model.prepare_depth, which prepare_inputs calls)."""
+        if not self.spec.uses_color:
+            return None, prepare_depth(depth, depth_scale, self.spec.preprocessing)
+        if color is None:
             raise MissingColorError(
                 f"model {self.model_id} uses colour and depth; a depth-only frame (no colour) needs a depth-only "
                 "model (fusion: depth)"
@@ -109,9 +117,23 @@ class Engine:
         pre = self.spec.preprocessing
         return stream.frame_shapes(pre.image_size, pre.depth_size)
 
-    def encode(self, images: np.ndarray, depths: np.ndarray) -> np.ndarray:
-        """(N, 3, H, W), (N, D, h, w) -> tokens (N, 2, C) float32."""
+    def encode(self, images: np.ndarray | None, depths: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W), (N, D, h, w) -> tokens (N, 2, C) float32; images None (a depth-only model): the colour
+        backbone does not run (InferenceBackend.encode)."""
         return np.asarray(self.backend.encode(images, depths), dtype=np.float32)
+
+    def encode_prepared(self, images: Sequence[np.ndarray | None], depths: Sequence[np.ndarray]) -> np.ndarray:
+        """Frames as ``prepare`` gave them -> tokens (N, 2, C): their images stacked for a model that uses colour,
+        none at all for a depth-only model (no colour work). Streaming, batch jobs and the cluster's encoder tier
+        all encode through here."""
+        if not self.spec.uses_color:
+            return self.encode(None, np.stack(depths))
+        stacked = [image for image in images if image is not None]
+        if len(stacked) != len(images):
+            raise MissingColorError(
+                f"model {self.model_id} uses colour; {len(images) - len(stacked)} of {len(images)} frames have none"
+            )
+        return self.encode(np.stack(stacked), np.stack(depths))
 
     def anticipate(self, tokens: np.ndarray) -> AnticipatorResult:
         """One window of tokens (T, 2, C) -> the anticipator's outputs for a batch of one, every frame valid."""

@@ -34,7 +34,8 @@ class Metrics:
         self.erank = Gauge("r3d_modality_erank", "Effective rank of recent tokens", ["session", "tokens"], registry=r)
         self.balance = Gauge("r3d_modality_balance", "erank_rgb / erank_depth", ["session"], registry=r)
         self.stream_alive = Gauge(
-            "r3d_modality_stream_ok", "1 when a camera stream looks alive (status ok), 0 when blank, noise or static",
+            "r3d_modality_stream_ok", "1 when a camera stream looks alive (status ok), 0 when blank, noise, static or "
+            "missing; not set for absent or unused colour",
             ["session", "stream"], registry=r,
         )  # fmt: skip
         self.encode_s = Histogram("r3d_encode_seconds", "FrameEncoder batch time", buckets=LATENCY_BUCKETS, registry=r)
@@ -101,7 +102,8 @@ class Metrics:
             if modality.balance is not None:
                 self.balance.labels(session).set(modality.balance)
             for stream, status in (("rgb", modality.rgb_status), ("depth", modality.depth_status)):
-                if status is not None:
+                # no colour camera, or colour the model ignores, is not a dead stream (missing colour is)
+                if status is not None and status not in (StreamStatus.ABSENT, StreamStatus.UNUSED):
                     self.stream_alive.labels(session, stream).set(1.0 if status is StreamStatus.OK else 0.0)
 
     def session_gauges(self, session: str, fps: float, queue_depth: int) -> None:

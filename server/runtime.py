@@ -76,7 +76,7 @@ def warm_up(engine: Engine) -> None:
     rgb = np.zeros((*pre.image_size, 3), np.uint8)
     depth = np.ones(pre.depth_size, np.uint16)
     image, dmap = engine.prepare(rgb, depth, 0.001)
-    tokens = engine.encode(image[None], dmap[None])
+    tokens = engine.encode(None if image is None else image[None], dmap[None])
     window = np.repeat(tokens, engine.spec.window_frames, axis=0)
     engine.decode(engine.anticipate(window))
 

@@ -270,14 +270,12 @@ class AsyncStream:
     ) -> int:
         """Encode (in a worker thread) and send RGB uint8 (H, W, 3) + depth uint16 (h, w) taken at `ts` seconds;
         with send_size 'model' both are first resized to the model's input size (server.protocol.downscale).
-        rgb None exactly when the stream's hello says color false (a depth-only camera)."""
+        rgb None in every frame when the stream's hello says color false (a depth-only camera); in an RGB-D stream
+        a frame whose colour is missing (the colour camera stopped): a depth-only model serves it and modality
+        health reports the colour as missing, a model that uses colour answers bad_frame (docs/protocol.md)."""
         self._check_open()
-        if (rgb is None) == self._hello.color:
-            raise ValueError(
-                "expected colour in every frame of an RGB-D stream"
-                if self._hello.color
-                else "expected no colour: this stream's hello declares a depth-only camera (color false)"
-            )
+        if rgb is not None and not self._hello.color:
+            raise ValueError("expected no colour: this stream's hello declares a depth-only camera (color false)")
         seq = self._seq
         data = await asyncio.to_thread(self._encode, rgb, depth, ts, seq, depth_scale)
         self._seq += 1

@@ -102,7 +102,7 @@ class Stream:
     def send_frame(self, frame: Frame) -> int:
         return self._portal.call(self.inner.send_frame(frame))
 
-    def send(self, rgb: np.ndarray, depth: np.ndarray, ts: float, *, depth_scale: float | None = None) -> int:
+    def send(self, rgb: np.ndarray | None, depth: np.ndarray, ts: float, *, depth_scale: float | None = None) -> int:
         return self._portal.call(self.inner.send(rgb, depth, ts, depth_scale=depth_scale))
 
     def next_prediction(self, timeout: float | None = None) -> AnticipationOut | None:

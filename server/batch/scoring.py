@@ -23,9 +23,17 @@ from rgbd.dataset import StoredFrame
 from server.batch.sources import SourceSequence, source_color
 from server.engine import Engine
 from server.errors import ModelError
-from server.protocol import ErrorCode, FrameResult, ProtocolError, SequenceResult, TickResult, check_depth_content
+from server.protocol import (
+    ErrorCode,
+    FrameResult,
+    ProtocolError,
+    SequenceResult,
+    StreamStatus,
+    TickResult,
+    check_depth_content,
+)
 from server.settings import Settings
-from server.streaming.health import pixel_status
+from server.streaming.health import color_presence, pixel_status
 from server.streaming.processor import StreamProcessor
 from server.streaming.worker import InferenceWorker
 
@@ -67,17 +75,16 @@ def score_sequence(
     names = engine.spec.classes
     frames: list[dict[str, object]] = []
     ticks: list[TickResult] = []
-    pending: list[tuple[int, float, np.ndarray, np.ndarray]] = []
+    pending: list[tuple[int, float, np.ndarray | None, np.ndarray, StreamStatus | None]] = []
     shapes: tuple[tuple[int, int] | None, tuple[int, ...]] | None = None
 
     def flush() -> None:
         if not pending:
             return
-        images = np.stack([p[2] for p in pending])
-        depths = np.stack([p[3] for p in pending])
-        tokens = _on_worker(worker, engine.model_id, lambda e: e.encode(images, depths))
-        for (index, ts, image, dmap), tok in zip(pending, tokens, strict=True):
-            request = proc.push(index, ts, tok, pixel_status(image, dmap))
+        images, depths = [p[2] for p in pending], [p[3] for p in pending]
+        tokens = _on_worker(worker, engine.model_id, lambda e: e.encode_prepared(images, depths))
+        for (index, ts, image, dmap, color), tok in zip(pending, tokens, strict=True):
+            request = proc.push(index, ts, tok, pixel_status(image, dmap, color))
             if request is None:
                 continue
             result = _on_worker(worker, engine.model_id, lambda e, r=request: e.anticipate(r.tokens))  # type: ignore[misc]
@@ -116,7 +123,8 @@ def score_sequence(
             continue
         proc.use(frame.timestamp)
         row["accepted"] = True
-        pending.append((i, frame.timestamp, image, dmap))
+        has_color = source_color(frame) is not None  # in every frame or none (the shape check)
+        pending.append((i, frame.timestamp, image, dmap, color_presence(has_color, has_color, image is not None)))
         if len(pending) >= chunk:
             flush()
         progress(i + 1)
@@ -149,10 +157,12 @@ def _color_shape(color: np.ndarray | bytes | None, index: int) -> tuple[int, int
     return h, w
 
 
-def prepare_source_frame(engine: Engine, frame: Frame | StoredFrame, index: int) -> tuple[np.ndarray, np.ndarray]:
+def prepare_source_frame(
+    engine: Engine, frame: Frame | StoredFrame, index: int
+) -> tuple[np.ndarray | None, np.ndarray]:
     """One frame of a recording -> the model's inputs by engine.prepare (model.prepare_inputs, the feature cache's
     and streaming's function); a dataset's JPEG goes in still encoded. A JPEG that cannot be decoded rejects the
-    frame (ProtocolError corrupt_image), as in a session."""
+    frame (ProtocolError corrupt_image), as in a session. No image for a depth-only model (Engine.prepare)."""
     color = source_color(frame)
     try:
         return engine.prepare(color, frame.depth, frame.depth_scale)

@@ -86,7 +86,7 @@ class FrameEncoder:
         tokens = np.zeros((0, 2, 0), np.float32)
         started = time.perf_counter()
         if good:
-            tokens = engine.encode(np.stack([p.image for p in good]), np.stack([p.depth for p in good]))
+            tokens = engine.encode_prepared([p.image for p in good], [p.depth for p in good])
         encode_s = time.perf_counter() - started
         out: list[Encoded] = []
         row = 0
@@ -94,7 +94,7 @@ class FrameEncoder:
             if isinstance(p, ProtocolError):
                 out.append(Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id))
                 continue
-            pixels = pixel_status(p.image, p.depth)
+            pixels = pixel_status(p.image, p.depth, p.color)
             out.append(Encoded(tokens[row], pixels, None, encode_s, engine.frame_encoder_id))
             row += 1
         return out

@@ -317,6 +317,9 @@ class StreamStatus(StrEnum):
     BLANK = "blank"  # no variation within frames: lens cap, black or uniform frames, depth without readings
     NOISE = "noise"  # colour without spatial structure: a broken sensor or a wrong pixel format
     STATIC = "static"  # the modality's tokens collapsed over the window: a frozen or dead stream
+    ABSENT = "absent"  # colour: the stream has no colour camera (its hello says color false)
+    MISSING = "missing"  # colour: an RGB-D stream whose frames arrive without colour (its colour camera stopped)
+    UNUSED = "unused"  # colour: sent, but not looked at: the model is depth-only (it neither decodes nor encodes it)
 
 
 class ModalityHealth(ServerWireModel):

@@ -4,6 +4,11 @@ pixels as different as any two: a broken sensor or a wrong pixel format); a dept
 or no variation is ``blank``. Over the window, from the tokens: a modality whose tokens have collapsed (effective rank
 near 1) is ``static`` (a frozen or dead stream the pixels did not give away). Depth noise is not judged from pixels:
 at the depth input's size (e.g. 24x32) fine real structure and noise look alike.
+
+Colour that the frame encoder never sees is not judged from pixels but named (``color_presence``): ``absent`` for a
+stream without a colour camera (hello color false), ``missing`` for an RGB-D stream's frame that arrived without
+colour, ``unused`` for colour a depth-only model ignores (it is neither decoded nor encoded). Such a colour stream has
+no effective rank to report.
 """
 
 from __future__ import annotations
@@ -26,24 +31,44 @@ def _neighbour_ratio(x: np.ndarray) -> float:
     return float((np.mean(dy * dy) + np.mean(dx * dx)) / (4.0 * x.var()))
 
 
-def pixel_status(image: np.ndarray, depth: np.ndarray) -> tuple[StreamStatus, StreamStatus]:
-    """Verdicts on one preprocessed frame: image (3, H, W) normalised, depth (1, h, w) in [0, 1] (0 = no reading)."""
-    grey = image.mean(axis=0)
-    if grey.std() < BLANK_RGB_STD:
-        rgb = StreamStatus.BLANK
-    elif _neighbour_ratio(grey) > NOISE_RATIO:
-        rgb = StreamStatus.NOISE
+UNSEEN_COLOR = (StreamStatus.ABSENT, StreamStatus.MISSING, StreamStatus.UNUSED)  # verdicts not judged from pixels
+
+
+def color_presence(declared: bool, sent: bool, encoded: bool) -> StreamStatus | None:
+    """Why a frame's colour cannot be judged from its pixels: the stream has no colour camera (``declared`` false),
+    this frame carries none, or the model does not encode it; None when its pixels are there to judge."""
+    if not declared:
+        return StreamStatus.ABSENT
+    if not sent:
+        return StreamStatus.MISSING
+    return None if encoded else StreamStatus.UNUSED
+
+
+def pixel_status(
+    image: np.ndarray | None, depth: np.ndarray, color: StreamStatus | None = None
+) -> tuple[StreamStatus, StreamStatus]:
+    """Verdicts on one preprocessed frame: image (3, H, W) normalised, depth (1, h, w) in [0, 1] (0 = no reading).
+    ``color`` (color_presence) is the colour verdict of a frame whose image the encoder does not see (image None)."""
+    if image is None:
+        assert color in UNSEEN_COLOR, f"a frame without an image needs a colour_presence verdict, got {color}"
+        rgb = color
     else:
-        rgb = StreamStatus.OK
+        grey = image.mean(axis=0)
+        if grey.std() < BLANK_RGB_STD:
+            rgb = StreamStatus.BLANK
+        elif _neighbour_ratio(grey) > NOISE_RATIO:
+            rgb = StreamStatus.NOISE
+        else:
+            rgb = StreamStatus.OK
     d = depth[0]
     blank_depth = float(np.mean(d > 0)) < MIN_DEPTH_VALID or float(d.std()) < BLANK_DEPTH_STD
     return rgb, StreamStatus.BLANK if blank_depth else StreamStatus.OK
 
 
 def window_status(pixels: list[StreamStatus], erank: float | None) -> StreamStatus:
-    """One modality over a window: the pixel verdict most of its frames share, else ``static`` when its tokens
-    collapsed, else ``ok``."""
-    for verdict in (StreamStatus.BLANK, StreamStatus.NOISE):
+    """One modality over a window: the pixel (or presence) verdict most of its frames share, else ``static`` when
+    its tokens collapsed, else ``ok``."""
+    for verdict in (*UNSEEN_COLOR, StreamStatus.BLANK, StreamStatus.NOISE):
         if pixels and pixels.count(verdict) / len(pixels) >= MAJORITY:
             return verdict
     if erank is None or erank < STATIC_ERANK:

@@ -30,6 +30,7 @@ from server.protocol import (
     decode_color,
     decode_depth,
 )
+from server.streaming.health import color_presence
 from server.streaming.session import PreparedFrame, Session
 from server.streaming.worker import InferenceWorker
 
@@ -39,7 +40,7 @@ def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: f
     depth_scale = msg.depth_scale or stream.depth_scale
     color_shape, depth_shape = engine.frame_shapes(stream)
     try:
-        color = _color(msg, color_shape, stream.color)
+        color = _color(msg, color_shape, stream.color, engine.spec.uses_color)
         depth = decode_depth(msg, depth_shape, depth_scale)
     except ProtocolError as exc:
         if exc.code is ErrorCode.WRONG_RESOLUTION:  # say which contract the size comes from
@@ -51,7 +52,8 @@ def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: f
         raise _corrupt_jpeg(msg) from exc
     except MissingColorError as exc:  # a depth-only session whose model was reloaded with one that needs colour
         raise ProtocolError(ErrorCode.COLOR_REQUIRED, str(exc), seq=msg.seq) from exc
-    return PreparedFrame(msg.seq, msg.ts, image, dmap, engine.spec.preprocessing, t_recv, time.perf_counter())
+    presence = color_presence(stream.color, color is not None, image is not None)
+    return PreparedFrame(msg.seq, msg.ts, image, dmap, engine.spec.preprocessing, t_recv, time.perf_counter(), presence)
 
 
 def _size_contract(stream: SessionCreate) -> str:
@@ -68,10 +70,11 @@ def _corrupt_jpeg(msg: FrameIn) -> ProtocolError:
     )
 
 
-def _color(msg: FrameIn, expected: tuple[int, int], declared: bool) -> np.ndarray | bytes | None:
+def _color(msg: FrameIn, expected: tuple[int, int], declared: bool, needed: bool) -> np.ndarray | bytes | None:
     """JPEG colour stays encoded once its header shows the expected (H, W): the model's input path decodes it
     straight to model resolution (model.prepare_inputs). Other codecs are decoded here. None for a depth-only
-    stream, whose frames must not carry colour (and an RGB-D stream's must)."""
+    stream, whose frames must not carry colour, and for an RGB-D stream's frame without colour (its colour camera
+    stopped), which only a model that does not use colour (``needed`` false) accepts."""
     if not declared:
         if msg.color is not None or msg.color_codec is not None:
             raise ProtocolError(
@@ -81,13 +84,17 @@ def _color(msg: FrameIn, expected: tuple[int, int], declared: bool) -> np.ndarra
                 seq=msg.seq,
             )
         return None
+    if msg.color is None and msg.color_codec is None and not needed:
+        return None  # colour missing from an RGB-D stream: modality health says so; the model does not need it
     if msg.color is None or msg.color_codec is None:
         raise ProtocolError(
             ErrorCode.BAD_FRAME,
-            "expected color and color_codec: the hello declared an RGB-D stream; a depth-only camera says "
-            "color: false in its hello",
+            "expected color and color_codec: the hello declared an RGB-D stream and the model uses colour in every "
+            "frame; a depth-only camera says color: false in its hello",
             seq=msg.seq,
         )
+    if not needed:  # a depth-only model ignores colour: neither decoded nor checked beyond being there
+        return msg.color
     if msg.color_codec is not ColorCodec.JPEG:
         return decode_color(msg, expected)
     try:

@@ -35,7 +35,7 @@ from server.protocol import (
     WindowInfo,
     check_timestamp,
 )
-from server.streaming.health import window_status
+from server.streaming.health import UNSEEN_COLOR, window_status
 from server.streaming.resampler import SlotGrid
 from server.streaming.window import TokenWindow
 
@@ -190,7 +190,7 @@ class StreamProcessor:
         if not self.ticks.opens(ts):
             return None
         self.ticks.take(ts)
-        health_due = self.health.opens(ts) or self.modality is None or self.modality.erank_rgb is None
+        health_due = self.health.opens(ts) or self.modality is None or self.modality.erank_depth is None
         if health_due:
             self.health.take(ts)
         return TickRequest(seq, ts, self.window.tokens(), self.window.first.ts, health_due)
@@ -286,9 +286,12 @@ def modality_health(
     if t < 2:
         return ModalityHealth(frames=t, erank_fused=None, erank_rgb=None, erank_depth=None, balance=None)
     rgb, depth = _erank(tokens[:, 0]), _erank(tokens[:, 1])
-    balance = round(rgb / depth, 4) if rgb is not None and depth else None
     seen = pixels or []
+    rgb_status = window_status([p[0] for p in seen], rgb)
+    if rgb_status in UNSEEN_COLOR:  # colour the encoder did not see has no rank of its own (its token is constant)
+        rgb = None
+    balance = round(rgb / depth, 4) if rgb is not None and depth else None
     return ModalityHealth(
         frames=t, erank_fused=_erank(fused[:t]), erank_rgb=rgb, erank_depth=depth, balance=balance,
-        rgb_status=window_status([p[0] for p in seen], rgb), depth_status=window_status([p[1] for p in seen], depth),
+        rgb_status=rgb_status, depth_status=window_status([p[1] for p in seen], depth),
     )  # fmt: skip

@@ -59,11 +59,12 @@ class PreparedFrame:
 
     seq: int
     ts: float
-    image: np.ndarray  # (3, H, W) float32
+    image: np.ndarray | None  # (3, H, W) float32; None when the model does not see colour (a depth-only model)
     depth: np.ndarray  # (D, h, w) float32, D = preprocessing.depth_channels
     preprocessing: Preprocessing
     t_recv: float  # time.perf_counter() when the message arrived
     t_queued: float
+    color: StreamStatus | None = None  # health.color_presence: why there is no image to judge, None when there is
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ class Session:
     def push_tokens(self, frame: PreparedFrame, tokens: np.ndarray) -> TickRequest | None:
         """An encoded frame's tokens (2, C) into the window; the tick request when a prediction is due. Nothing
         happens to a closed session."""
-        return self.push_encoded(frame.seq, frame.ts, tokens, pixel_status(frame.image, frame.depth))
+        return self.push_encoded(frame.seq, frame.ts, tokens, pixel_status(frame.image, frame.depth, frame.color))
 
     def push_encoded(
         self, seq: int, ts: float, tokens: np.ndarray, pixels: tuple[StreamStatus, StreamStatus]

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, NamedTuple, TypeVar
 
-import numpy as np
-
 from server.engine import Engine
 from server.metrics import Metrics
 from server.protocol import AnticipationOut, ErrorCode, ErrorOut, Latency, StreamCounters
@@ -160,18 +158,20 @@ class InferenceWorker:
             fut.set_exception(exc)
 
     def _process(self, batch: list[tuple[Session, PreparedFrame]], engine: Engine) -> None:
-        pre = engine.spec.preprocessing
-        stale = [(s, f) for s, f in batch if f.preprocessing != pre]
-        for s, _ in stale:  # prepared for a previous model's input size: cannot be encoded by this one
+        pre, uses_color = engine.spec.preprocessing, engine.spec.uses_color
+
+        def stale(f: PreparedFrame) -> bool:
+            """Prepared for a previous model's input size, or without the image a model that uses colour needs."""
+            return f.preprocessing != pre or (uses_color and f.image is None)
+
+        for s, _ in [(s, f) for s, f in batch if stale(f)]:
             s.drop_frame("model_reload")
-        batch = [(s, f) for s, f in batch if f.preprocessing == pre and not s.closed]
+        batch = [(s, f) for s, f in batch if not stale(f) and not s.closed]
         if not batch:
             return
-        images = np.stack([f.image for _, f in batch])
-        depths = np.stack([f.depth for _, f in batch])
         t_start = time.perf_counter()
         try:
-            tokens = engine.encode(images, depths)
+            tokens = engine.encode_prepared([f.image for _, f in batch], [f.depth for _, f in batch])
         except Exception as exc:
             logger.exception("frame encoder failed on a batch of %d", len(batch))
             for s in {s.id: s for s, _ in batch}.values():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,3 +76,39 @@ def test_a_depth_only_model_serves_a_depth_only_stream_and_ignores_colour(depth_
         assert a.current.label == b.current.label
         for name, p in a.current.probabilities.items():
             assert p == pytest.approx(b.current.probabilities[name], abs=1e-5)
+
+
+def _predictions(conn: Any, n: int) -> list[Any]:
+    """The next n predictions; any other message in between (an error) fails the test."""
+    out = []
+    for _ in range(n):
+        prediction, others = recv_until(conn, "prediction")
+        assert others == [], others
+        out.append(prediction)
+    return out
+
+
+def test_a_depth_only_stream_reports_its_colour_as_absent_without_a_rank(depth_only_url: str) -> None:
+    with open_ws(ws(depth_only_url)) as conn:
+        start(conn, color=False, tick_hz=15.0, backpressure="block")
+        for i in range(20):
+            conn.send(depth_only_frame(i))
+        health = _predictions(conn, 20)[-1].modality
+    assert health.rgb_status.value == "absent" and health.erank_rgb is None and health.balance is None
+    assert health.depth_status is not None and health.erank_depth is not None
+
+
+def test_an_rgbd_stream_whose_colour_stops_shows_colour_missing(depth_only_url: str) -> None:
+    """A depth-only model ignores colour it is sent ('unused') and keeps serving an RGB-D stream whose frames stop
+    carrying colour, which modality health then reports as 'missing'."""
+    with open_ws(ws(depth_only_url)) as conn:
+        start(conn, tick_hz=15.0, backpressure="block")
+        for i in range(20):
+            conn.send(frame_msg(i))
+        with_colour = _predictions(conn, 20)
+        for i in range(20, 50):  # the colour camera stops: the same stream's frames arrive without colour
+            conn.send(depth_only_frame(i))
+        without_colour = _predictions(conn, 30)
+    assert with_colour[-1].modality.rgb_status.value == "unused" and with_colour[-1].modality.erank_rgb is None
+    assert without_colour[-1].modality.rgb_status.value == "missing" and without_colour[-1].modality.erank_rgb is None
+    assert without_colour[-1].counters.accepted == 50 and without_colour[-1].counters.rejected == 0
