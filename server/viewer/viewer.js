@@ -3,7 +3,9 @@
 // long-polled predictions (GET /v1/sessions/{id}/prediction?after=N&timeout_s=T) and the viewer's preview images.
 // Query parameters: ?session=ID selects a session, ?api_key=KEY authenticates (sent as the X-API-Key header).
 // A session that ends (the client said bye, or it expired) stays on screen and in the list, marked "ended", until
-// another stream starts.
+// another stream starts. A missing colour modality is shown as such, never as a stale or black picture: "no colour
+// camera" for a depth-only stream (hello color false), "colour missing" when an RGB-D stream's frames stop carrying
+// colour (modality health rgb_status "missing").
 "use strict";
 
 (() => {
@@ -102,7 +104,8 @@
     b.className = (selected ? "selected " : "") + (label === "ended" ? "ended" : "");
     b.innerHTML = `${s.id.slice(0, 12)}<small></small>`;
     b.querySelector("small").textContent =
-      `${label} · ${s.stream.camera} · ${s.stream.width}x${s.stream.height} · ${s.predictions} predictions`;
+      `${label} · ${s.stream.camera} · ${s.stream.width}x${s.stream.height}` +
+      `${s.stream.color === false ? " · depth only" : ""} · ${s.predictions} predictions`;
     if (label !== "ended") b.addEventListener("click", () => { state.userSelected = true; select(s.id, s); });
     li.append(b);
     return li;
@@ -130,6 +133,7 @@
       info });
     $("session-view").hidden = false;
     $("session-title").textContent = `session ${id}`;
+    renderStreams(null); // a depth-only stream says so before its first prediction
     for (const b of document.querySelectorAll("#sessions button")) {
       b.className = b.dataset.sessionId === id ? "selected" : "";
     }
@@ -234,20 +238,57 @@
 
   function fmt(v) { return v === null || v === undefined ? "n/a" : v.toFixed(2); }
 
+  // What each stream verdict (ModalityHealth rgb_status / depth_status, docs/protocol.md) means to a person.
+  const STREAM_WORDS = {
+    ok: "ok", blank: "blank (no picture)", noise: "noise", static: "frozen (static)",
+    absent: "no colour camera", missing: "missing (frames arrive without colour)",
+    unused: "not used (depth-only model)",
+  };
+
+  // The colour stream's state: "absent" for a depth-only stream (known from its hello before any health report),
+  // else the latest health verdict, else null.
+  function colourState(m) {
+    if (state.info && state.info.stream && state.info.stream.color === false) return "absent";
+    return m && m.rgb_status ? m.rgb_status : null;
+  }
+
+  function renderStreams(m) {
+    const el = $("streams");
+    el.replaceChildren();
+    const colourNow = colourState(m);
+    for (const [name, status] of [["colour", colourNow], ["depth", m ? m.depth_status : null]]) {
+      if (!status) continue;
+      const span = document.createElement("span");
+      span.dataset.stream = name;
+      span.dataset.status = status;
+      span.textContent = `${name}: ${STREAM_WORDS[status] || status}`;
+      if (el.childElementCount) el.append(" · ");
+      el.append(span);
+    }
+    // no picture to show for colour that is not there: say so in its place
+    const gone = colourNow === "absent" || colourNow === "missing";
+    $("color-img").hidden = gone;
+    $("color-missing").hidden = !gone;
+    $("color-missing").textContent = colourNow === "absent" ? "no colour camera (depth-only stream)"
+      : "colour missing: the stream's frames arrive without colour";
+  }
+
   function renderHealth(m) {
     const el = $("health");
-    if (!m) { el.textContent = "not reported by this model"; return; }
+    if (!m) { el.textContent = "not reported by this model"; renderStreams(null); return; }
     let verdict = "";
     if (m.balance !== null && m.balance !== undefined) {
       verdict = m.balance < 0.5 ? " · RGB collapsed?" : m.balance > 2 ? " · depth collapsed?" : " · balanced";
     }
     el.textContent = `fused ${fmt(m.erank_fused)} · RGB ${fmt(m.erank_rgb)} · depth ${fmt(m.erank_depth)} · ` +
       `balance ${fmt(m.balance)} over ${m.frames} frames${verdict}`;
+    renderStreams(m);
     drawHealth();
   }
 
   async function refreshImages(id) {
     for (const [elId, name] of [["color-img", "color.jpg"], ["depth-img", "depth.jpg"]]) {
+      if ($(elId).hidden) continue; // colour absent or missing: nothing to fetch
       try {
         const r = await fetch(`${PREVIEW}sessions/${id}/${name}`, { headers: headers() });
         if (!r.ok) continue;

@@ -87,3 +87,28 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cv2.imwrite(str(root / "rgb" / f"frame{i}.png"), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(root / "depth" / f"frame{i}.png"), frame.depth * 10)
     return root
+
+
+@pytest.fixture(scope="session")
+def depth_only_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real service with a randomly initialised depth-only model (fusion depth, conv depth encoder)."""
+    import torch
+
+    from model import R3D, Preprocessing, R3DConfig, save_checkpoint
+    from server.app import create_app
+    from server.serving import BackgroundServer
+    from server.settings import Settings
+
+    cfg = R3DConfig(
+        classes=list(CLASSES), window_s=2.0, horizon_s=2.0, fps=FPS, max_len=64, fusion="depth",
+        depth_encoder="conv", preprocessing=Preprocessing(image_size=(H, W), depth_size=(24, 32)),
+    )  # fmt: skip
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path_factory.mktemp("model") / "depth.safetensors", R3D(cfg).eval())
+    settings = Settings(
+        model_path=path, backend="pytorch", port=0, api_keys=[API_KEY], data_root=tmp_path_factory.mktemp("data"),
+        jobs_dir=tmp_path_factory.mktemp("jobs"), inference_threads=2, decode_threads=2, shutdown_grace_s=2.0,
+        log_level="warning", default_tick_hz=15.0,
+    )  # fmt: skip
+    with BackgroundServer(create_app(settings), settings) as url:
+        yield url

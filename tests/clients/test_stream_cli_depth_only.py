@@ -4,37 +4,12 @@ to a live server with a depth-only model; the same command against an RGB-D mode
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from clients.stream_cli import main
-from tests.clients.conftest import API_KEY, CLASSES, FPS, H, W
-
-
-@pytest.fixture(scope="module")
-def depth_only_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import torch
-
-    from model import R3D, Preprocessing, R3DConfig, save_checkpoint
-    from server.app import create_app
-    from server.serving import BackgroundServer
-    from server.settings import Settings
-
-    cfg = R3DConfig(
-        classes=list(CLASSES), window_s=2.0, horizon_s=2.0, fps=FPS, max_len=64, fusion="depth",
-        depth_encoder="conv", preprocessing=Preprocessing(image_size=(H, W), depth_size=(24, 32)),
-    )  # fmt: skip
-    torch.manual_seed(0)
-    path = save_checkpoint(tmp_path_factory.mktemp("model") / "depth.safetensors", R3D(cfg).eval())
-    settings = Settings(
-        model_path=path, backend="pytorch", port=0, api_keys=[API_KEY], data_root=tmp_path_factory.mktemp("data"),
-        jobs_dir=tmp_path_factory.mktemp("jobs"), inference_threads=2, decode_threads=2, shutdown_grace_s=2.0,
-        log_level="warning", default_tick_hz=15.0,
-    )  # fmt: skip
-    with BackgroundServer(create_app(settings), settings) as url:
-        yield url
+from tests.clients.conftest import API_KEY, CLASSES, FPS
 
 
 def test_no_color_streams_depth_only_to_a_depth_only_model(

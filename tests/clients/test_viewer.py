@@ -177,3 +177,51 @@ def test_depth_colormap_near_is_red_far_is_blue_and_holes_are_black() -> None:
     near, far, hole = bgr[0, 0].astype(int), bgr[0, 1].astype(int), bgr[0, 2]
     assert near[2] > near[0] and far[0] > far[2]  # BGR: red dominates near, blue dominates far
     assert hole.tolist() == [0, 0, 0]
+
+
+def _js(driver: object, script: str) -> object:
+    return driver.execute_script(script)  # type: ignore[attr-defined]
+
+
+COLOUR_STATUS = "document.querySelector('#streams [data-stream=\"colour\"]')?.textContent"
+COLOUR_PANEL = ("return [document.getElementById('color-img').hidden, document.getElementById('color-missing').hidden, "
+                "document.getElementById('color-missing').textContent]")  # fmt: skip
+
+
+def test_viewer_shows_no_colour_camera_for_a_depth_only_stream(
+    depth_only_url: str, recording: list[Frame], browser: object
+) -> None:
+    driver = browser
+    stream_info = STREAM.model_copy(update={"camera": "tof", "color": False})
+    with Client(depth_only_url, token=API_KEY) as client, client.stream(stream_info) as stream:
+        for frame in recording[:20]:
+            stream.send_frame(frame)
+        stream.drain(timeout=30.0)
+        driver.get(f"{depth_only_url}/viewer/?api_key={API_KEY}&session={stream.session_id}")  # type: ignore[attr-defined]
+        _wait(driver, "document.getElementById('status').dataset.state === 'live'")
+        _wait(driver, f"{COLOUR_STATUS} === 'colour: no colour camera'")
+        assert _js(driver, COLOUR_PANEL) == [True, False, "no colour camera (depth-only stream)"]
+        button = f'#sessions button[data-session-id="{stream.session_id}"]'
+        listed = _js(driver, f"return document.querySelector('{button}').textContent")
+        assert "tof · 160x120 · depth only" in str(listed)
+        assert "RGB n/a" in str(_js(driver, "return document.getElementById('health').textContent"))
+
+
+def test_viewer_shows_colour_missing_when_an_rgbd_streams_colour_stops(
+    depth_only_url: str, recording: list[Frame], browser: object
+) -> None:
+    driver = browser
+    with Client(depth_only_url, token=API_KEY) as client, client.stream(STREAM) as stream:
+        for frame in recording[:20]:
+            stream.send_frame(frame)
+        stream.drain(timeout=30.0)
+        driver.get(f"{depth_only_url}/viewer/?api_key={API_KEY}&session={stream.session_id}")  # type: ignore[attr-defined]
+        _wait(driver, f"{COLOUR_STATUS} === 'colour: not used (depth-only model)'")
+        _wait(driver, "document.getElementById('color-img').naturalWidth === 160")  # the colour it is sent is shown
+        assert _js(driver, COLOUR_PANEL)[:2] == [False, True]  # type: ignore[index]
+        for i in range(20, 50):  # the colour camera stops; depth goes on (health looks again once a second)
+            stream.send(None, recording[i % len(recording)].depth, i / FPS)
+        stream.drain(timeout=30.0)
+        _wait(driver, f"{COLOUR_STATUS} === 'colour: missing (frames arrive without colour)'")
+        assert _js(driver, COLOUR_PANEL) == [True, False, "colour missing: the stream's frames arrive without colour"]
+        assert stream.stats.errors == 0

@@ -1,7 +1,8 @@
 """The web viewer: its static page (open, it holds no data) and the preview images it shows (behind the API key).
 
     GET /viewer/                                   the page (server/viewer/index.html, viewer.js, viewer.css)
-    GET /viewer/api/sessions/{id}/color.jpg        the session's latest used colour frame, JPEG (204 before one)
+    GET /viewer/api/sessions/{id}/color.jpg        the session's latest used colour frame, JPEG (204 before one, and
+                                                   when that frame has no colour)
     GET /viewer/api/sessions/{id}/depth.jpg        its depth frame colour-mapped (near = red, far = blue, no reading
                                                    = black), JPEG (204 before one)
 
@@ -80,7 +81,7 @@ def _last_frame(session: SessionDep) -> FrameIn | None:
 def color_preview(session: SessionDep, runtime: RuntimeDep) -> Response:
     """The latest used colour frame as JPEG (sent through as is when the client sent JPEG); 204 before any."""
     msg = _last_frame(session)
-    if msg is None:
+    if msg is None or msg.color is None:  # none yet, or a frame without colour (depth-only or colour missing)
         return Response(status_code=204, headers=_NO_STORE)
     if msg.color_codec is ColorCodec.JPEG:
         return Response(msg.color, media_type="image/jpeg", headers=_NO_STORE)
