@@ -45,6 +45,7 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     SESSION_NOT_FOUND = "session_not_found"
     SESSION_BUSY = "session_busy"
+    SESSION_TAKEN_OVER = "session_taken_over"
     SESSION_STATE = "session_state"
     JOB_NOT_FOUND = "job_not_found"
     JOB_NOT_READY = "job_not_ready"
@@ -78,6 +79,7 @@ ERROR_STATUS: dict[ErrorCode, tuple[int, int]] = {
     ErrorCode.FORBIDDEN: (403, 4403),
     ErrorCode.SESSION_NOT_FOUND: (404, 4404),
     ErrorCode.SESSION_BUSY: (409, 4409),
+    ErrorCode.SESSION_TAKEN_OVER: (409, 4409),
     ErrorCode.SESSION_STATE: (409, 4409),
     ErrorCode.JOB_NOT_FOUND: (404, 4404),
     ErrorCode.JOB_NOT_READY: (409, 4409),

@@ -311,11 +311,20 @@ class StreamConnection(WireConnection):
             return False
         self.session = session
         self.session_id = session.id
-        session.attach_outbox(self.outbox, self.close_session_closed)
+        session.attach_outbox(self.outbox, self.close_session_closed, self._taken_over)
         for message in welcome_messages(session, resumed, self.runtime.engine, self.settings):
             self.post(message)
         logger.info("stream: session %s %s", session.id, "resumed" if resumed else "opened")
         return True
+
+    def _taken_over(self) -> None:
+        """Another connection resumed this one's session (SessionRegistry.attach): tell the client, close, and let
+        the session go, so that this connection's end neither detaches nor closes it."""
+        session, self.session = self.session, None
+        self.closing = True
+        sid = session.id if session is not None else "-"
+        self.error(ServerError(f"session {sid} was resumed on another connection; this connection is closed",
+                               code=ErrorCode.SESSION_TAKEN_OVER), fatal=True)  # fmt: skip
 
     def _oversize_frame(self) -> None:
         if self.session is not None:

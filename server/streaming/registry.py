@@ -148,10 +148,17 @@ class SessionRegistry:
         return list(self._sessions.values())
 
     def attach(self, session_id: str, *, client: str | None = None) -> Session:
+        """Attach a connection to a created or detached session, or take an attached one over.
+
+        A client that lost its connection resumes at once, often before the server has seen the old socket go:
+        that connection's receive loop may be busy with a frame's decode or a full queue, or the peer vanished
+        without a close and only a failed write or ping will tell. The session id is the client's secret, so the
+        resume wins: the old connection gets a fatal ``session_taken_over`` and is closed (Session.take_over)."""
         session = self.get(session_id, restore=True, client=client)
         if session.state is SessionState.ATTACHED:
-            raise SessionBusy(f"session {session_id!r} already has a WebSocket attached; close it first")
-        session.transition(SessionState.ATTACHED)
+            session.take_over()
+        else:
+            session.transition(SessionState.ATTACHED)
         return session
 
     def detach(self, session: Session) -> None:

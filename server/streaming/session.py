@@ -104,6 +104,7 @@ class Session:
         self._room.set()
         self._outbox: asyncio.Queue[Any] | None = None
         self.closer: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        self._let_go: Callable[[], None] | None = None
         self._prediction_ready = asyncio.Condition()
         self.latest: AnticipationOut | None = None
         self.last_frame: FrameIn | None = None  # the latest used frame as received: the viewer's preview
@@ -259,15 +260,32 @@ class Session:
 
     # --- output --------------------------------------------------------------------------------------------------
 
-    def attach_outbox(self, box: asyncio.Queue[Any], closer: Callable[[str], Coroutine[Any, Any, None]]) -> None:
-        """Route this session's messages to a connection's outbox; ``closer`` ends that connection (session closed)."""
+    def attach_outbox(
+        self,
+        box: asyncio.Queue[Any],
+        closer: Callable[[str], Coroutine[Any, Any, None]],
+        let_go: Callable[[], None] | None = None,
+    ) -> None:
+        """Route this session's messages to a connection's outbox; ``closer`` ends that connection (session closed),
+        ``let_go`` tells it that another connection took the session over (``take_over``)."""
         self._outbox = box
         self.closer = closer
+        self._let_go = let_go
 
     def detach_outbox(self) -> None:
         self._outbox = None
         self.closer = None
+        self._let_go = None
         self._room.set()  # a blocked reader of a gone connection must not hang
+
+    def take_over(self) -> None:
+        """A new connection resumes this attached session: the connection that held it is let go (it stops using
+        the session and closes) and the session stays attached, for the new connection to attach its outbox."""
+        let_go = self._let_go
+        self.detach_outbox()
+        logger.info("session %s: taken over by a new connection", self.id)
+        if let_go is not None:
+            let_go()
 
     def send(self, message: WireModel) -> None:
         """Thread-safe: hand a message to the event loop for the attached connection (and HTTP pollers)."""

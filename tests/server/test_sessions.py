@@ -4,12 +4,15 @@ restore, latest-wins drops, and the modality-health signal."""
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import time
 from typing import Any
 
 import httpx
 import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from server.protocol import pack
@@ -85,6 +88,32 @@ def test_disconnect_mid_message_then_reconnect_keeps_the_window(ws_url: str) -> 
         ws.send(BYE)
     assert welcome.resumed and welcome.window_frames == 3
     assert after.window.frames == 4 and after.frame_seq == 3
+
+
+@pytest.mark.parametrize("drop", ["reset", "silent"])
+def test_resume_right_after_a_dropped_connection_takes_the_session_over(ws_url: str, drop: str) -> None:
+    """The client's connection drops and it resumes at once, before the server has released the old socket: with a
+    TCP reset (the server may or may not have seen it yet) or silently (the peer vanished without a close or reset,
+    so nothing tells the server until a write or ping fails). The resume gets the session with its window; the old
+    connection, if still there, is told session_taken_over and closed."""
+    with open_ws(ws_url) as old:
+        sid = start(old, backpressure="block").session_id
+        _stream(old, range(4))
+        if drop == "reset":  # SO_LINGER 0: close() sends a reset, no WebSocket close
+            old.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            old.socket.close()
+        with open_ws(ws_url) as ws:
+            welcome = start(ws, session_id=sid, backpressure="block")
+            (after,) = _stream(ws, range(4, 5))
+            ws.send(BYE)
+        if drop == "silent":  # the old connection is still open on our side: the server let it go
+            error, _ = recv_until(old, "error")
+            assert error.code.value == "session_taken_over" and error.fatal and sid in error.message
+            with pytest.raises(ConnectionClosed) as closed:
+                recv(old, timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+    assert welcome.resumed and welcome.session_id == sid and welcome.window_frames == 4
+    assert after.window.frames == 5 and after.counters.accepted == 5 and after.counters.rejected == 0
 
 
 def test_rest_client_posts_frames_and_long_polls_predictions(live_server: str) -> None:
