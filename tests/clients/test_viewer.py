@@ -184,7 +184,9 @@ def _js(driver: object, script: str) -> object:
 
 
 COLOUR_STATUS = "document.querySelector('#streams [data-stream=\"colour\"]')?.textContent"
-COLOUR_PANEL = ("return [document.getElementById('color-img').hidden, document.getElementById('color-missing').hidden, "
+# [colour picture shown, placeholder shown, placeholder text], as laid out (computed display, not just the attribute)
+COLOUR_PANEL = ("const shown = (id) => getComputedStyle(document.getElementById(id)).display !== 'none'; "
+                "return [shown('color-img'), shown('color-missing'), "
                 "document.getElementById('color-missing').textContent]")  # fmt: skip
 
 
@@ -200,7 +202,7 @@ def test_viewer_shows_no_colour_camera_for_a_depth_only_stream(
         driver.get(f"{depth_only_url}/viewer/?api_key={API_KEY}&session={stream.session_id}")  # type: ignore[attr-defined]
         _wait(driver, "document.getElementById('status').dataset.state === 'live'")
         _wait(driver, f"{COLOUR_STATUS} === 'colour: no colour camera'")
-        assert _js(driver, COLOUR_PANEL) == [True, False, "no colour camera (depth-only stream)"]
+        assert _js(driver, COLOUR_PANEL) == [False, True, "no colour camera (depth-only stream)"]
         button = f'#sessions button[data-session-id="{stream.session_id}"]'
         listed = _js(driver, f"return document.querySelector('{button}').textContent")
         assert "tof · 160x120 · depth only" in str(listed)
@@ -218,10 +220,10 @@ def test_viewer_shows_colour_missing_when_an_rgbd_streams_colour_stops(
         driver.get(f"{depth_only_url}/viewer/?api_key={API_KEY}&session={stream.session_id}")  # type: ignore[attr-defined]
         _wait(driver, f"{COLOUR_STATUS} === 'colour: not used (depth-only model)'")
         _wait(driver, "document.getElementById('color-img').naturalWidth === 160")  # the colour it is sent is shown
-        assert _js(driver, COLOUR_PANEL)[:2] == [False, True]  # type: ignore[index]
+        assert _js(driver, COLOUR_PANEL)[:2] == [True, False]  # type: ignore[index]
         for i in range(20, 50):  # the colour camera stops; depth goes on (health looks again once a second)
             stream.send(None, recording[i % len(recording)].depth, i / FPS)
         stream.drain(timeout=30.0)
         _wait(driver, f"{COLOUR_STATUS} === 'colour: missing (frames arrive without colour)'")
-        assert _js(driver, COLOUR_PANEL) == [True, False, "colour missing: the stream's frames arrive without colour"]
+        assert _js(driver, COLOUR_PANEL) == [False, True, "colour missing: the stream's frames arrive without colour"]
         assert stream.stats.errors == 0
