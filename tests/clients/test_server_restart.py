@@ -1,7 +1,7 @@
 """A server that dies or restarts mid-stream does not end the client's stream: r3d-stream against a real r3d-serve
 process on a loopback port, killed (SIGKILL) or stopped (SIGTERM, a graceful drain) mid-recording and started again on
 the same port. The stream must finish, write its summary (with the session reset counted) and its JSONL, and the
-predictions after the restart must be there.
+predictions after the restart must be there. With a Redis session store the SDK's stream keeps its very session.
 
 Slow: each test starts r3d-serve once more (about 3 s on an idle machine, 15 s on a busy one: importing torch)."""
 
@@ -24,6 +24,7 @@ import pytest
 from clients.sdk import Backpressure, Client, ReconnectPolicy, SessionCreate, SessionLoss
 from clients.stream_cli import main
 from tests.clients.conftest import FPS, H, W, pattern_frame
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES = 60  # 4 s of recording at 15 fps
@@ -33,8 +34,8 @@ KILL_AFTER = 15  # frames the first server receives before it goes
 class ServerProcess:
     """r3d-serve in a subprocess on a fixed loopback port, so it can be killed and started again on the same port."""
 
-    def __init__(self, checkpoint: Path, log: Path) -> None:
-        self.checkpoint, self.log = checkpoint, log
+    def __init__(self, checkpoint: Path, log: Path, *options: str) -> None:
+        self.checkpoint, self.log, self.options = checkpoint, log, options
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -46,7 +47,8 @@ class ServerProcess:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", str(self.checkpoint), "--backend", "pytorch", "--port",
-                 str(self.port), "--log-level", "info"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                 str(self.port), "--log-level", "info", *self.options],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -154,3 +156,33 @@ def test_sdk_restores_the_last_snapshot_when_the_server_lost_the_session(server:
     assert [(r.lost_session_id, r.session_id, r.restored, r.window_frames) for r in seen] == [(lost, lost, True, 10)]
     assert stream.stats.session_resets == 1
     assert last is not None and last.window.frames == 15  # the window went on from the snapshot's 10 frames
+
+
+def test_sdk_stream_keeps_its_session_through_sigkill_with_a_redis_session_store(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    stream_spec = SessionCreate(width=W, height=H, depth_scale=0.001, tick_hz=FPS, backpressure=Backpressure.BLOCK)
+    policy = ReconnectPolicy(timeout_s=90.0, on_session_lost=SessionLoss.FAIL)  # a lost session ends the test
+    seen: list[object] = []
+    with RedisServer(tmp_path / "redis") as redis_server:
+        server = ServerProcess(tiny_checkpoint, tmp_path / "serve.log", "--session-store", redis_server.url)
+        server.start()
+        try:
+            with Client(server.url) as client, client.stream(stream_spec, reconnect=policy,
+                                                             on_reset=seen.append) as stream:  # fmt: skip
+                for i in range(10):
+                    stream.send_frame(pattern_frame(i))
+                stream.drain(timeout=30.0)  # every prediction out: its frames are journaled (k = 1)
+                before = stream.session_id
+                server.stop(signal.SIGKILL)
+                server.start()
+                for i in range(10, 15):
+                    stream.send_frame(pattern_frame(i))
+                last = stream.next_prediction(timeout=60.0)
+                while last is not None and last.frame_seq < 14:
+                    last = stream.next_prediction(timeout=30.0)
+        finally:
+            server.close()
+    assert seen == [] and stream.stats.session_resets == 0 and stream.stats.reconnects >= 1
+    assert stream.session_id == before
+    assert last is not None and last.window.frames == 15  # the 10 frames before the crash came back from Redis
