@@ -57,6 +57,24 @@ class ClusterOptions:
         return out
 
 
+def from_config(args: dict[str, Any]) -> Application:
+    """Serve's application builder (``import_path: server.cluster.app:from_config`` in a Serve config file or a
+    KubeRay RayService, deploy/kuberay/rayservice.yaml): the settings from the replica's environment (``R3D_*``, as
+    r3d-serve reads them) and ``args`` naming ClusterOptions fields; ``encoder_replicas`` may be ``N`` or
+    ``MIN..MAX``. Unknown or bad args raise ValueError naming them."""
+    from server.cluster.cli import replica_range
+
+    fields = set(ClusterOptions.__dataclass_fields__)
+    given = dict(args)
+    if "encoder_replicas" in given:
+        given["encoder_min_replicas"], given["encoder_max_replicas"] = replica_range(str(given.pop("encoder_replicas")))
+    if unknown := sorted(set(given) - fields):
+        raise ValueError(
+            f"unknown application args {unknown}; expected some of {sorted(fields | {'encoder_replicas'})}"
+        )
+    return build_app(Settings(), ClusterOptions(**given))
+
+
 def build_app(settings: Settings, options: ClusterOptions) -> Application:
     """The service as a Serve application: the ingress in front of the session tier."""
     ingress = serve.deployment(name="Ingress")(Ingress).options(

@@ -52,6 +52,10 @@ class ClusterConnection(WireConnection):
     ) -> None:
         super().__init__(ws, host, settings, authorize=authorize)
         self.sessions = sessions
+        self._pending: list[FrameIn] = []  # frames read from the socket, not yet sent to the owner
+        self._room = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+        self._failed = False  # the owner answered with a fatal error, or never answered
 
     async def _hello(self, hello: Hello) -> bool:
         self.encoding = hello.encoding
@@ -62,12 +66,39 @@ class ClusterConnection(WireConnection):
         return False
 
     async def _frame(self, msg: FrameIn, t_recv: float) -> bool:
+        """Queue the frame for the pump; with ``session_queue_size`` frames waiting, stop reading the socket until
+        the owner took them (the client is pushed back through TCP: 'block' for every session on this path)."""
         if self.session_id is None:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "expected a hello before the first frame", seq=msg.seq)
-        return self._deliver(await self._call("frame", self.session_id, msg))
+        while len(self._pending) >= self.settings.session_queue_size and not self._failed:
+            self._room.clear()
+            await self._room.wait()
+        if self._failed:
+            return False
+        self._pending.append(msg)
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._send_frames(self.session_id), name="r3d-cluster-frames")
+        return True
+
+    async def _send_frames(self, session_id: str) -> None:
+        """Send the waiting frames to the owner, all of them in one call, in order; one call in flight at a time, so
+        a session's frames never overtake each other (calls to a replica are not ordered by Ray)."""
+        try:
+            while self._pending and not self._failed:
+                batch, self._pending = self._pending, []
+                self._room.set()
+                if not self._deliver(await self._call("frames", session_id, batch)):
+                    self._failed = True
+        except NotReady as exc:
+            self.error(exc, fatal=True)
+            self._failed = True
+        finally:
+            self._room.set()
 
     async def _release(self) -> None:
-        if self.session_id is not None:
+        if self._pump is not None:
+            await self._pump  # the frames read before the socket ended go first
+        if self.session_id is not None and not self._failed:
             await self._call("release", self.session_id, self.said_bye)
 
     async def _call(self, method: str, session_id: str, *args: Any) -> Any:

@@ -119,17 +119,15 @@ class SessionTier:
         replies = welcome_messages(session, bool(hello.session_id), self.engine, self.settings)
         return replies + await self._drain(session.id)
 
-    async def frame(self, session_id: str, msg: FrameIn) -> list[WireModel]:
-        """One frame of an open session -> the messages it produced (a prediction when a tick was due, errors)."""
+    async def frames(self, session_id: str, msgs: list[FrameIn]) -> list[WireModel]:
+        """Frames of an open session, in order -> the messages they produced (errors, then predictions)."""
         t_recv = time.perf_counter()
         try:
             session = self._held(session_id)
-            await self._take(session, msg, t_recv)
-        except ProtocolError as exc:
-            return [*await self._drain(session_id), error_out(exc)]
+            errors = await self._take(session, msgs, t_recv)
         except ServerError as exc:  # the session is gone (closed, expired, never restored)
             return [*await self._drain(session_id), error_out(exc, fatal=True)]
-        return await self._drain(session_id)
+        return [*errors, *await self._drain(session_id)]
 
     async def release(self, session_id: str, bye: bool) -> None:
         """The client's socket ended: close after a bye, otherwise detach (kept for a reconnect)."""
@@ -145,36 +143,55 @@ class SessionTier:
 
     # --- the frame path ------------------------------------------------------------------------------------------
 
-    async def _take(self, session: Session, msg: FrameIn, t_recv: float) -> None:
+    async def _take(self, session: Session, msgs: list[FrameIn], t_recv: float) -> list[ErrorOut]:
+        """Resampling decides in order which frames are used (each counted, as on arrival in one process); the used
+        ones are encoded together (one request each, batched by the FrameEncoder with every other session's), their
+        tokens pushed in order, the due ticks anticipated together, journaled, then their predictions sent.
+
+        A used frame the FrameEncoder cannot decode is counted as dropped ("undecodable") with its error: here a
+        frame is admitted before it is decoded, where one process decodes first and counts it as rejected."""
         session.touch()
-        if not session.admit_frame(msg.seq, msg.ts):
-            return
-        encoded: Encoded = await self.encoder.encode.remote(EncodeJob(session.stream, msg))
-        try:
-            encoded.raise_error(msg.seq)
-        except ProtocolError:
-            session.reject_frame()
-            raise
-        if encoded.frame_encoder_id != self.engine.frame_encoder_id:
-            raise ServerError(
-                f"the FrameEncoder deployment serves encoder {encoded.frame_encoder_id}, this session's tokens come "
-                f"from {self.engine.frame_encoder_id}; deploy one model version to both tiers",
-                code=ErrorCode.MODEL_ERROR,
-            )
-        if not session.commit_frame(msg.seq, msg.ts):
-            return
-        assert encoded.tokens is not None and encoded.pixels is not None
+        errors: list[ErrorOut] = []
+        used: list[FrameIn] = []
+        for msg in msgs:
+            try:
+                if session.admit_frame(msg.seq, msg.ts) and session.commit_frame(msg.seq, msg.ts):
+                    used.append(msg)
+            except ProtocolError as exc:
+                errors.append(error_out(exc))
+        if not used:
+            return errors
+        encoded: list[Encoded] = await asyncio.gather(
+            *(self.encoder.encode.remote(EncodeJob(session.stream, msg)) for msg in used)
+        )
         t_encoded = time.perf_counter()
-        request = session.push_encoded(msg.seq, msg.ts, encoded.tokens, encoded.pixels)
-        decoded = None
-        if request is not None:
-            result, anticipate_s = await self.anticipate(request.tokens)
-            decoded = session.complete_tick(request, result, self.engine)
-        # journaled before its prediction leaves, as the local worker does: a prediction never covers a lost frame
+        requests = []
+        for msg, enc in zip(used, encoded, strict=True):
+            if enc.frame_encoder_id != self.engine.frame_encoder_id:
+                raise ServerError(
+                    f"the FrameEncoder deployment serves encoder {enc.frame_encoder_id}, this session's tokens come "
+                    f"from {self.engine.frame_encoder_id}; deploy one model version to both tiers",
+                    code=ErrorCode.MODEL_ERROR,
+                )
+            try:
+                enc.raise_error(msg.seq)
+            except ProtocolError as exc:
+                session.drop_frame("undecodable")
+                errors.append(error_out(exc))
+                continue
+            assert enc.tokens is not None and enc.pixels is not None
+            request = session.push_encoded(msg.seq, msg.ts, enc.tokens, enc.pixels)
+            if request is not None:
+                requests.append((request, enc.encode_s))
+        results = await asyncio.gather(*(self.anticipate(request.tokens) for request, _ in requests))
+        decoded = [session.complete_tick(request, result, self.engine) for (request, _), (result, _) in
+                   zip(requests, results, strict=True)]  # fmt: skip
+        # journaled before the predictions leave, as the local worker does: a prediction never covers a lost frame
         await asyncio.to_thread(self.journal.flush, [session], self.engine.frame_encoder_id)
-        if decoded is not None:
-            times = TickTimes(t_recv, t_recv, t_encoded - encoded.encode_s, encoded.encode_s, anticipate_s)
-            send_prediction(session, *decoded, self.engine, times, self.metrics)
+        for ((_, encode_s), (_, anticipate_s)), done in zip(zip(requests, results, strict=True), decoded, strict=True):
+            times = TickTimes(t_recv, t_recv, t_encoded - encode_s, encode_s, anticipate_s)
+            send_prediction(session, *done, self.engine, times, self.metrics)
+        return errors
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def anticipate(self, windows: list[np.ndarray]) -> list[tuple[AnticipatorResult, float]]:

@@ -11,6 +11,8 @@ from server.cli import build_parser
 from server.cli import main as serve_main
 from server.cluster.cli import replica_range
 
+ROOT = Path(__file__).resolve().parents[2]
+
 pytest.importorskip("ray.serve", reason="ray[serve] is not installed (pip install -e '.[cluster]')")
 
 
@@ -52,3 +54,27 @@ def test_serve_cluster_refuses_a_missing_model(tmp_path: Path, capsys: pytest.Ca
 
 def test_serve_help_names_the_cluster_flag() -> None:
     assert "--cluster" in build_parser().format_help()
+
+
+def test_kuberay_manifest_application_builds_with_its_args(
+    checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    import yaml
+    from ray.serve import Application
+
+    manifest = yaml.safe_load((ROOT / "deploy" / "kuberay" / "rayservice.yaml").read_text())
+    assert manifest["kind"] == "RayService" and manifest["spec"]["rayClusterConfig"]["rayVersion"] == "2.60.0"
+    (app,) = yaml.safe_load(manifest["spec"]["serveConfigV2"])["applications"]
+    module, name = app["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), name)
+    monkeypatch.setenv("R3D_MODEL_PATH", str(checkpoints["base"]))  # the pods' environment names the model
+    assert isinstance(builder(app["args"]), Application)
+
+
+def test_cluster_application_builder_names_unknown_args(monkeypatch: pytest.MonkeyPatch) -> None:
+    from server.cluster.app import from_config
+
+    with pytest.raises(ValueError, match=r"unknown application args \['replicas'\]"):
+        from_config({"replicas": 2})

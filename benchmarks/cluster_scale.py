@@ -1,0 +1,187 @@
+"""The cluster path against one process: `python -m benchmarks.cluster_scale --redis redis://127.0.0.1:6390/0`.
+
+In one run, on this machine: --streams synthetic RGB-D streams (benchmarks.loadgen: 640x480 JPEG + zstd at --fps, an
+absolute schedule) through (1) a plain r3d-serve in this process and (2) the same model on a local Ray cluster
+(server.cluster, started here on loopback with --ray-cpus) with 1 and then 2 session replicas, every configuration
+journaling to the Redis at --redis. Per configuration: frames each stream got encoded per second (the server's
+counters), the client's frame-to-prediction latency (median, p90), and sends that fell a frame period behind
+schedule; the cluster rows carry their ratio to the plain server. Then the recovery time: one stream sends a frame
+and waits for its prediction, the replica that owns the session is killed (SIGKILL), and the time until the next
+frame's prediction is taken, --kills times (median). The machine is named with its load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from websockets.sync.client import connect
+
+from benchmarks.loadgen import StreamStats, retimed, run_streams, synthetic_frames
+from benchmarks.loadtest import free_port, pct
+from benchmarks.synth_bench import machine
+from server.app import create_app
+from server.protocol import Hello, Welcome, pack, parse_server_message
+from server.serving import BackgroundServer
+from server.settings import Settings
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+APP = "r3d"
+
+
+def settings_for(args: argparse.Namespace, port: int) -> Settings:
+    return Settings(model_path=args.model, backend=args.backend, port=port, session_store=args.redis,
+                    jobs_dir=Path(tempfile.mkdtemp(prefix="r3d-bench-jobs-")), log_level="warning",
+                    max_sessions=max(32, args.streams + 2), max_sessions_per_client=max(16, args.streams + 2),
+                    inference_threads=1)  # fmt: skip
+
+
+def stream_load(ws_url: str, args: argparse.Namespace) -> dict[str, float]:
+    """--streams streams for --seconds: per-stream encoded frames per second, latency median and p90, late sends."""
+    frames = synthetic_frames(30, 480, 640)
+    opts = {"key": None, "width": 640, "height": 480, "tick_hz": args.tick_hz, "fps": args.fps, "send_size": "full"}
+    t_start = time.monotonic() + 1.0
+    stats: list[StreamStats] = asyncio.run(
+        run_streams(ws_url, frames, opts, args.streams, t_start, t_start + args.seconds)
+    )
+    latencies = [ms for s in stats for ms in s.latencies_ms]
+    return {
+        "encoded_fps": statistics.mean(s.last_counters.get("accepted", 0) for s in stats) / args.seconds,
+        "p50_ms": pct(latencies, 50),
+        "p90_ms": pct(latencies, 90),
+        "late_sends": float(sum(s.late_sends for s in stats)),
+        "errors": float(sum(len(s.errors) for s in stats)),
+    }
+
+
+def plain(args: argparse.Namespace) -> dict[str, float]:
+    settings = settings_for(args, 0)
+    with BackgroundServer(create_app(settings), settings) as url:
+        return stream_load("ws" + url[len("http") :] + "/v1/stream", args)
+
+
+def recovery_s(ws_url: str, sessions: Any, kills: int) -> list[float]:
+    """Kill the owner of a live session ``kills`` times; seconds from each kill to the next frame's prediction."""
+    frames = synthetic_frames(30, 480, 640)
+    out = []
+    with connect(ws_url, compression=None, max_size=2**26) as ws:
+        ws.send(pack(Hello(camera="bench", width=640, height=480, depth_scale=0.001, tick_hz=15.0)))
+        welcome = parse_server_message(ws.recv(timeout=120))
+        if not isinstance(welcome, Welcome):
+            raise RuntimeError(f"expected a welcome, got {welcome}")
+        session_id = welcome.session_id
+        seq = 0
+
+        def one_frame() -> None:
+            nonlocal seq
+            ws.send(retimed(frames[seq % len(frames)], seq, seq / 15.0))
+            while parse_server_message(ws.recv(timeout=300)).type != "prediction":
+                pass
+            seq += 1
+
+        for _ in range(kills):
+            for _ in range(10):
+                one_frame()
+            owner = sessions.options(session_id=session_id).replica_state.remote().result()
+            os.kill(owner.pid, signal.SIGKILL)
+            killed = time.monotonic()
+            one_frame()
+            out.append(time.monotonic() - killed)
+            time.sleep(5.0)  # let Serve finish replacing the replica before the next kill
+    return out
+
+
+def on_cluster(args: argparse.Namespace) -> tuple[dict[int, dict[str, float]], list[float]]:
+    import ray
+    from ray import serve
+
+    from server.cluster.app import ClusterOptions, build_app
+
+    temp = tempfile.mkdtemp(prefix="r3d-ray-", dir="/tmp")
+    ray.init(num_cpus=args.ray_cpus, _node_ip_address="127.0.0.1", _temp_dir=temp, include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
+    rows: dict[int, dict[str, float]] = {}
+    kills: list[float] = []
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        ws_url = f"ws://127.0.0.1:{port}/v1/stream"
+        cpus = args.ray_cpus / 4  # ingress 0; the encoder and each session replica a share, room for a restart
+        for replicas in (1, 2):
+            options = ClusterOptions(session_replicas=replicas, session_cpus=cpus, encoder_cpus=cpus)
+            serve.run(build_app(settings_for(args, port), options), name=APP, route_prefix="/")
+            rows[replicas] = stream_load(ws_url, args)
+            sys.stderr.write(f"cluster, {replicas} session replicas: measured\n")
+            if replicas == 2:
+                kills = recovery_s(ws_url, serve.get_deployment_handle("SessionTier", APP), args.kills)
+            serve.delete(APP)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return rows, kills
+
+
+def table(args: argparse.Namespace, base: dict[str, float], rows: dict[int, dict[str, float]],
+          kills: list[float]) -> str:  # fmt: skip
+    lines = [
+        f"machine: {machine()}; {args.streams} streams of 640x480 at {args.fps:g} fps for {args.seconds:g} s, "
+        f"tick {args.tick_hz:g} Hz, sessions journaled to Redis; Ray cluster of {args.ray_cpus:g} CPUs in this "
+        "process's machine",
+        "",
+        "| path | encoded frames/s per stream | latency p50 | latency p90 | late sends | errors | p50 vs plain |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def row(name: str, r: dict[str, float]) -> str:
+        return (f"| {name} | {r['encoded_fps']:.1f} | {r['p50_ms']:.0f} ms | {r['p90_ms']:.0f} ms | "
+                f"{r['late_sends']:.0f} | {r['errors']:.0f} | {r['p50_ms'] / base['p50_ms']:.2f} |")  # fmt: skip
+
+    lines.append(row("r3d-serve (one process)", base))
+    for replicas, r in rows.items():
+        lines.append(row(f"cluster, {replicas} session replica{'s' * (replicas > 1)}", r))
+    lines += ["", f"recovery after SIGKILL of the session's replica: median {statistics.median(kills):.1f} s "
+                  f"(each: {', '.join(f'{k:.1f}' for k in kills)} s)"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.cluster_scale", description=__doc__.split("\n\n")[0])
+    p.add_argument("--redis", required=True, help="a Redis to journal to, e.g. redis://127.0.0.1:6390/0 (loopback)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle, checkpoint or folder (default: "
+                   "models/default)")  # fmt: skip
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--streams", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=15.0)
+    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--tick-hz", type=float, default=5.0)
+    p.add_argument("--ray-cpus", type=float, default=2.0, help="CPUs of the local Ray cluster")
+    p.add_argument("--kills", type=int, default=3, help="replica kills for the recovery time")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        redis.Redis.from_url(args.redis).ping()
+    except redis.RedisError as exc:
+        sys.stderr.write(f"cluster_scale: cannot reach {args.redis}: {exc}\n")
+        return 2
+    base = plain(args)
+    sys.stderr.write("r3d-serve: measured\n")
+    rows, kills = on_cluster(args)
+    sys.stdout.write(table(args, base, rows, kills) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
