@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import numpy as np
 import pytest
 
@@ -43,6 +44,7 @@ serve = pytest.importorskip("ray.serve", reason="ray[serve] is not installed (pi
 class Cluster:
     ws_url: str
     sessions: Any  # the SessionTier's DeploymentHandle
+    redis: RedisServer
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,8 @@ def cluster(
             )  # fmt: skip
             options = ClusterOptions(session_replicas=2, session_cpus=0.5, encoder_cpus=0.5)
             serve.run(build_app(settings, options), name=APP_NAME, route_prefix="/")
-            yield Cluster(f"ws://127.0.0.1:{port}/v1/stream", serve.get_deployment_handle("SessionTier", APP_NAME))
+            handle = serve.get_deployment_handle("SessionTier", APP_NAME)
+            yield Cluster(f"ws://127.0.0.1:{port}/v1/stream", handle, redis)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -130,3 +133,28 @@ def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> N
         assert p.window.frames == p.frame_seq + 1 and p.window.start_ts == 0.0
         assert p.counters.accepted == p.frame_seq + 1 and p.counters.received == p.frame_seq + 1
     assert recovered_s < 120
+
+
+def test_cluster_session_streams_through_a_redis_outage_and_is_journaled_after(cluster: Cluster) -> None:
+    from server.redis_session_store import RedisSessionStore
+
+    with open_ws(cluster.ws_url) as ws:
+        ws.send(hello())
+        welcome, _ = recv_until(ws, "welcome", timeout=120)
+        stream(ws, range(5))
+        cluster.redis.stop()
+        try:
+            during = stream(ws, range(5, 10))  # in memory: predictions go on, no error
+        finally:
+            cluster.redis.start()  # same port, empty (no persistence): the journal rewrites whole windows
+        deadline = time.monotonic() + 60
+        stored = None
+        seq = 10
+        while stored is None and time.monotonic() < deadline:
+            stream(ws, range(seq, seq + 1))  # the resync happens at a flush after the retry interval
+            seq += 1
+            stored = RedisSessionStore(cluster.redis.url).load(welcome.session_id)
+    assert [p.window.frames for p in during] == [6, 7, 8, 9, 10]
+    assert stored is not None
+    window = msgpack.unpackb(stored)["processor"]["window"]
+    assert window["seq"] == list(range(seq))  # every frame since the start, the outage's included
