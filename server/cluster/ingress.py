@@ -52,6 +52,7 @@ class ClusterConnection(WireConnection):
     ) -> None:
         super().__init__(ws, host, settings, authorize=authorize)
         self.sessions = sessions
+        self.connection = secrets.token_hex(8)  # names this socket to the session's owner (take-over checks)
         self._pending: list[FrameIn] = []  # frames read from the socket, not yet sent to the owner
         self._room = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
@@ -60,7 +61,7 @@ class ClusterConnection(WireConnection):
     async def _hello(self, hello: Hello) -> bool:
         self.encoding = hello.encoding
         session_id = hello.session_id or secrets.token_urlsafe(12)
-        if self._deliver(await self._call("open", session_id, hello, self.client)):
+        if self._deliver(await self._call("open", session_id, hello, self.client, self.connection)):
             self.session_id = session_id
             return True
         return False
@@ -87,7 +88,7 @@ class ClusterConnection(WireConnection):
             while self._pending and not self._failed:
                 batch, self._pending = self._pending, []
                 self._room.set()
-                if not self._deliver(await self._call("frames", session_id, batch)):
+                if not self._deliver(await self._call("frames", session_id, self.connection, batch)):
                     self._failed = True
         except NotReady as exc:
             self.error(exc, fatal=True)
@@ -99,7 +100,7 @@ class ClusterConnection(WireConnection):
         if self._pump is not None:
             await self._pump  # the frames read before the socket ended go first
         if self.session_id is not None and not self._failed:
-            await self._call("release", self.session_id, self.said_bye)
+            await self._call("release", self.session_id, self.connection, self.said_bye)
 
     async def _call(self, method: str, session_id: str, *args: Any) -> Any:
         """One call to the session's owner; retried while its replica is dead or being replaced."""

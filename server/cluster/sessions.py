@@ -75,6 +75,7 @@ class SessionTier:
             logger.info("sessions are journaled to %s (every %d frames)", self.store.url, self.journal.every_frames)
         self._registry: SessionRegistry | None = None
         self._outboxes: dict[str, asyncio.Queue[Any]] = {}
+        self._connections: dict[str, str] = {}  # session id -> the ingress connection that holds it
         self._housekeeping: asyncio.Task[None] | None = None
         configure_batch(self.anticipate, settings.anticipator_max_batch, settings.encoder_max_delay_ms / 1e3)
 
@@ -97,17 +98,16 @@ class SessionTier:
 
     # --- calls from the ingress ----------------------------------------------------------------------------------
 
-    async def open(self, session_id: str, hello: Hello, client: str) -> list[WireModel]:
-        """A hello: a new session under ``session_id`` (chosen by the ingress, the routing key), or the resumed one
-        (hello.session_id), restored from the session store when this replica does not hold it."""
+    async def open(self, session_id: str, hello: Hello, client: str, connection: str) -> list[WireModel]:
+        """A hello on ``connection`` (the ingress's id for one socket): a new session under ``session_id`` (chosen
+        by the ingress, the routing key), or the resumed one (hello.session_id), restored from the session store
+        when this replica does not hold it. A resume takes the session from the connection that had it, which is
+        told ``session_taken_over`` at its next call."""
         stream = SessionCreate.model_validate(hello.model_dump(include=set(SessionCreate.model_fields)))
         registry = self.registry
         try:
             self.engine.check_stream(stream)
             if hello.session_id:
-                held = registry.all()
-                if any(s.id == session_id and s.state is SessionState.ATTACHED for s in held):
-                    registry.detach(registry.get(session_id))  # the old connection's release has not arrived yet
                 session = registry.attach(session_id, client=client)  # restores from the store if need be
                 session.resume(stream, registry.tick_hz(stream, self.engine.spec.fps))
             else:
@@ -115,13 +115,18 @@ class SessionTier:
                 session.transition(SessionState.ATTACHED)
         except ServerError as exc:
             return [error_out(exc, fatal=True)]
+        self._connections[session_id] = connection
         self._attach(session)
         replies = welcome_messages(session, bool(hello.session_id), self.engine, self.settings)
         return replies + await self._drain(session.id)
 
-    async def frames(self, session_id: str, msgs: list[FrameIn]) -> list[WireModel]:
+    async def frames(self, session_id: str, connection: str, msgs: list[FrameIn]) -> list[WireModel]:
         """Frames of an open session, in order -> the messages they produced (errors, then predictions)."""
         t_recv = time.perf_counter()
+        # a replica that restored the session has no record of its connection: the first to call holds it
+        if self._connections.setdefault(session_id, connection) != connection:
+            return [ErrorOut(code=ErrorCode.SESSION_TAKEN_OVER, fatal=True, message=f"session {session_id} was "
+                             "resumed on another connection; this connection is closed")]  # fmt: skip
         try:
             session = self._held(session_id)
             errors = await self._take(session, msgs, t_recv)
@@ -129,8 +134,12 @@ class SessionTier:
             return [*await self._drain(session_id), error_out(exc, fatal=True)]
         return [*errors, *await self._drain(session_id)]
 
-    async def release(self, session_id: str, bye: bool) -> None:
-        """The client's socket ended: close after a bye, otherwise detach (kept for a reconnect)."""
+    async def release(self, session_id: str, connection: str, bye: bool) -> None:
+        """The client's socket ended: close after a bye, otherwise detach (kept for a reconnect). The end of a
+        connection whose session was taken over changes nothing."""
+        if self._connections.get(session_id, connection) != connection:
+            return
+        self._connections.pop(session_id, None)
         self._outboxes.pop(session_id, None)
         try:
             session = self.registry.get(session_id)
@@ -241,6 +250,9 @@ class SessionTier:
         reaching this replica, or another replica took them over (the ring changed); the registry then reaps them
         after their grace, as it does a client that went away."""
         now = time.monotonic()
+        held = {s.id for s in self.registry.all()}
+        for gone in set(self._connections) - held:  # closed or reaped sessions
+            self._connections.pop(gone, None)
         for s in self.registry.all():
             if s.state is SessionState.ATTACHED and now - s.last_activity > self.settings.reconnect_grace_s:
                 self.registry.detach(s)

@@ -158,3 +158,18 @@ def test_cluster_session_streams_through_a_redis_outage_and_is_journaled_after(c
     assert stored is not None
     window = msgpack.unpackb(stored)["processor"]["window"]
     assert window["seq"] == list(range(seq))  # every frame since the start, the outage's included
+
+
+def test_cluster_resume_on_a_new_socket_takes_the_session_over(cluster: Cluster) -> None:
+    with open_ws(cluster.ws_url) as first, open_ws(cluster.ws_url) as second:
+        first.send(hello())
+        welcome, _ = recv_until(first, "welcome", timeout=120)
+        stream(first, range(3))
+        second.send(hello(session_id=welcome.session_id))
+        resumed, _ = recv_until(second, "welcome", timeout=120)
+        first.send(frame_msg(3))
+        error, _ = recv_until(first, "error", timeout=120)
+        after = stream(second, range(3, 5))
+    assert resumed.resumed and resumed.window_frames == 3
+    assert error.code == "session_taken_over" and error.fatal
+    assert [p.window.frames for p in after] == [4, 5]
