@@ -3,7 +3,8 @@
 Streams synthetic RGB-D frames (benchmarks.loadgen) at --fps through a real server in this process (the model of
 --model) whose sessions are journaled to the Redis at --redis (start one on loopback first, e.g.
 ``redis-server --port 6390 --save '' --appendonly no``), once per journal interval k of --journal-frames. Per stream
-and second: the frames encoded and the journal writes (one Lua script call per session write; the server's metrics),
+and second: the frames encoded, the journal writes (one Lua script call per session write) and the time of a
+journal round trip (one per encoder batch: what the inference thread waits; the server's metrics),
 and from Redis's own counters (INFO commandstats and stats) the commands run (those inside the scripts included)
 and the bytes Redis received and sent. Medians over --repeats runs of --seconds; the machine is named. The figures
 project a site's Redis load: N streams cost N times the per-stream rates (docs/scale-out.md).
@@ -43,6 +44,8 @@ def counters(client: redis.Redis, url: str) -> dict[str, float]:
     return {
         "frames": metric(served, "r3d_encode_batch_frames_sum"),
         "writes": metric(served, "r3d_session_store_writes_total"),
+        "round_trips": metric(served, "r3d_session_store_write_seconds_count"),
+        "write_s": metric(served, "r3d_session_store_write_seconds_sum"),
         "commands": sum(v["calls"] for k, v in commands.items() if k != "cmdstat_info"),
         "bytes_in": stats["total_net_input_bytes"],
         "bytes_out": stats["total_net_output_bytes"],
@@ -76,16 +79,17 @@ def table(results: dict[int, list[dict[str, float]]], args: argparse.Namespace) 
         f"fps for {args.seconds:g} s, medians of {args.repeats} runs; per stream and second:",
         "",
         "| journal every k frames | frames encoded | journal writes | Redis commands | bytes to Redis "
-        "| bytes from Redis | to Redis per encoded frame | commands per write |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| bytes from Redis | to Redis per encoded frame | commands per write | ms per round trip |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for k, runs in results.items():
         med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
         per_frame = statistics.median(r["bytes_in"] / max(r["frames"], 1e-9) for r in runs) / 1024
         per_write = statistics.median(r["commands"] / max(r["writes"], 1e-9) for r in runs)
+        trip_ms = statistics.median(1e3 * r["write_s"] / max(r["round_trips"], 1e-9) for r in runs)
         lines.append(f"| {k} | {med['frames']:.1f} | {med['writes']:.1f} | {med['commands']:.1f} | "
                      f"{med['bytes_in'] / 1024:.1f} KiB | {med['bytes_out'] / 1024:.2f} KiB | {per_frame:.2f} KiB | "
-                     f"{per_write:.1f} |")  # fmt: skip
+                     f"{per_write:.1f} | {trip_ms:.2f} |")  # fmt: skip
     return "\n".join(lines)
 
 

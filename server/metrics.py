@@ -4,8 +4,8 @@ Per session (label ``session``, removed when the session closes): used frames pe
 outcome, predictions, and modality health (effective rank of the recent fused, RGB and depth tokens, their balance,
 and whether each camera stream looks alive). Global: encode / anticipate / frame-to-prediction / decode latency
 histograms, encoder batch sizes, errors by code, sessions, jobs by state, the model in use, and the session store
-(up or in an outage, failed calls, journal writes and bytes, sessions fenced and restored). ``NullMetrics`` records
-nothing (tests, tools).
+(up or in an outage, failed calls, journal writes, bytes and round-trip time, sessions fenced and restored).
+``NullMetrics`` records nothing (tests, tools).
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ class Metrics:
         self.store_errors = Counter("r3d_session_store_errors", "Session store calls that failed", registry=r)
         self.store_writes = Counter("r3d_session_store_writes", "Session journal writes (one per session)", registry=r)
         self.store_bytes = Counter("r3d_session_store_bytes", "Bytes of session journal written", registry=r)
+        self.store_write_s = Histogram(
+            "r3d_session_store_write_seconds", "One journal round trip (all sessions of an encoder batch)",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
         self.fenced = Counter(
             "r3d_sessions_fenced", "Sessions closed here because another process took them over", registry=r
         )
@@ -125,9 +129,10 @@ class Metrics:
                 except KeyError:
                     pass
 
-    def store_written(self, sessions: int, nbytes: int) -> None:
+    def store_written(self, sessions: int, nbytes: int, seconds: float) -> None:
         self.store_writes.inc(sessions)
         self.store_bytes.inc(nbytes)
+        self.store_write_s.observe(seconds)
 
     def store_failed(self) -> None:
         self.store_errors.inc()

@@ -165,12 +165,14 @@ class SessionJournal:
                 pending.append((session, durable, *write))
         if not pending:
             return
+        started = time.perf_counter()
         try:
             answers = self.store.write([w for _, _, w, _ in pending])
         except StoreUnavailable as exc:
             self._outage(exc)
             return
-        self.metrics.store_written(len(pending), sum(len(w.head) + sum(map(len, w.entries)) for _, _, w, _ in pending))
+        nbytes = sum(len(w.head) + sum(map(len, w.entries)) for _, _, w, _ in pending)
+        self.metrics.store_written(len(pending), nbytes, time.perf_counter() - started)
         lost = []
         for (session, durable, _, last_seq), answer in zip(pending, answers, strict=True):
             if answer == FENCED and session.closed:  # closed here meanwhile: its own delete bumped the epoch

@@ -28,12 +28,13 @@ def test_session_store_rate_reports_redis_traffic_per_stream(
         assert session_store_rate.main(argv) == 0
     out = capsys.readouterr().out
     number, kib = r" ([\d.]+) \|", r" ([\d.]+) KiB \|"
-    row = re.compile(r"^\| (\d+) \|" + 3 * number + 3 * kib + number + "$", re.M)
+    row = re.compile(r"^\| (\d+) \|" + 3 * number + 3 * kib + 2 * number + "$", re.M)
     rows = {int(m[0]): [float(v) for v in m[1:]] for m in row.findall(out)}
     assert set(rows) == {1, 4} and out.startswith("machine: ")
-    for frames, writes, commands, kib_in, _, kib_per_frame, per_write in rows.values():
+    for frames, writes, commands, kib_in, _, kib_per_frame, per_write, trip_ms in rows.values():
         assert frames > 0 and 0 < writes <= frames and commands > writes and kib_in > 0
         assert 1.0 < kib_per_frame < 64 and per_write > 5  # at least the tokens (2 x 128 float32) of each frame
+        assert 0 < trip_ms < 1000
     assert rows[4][1] < rows[1][1]  # journaling every 4 frames writes less often
 
 
