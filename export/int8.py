@@ -64,10 +64,11 @@ def dataset_inputs(root: Path, pre: Preprocessing, count: int, *, split: str = "
     for seq_id in ids:
         meta = dataset.meta(seq_id)
         step = max(1, meta.num_frames // per_seq)
+        locator = pre.locator()  # per sequence; it sees only the picked frames, enough for calibration statistics
         for index in range(offset % step, meta.num_frames, step)[:per_seq]:
             rgb_path, depth_path = dataset.frame_files(seq_id, index, meta)
             color = rgb_path.read_bytes() if rgb_path is not None else None  # a depth-only dataset: no colour
-            image, dmap = prepare_inputs(color, read_depth(depth_path), meta.depth_scale, pre)
+            image, dmap = prepare_inputs(color, read_depth(depth_path), meta.depth_scale, pre, locator)
             images.append(image)
             depths.append(dmap)
     return np.stack(images[:count]), np.stack(depths[:count])
@@ -75,7 +76,8 @@ def dataset_inputs(root: Path, pre: Preprocessing, count: int, *, split: str = "
 
 def camera_inputs(pre: Preprocessing, count: int, seed: int = 0) -> Inputs:
     rgb, depth, scale = synthetic_camera_frames(n=count, seed=seed)
-    pairs = [prepare_inputs(c, d, scale, pre) for c, d in zip(rgb, depth, strict=True)]
+    locator = pre.locator()  # the frames are one camera's, in order
+    pairs = [prepare_inputs(c, d, scale, pre, locator) for c, d in zip(rgb, depth, strict=True)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 

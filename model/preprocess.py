@@ -17,6 +17,9 @@ because the model sees 160x120 colour and 80x60 depth while cameras send 640x480
              [0, 1], holes 0: (1, h, w).
     "metric": metres standardised by fixed statistics, (m - depth_mean_m) / depth_std_m, holes 0, plus the
              validity mask as a second channel, so a hole is told apart from a near surface: (2, h, w).
+  With `Preprocessing.person_mask` "background" or "segmented" (metric only), a third channel marks the person
+  (model.person.PersonLocator): (3, h, w). The "background" locator keeps state per stream, so callers hold one
+  `PersonLocator` per sequence or session and feed it every frame in order (`Preprocessing.locator()` makes one).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import torch
 
 from model.backbones import IMAGENET_MEAN, IMAGENET_STD
 from model.errors import ConfigError, ImageDecodeError
+from model.person import PERSON_MASKS, PersonLocator, PersonMask
 
 DepthInput = Literal["minmax", "metric"]
 DEPTH_INPUTS: tuple[str, ...] = ("minmax", "metric")
@@ -51,6 +55,9 @@ class Preprocessing:
     # about [-1.3, 1.7]. Training may fit them on its data; they are part of the model's config once trained.
     depth_mean_m: float = 2.5
     depth_std_m: float = 1.5
+    # "none", or where the person is as a third depth channel (model/person.py): "background" (a static camera's
+    # running room model) or "segmented" (depth whose background the camera or dataset removed); metric only
+    person_mask: PersonMask = "none"
 
     def __post_init__(self) -> None:
         problems = []
@@ -60,6 +67,10 @@ class Preprocessing:
             problems.append(f"expected 0 <= depth_min_m < depth_max_m, got {self.depth_min_m}, {self.depth_max_m}")
         if not self.depth_std_m > 0:
             problems.append(f"depth_std_m: expected > 0, got {self.depth_std_m}")
+        if self.person_mask not in PERSON_MASKS:
+            problems.append(f"person_mask: expected one of {list(PERSON_MASKS)}, got {self.person_mask!r}")
+        elif self.person_mask != "none" and self.depth_input != "metric":
+            problems.append(f"person_mask {self.person_mask!r} needs depth_input 'metric', got {self.depth_input!r}")
         for name in ("image_size", "depth_size"):
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 1:
@@ -69,8 +80,15 @@ class Preprocessing:
 
     @property
     def depth_channels(self) -> int:
-        """Channels of the depth input: 1 ("minmax") or 2 ("metric": standardised metres, validity)."""
-        return 2 if self.depth_input == "metric" else 1
+        """Channels of the depth input: 1 ("minmax"), 2 ("metric": standardised metres, validity) or 3 (metric with
+        a person mask)."""
+        if self.depth_input != "metric":
+            return 1
+        return 2 if self.person_mask == "none" else 3
+
+    def locator(self) -> PersonLocator | None:
+        """A fresh per-stream PersonLocator for this preprocessing (None when it has no person mask)."""
+        return None if self.person_mask == "none" else PersonLocator(self.person_mask)
 
 
 def jpeg_size(data: bytes) -> tuple[int, int]:
@@ -155,8 +173,12 @@ def resize_valid_depth(
     )
 
 
-def prepare_depth(depth: np.ndarray, depth_scale: float, pre: Preprocessing) -> np.ndarray:
+def prepare_depth(
+    depth: np.ndarray, depth_scale: float, pre: Preprocessing, locator: PersonLocator | None = None
+) -> np.ndarray:
     """uint16 (H, W) in sensor units -> float32 (pre.depth_channels, h, w) at pre.depth_size (module docstring).
+
+    locator: the stream's PersonLocator, required when pre.person_mask is not "none" (it is updated by this frame).
 
     The validity-aware resize runs on the uint16 map (resize_valid_depth); the one conversion to float (metres) is at
     model size. A frame with no valid pixel becomes all zeros (the model then sees "no depth", not garbage).
@@ -180,7 +202,15 @@ def prepare_depth(depth: np.ndarray, depth_scale: float, pre: Preprocessing) -> 
     )
     if pre.depth_input == "metric":
         standardised = np.where(mask, (metres - np.float32(pre.depth_mean_m)) / np.float32(pre.depth_std_m), 0.0)
-        return np.stack([standardised.astype(np.float32), valid])
+        channels = [standardised.astype(np.float32), valid]
+        if pre.person_mask != "none":
+            if locator is None or locator.mode != pre.person_mask:
+                raise ValueError(
+                    f"preprocessing with person_mask {pre.person_mask!r} needs the stream's PersonLocator of that "
+                    f"mode (Preprocessing.locator()), got {locator!r}"
+                )
+            channels.append(locator(metres, mask))
+        return np.stack(channels)
     if not mask.any():
         return np.zeros((1, h, w), np.float32)
     lo, hi = metres[mask].min(), metres[mask].max()
@@ -189,18 +219,23 @@ def prepare_depth(depth: np.ndarray, depth_scale: float, pre: Preprocessing) -> 
 
 
 def prepare_inputs(
-    color: np.ndarray | bytes | None, depth: np.ndarray, depth_scale: float, pre: Preprocessing
+    color: np.ndarray | bytes | None,
+    depth: np.ndarray,
+    depth_scale: float,
+    pre: Preprocessing,
+    locator: PersonLocator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One camera frame -> (image float32 (3, h, w), depth float32 (depth_channels, h', w')): THE input path.
 
     color: JPEG bytes (decoded straight to model resolution), decoded RGB uint8 (H, W, 3), or None for a depth-only
     camera: the image is then all zeros (the dataset mean after normalisation). Only a depth-only model
     (R3DConfig.uses_color false, whose output does not depend on the colour token) may be given None; callers check
-    that first. depth: uint16 (H, W) in sensor units, metres = value * depth_scale.
+    that first. depth: uint16 (H, W) in sensor units, metres = value * depth_scale. locator: the stream's
+    PersonLocator when pre.person_mask is not "none" (prepare_depth).
     """
     h, w = pre.image_size
     image = np.zeros((3, h, w), np.float32) if color is None else prepare_rgb(color, pre.image_size)
-    return image, prepare_depth(depth, depth_scale, pre)
+    return image, prepare_depth(depth, depth_scale, pre, locator)
 
 
 def preprocess_rgb(rgb: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -212,8 +247,11 @@ def preprocess_rgb(rgb: np.ndarray | torch.Tensor, size: tuple[int, int]) -> tor
 
 
 def preprocess_depth(depth: np.ndarray | torch.Tensor, depth_scale: float, pre: Preprocessing) -> torch.Tensor:
-    """uint16 (B, H, W) or (H, W) in sensor units -> float32 (B, depth_channels, h, w) (prepare_depth per frame)."""
+    """uint16 (B, H, W) or (H, W) in sensor units -> float32 (B, depth_channels, h, w) (prepare_depth per frame;
+    the B frames are one stream, in order, when the preprocessing has a person mask)."""
     x = depth.numpy() if isinstance(depth, torch.Tensor) else np.asarray(depth)
     if x.ndim not in (2, 3):
         raise ValueError(f"expected depth (H, W) or (B, H, W), got {tuple(x.shape)}")
-    return torch.from_numpy(np.stack([prepare_depth(d, depth_scale, pre) for d in x.reshape(-1, *x.shape[-2:])]))
+    locator = pre.locator()
+    frames = x.reshape(-1, *x.shape[-2:])
+    return torch.from_numpy(np.stack([prepare_depth(d, depth_scale, pre, locator) for d in frames]))

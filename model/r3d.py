@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from model.backbones import PooledBackbone, backbone_spec, build_backbone
 from model.errors import ConfigError, WindowTooLongError
@@ -92,7 +93,7 @@ class ActionDecoder(nn.Module):
         return out
 
 
-DEPTH_ENCODERS = ("linear", "conv")
+DEPTH_ENCODERS = ("linear", "conv", "person")
 
 
 class ConvDepthEncoder(nn.Module):
@@ -125,10 +126,87 @@ class ConvDepthEncoder(nn.Module):
         return out
 
 
+class PersonDepthEncoder(nn.Module):
+    """Depth map with a person mask (N, 3, h, w): standardised metres, validity, person (model/person.py) ->
+    token (N, C). The whole map goes through ConvDepthEncoder's layers (the room: where the crates and the table
+    are); the person, a few pixels of it, is cropped around the mask and looked at closely:
+
+    - where: the mask's centroid and spread (first and second moments), mean depth, area, and whether a person
+      was found at all (7 numbers; zeros when the mask is empty);
+    - what pose: a box around the centroid, twice as tall as wide and covering the mask's spread, resampled to CROP
+      (grid_sample, bilinear) from depth relative to the person's mean depth (clipped to +-1 standardised unit) and
+      the mask, then a small CNN.
+
+    Everything is tensor arithmetic on the mask (no data-dependent shapes), so it exports to ONNX (GridSample) and
+    runs batched.
+    """
+
+    CROP = (32, 16)  # (H, W) of the person crop
+    WIDTHS = (16, 32, 64)
+    CROP_GRID = (4, 2)
+    # a uniform box of height H has std H / sqrt(12), so +-1.73 std spans it; 20 % margin around that
+    BOX_SPREADS = 1.73 * 1.2
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.room = ConvDepthEncoder(3, c)
+        layers: list[nn.Module] = []
+        width_in = 2
+        for i, width in enumerate(self.WIDTHS):
+            layers += [nn.Conv2d(width_in, width, 3, padding=1), nn.GroupNorm(8, width), nn.GELU()]
+            if i < len(self.WIDTHS) - 1:
+                layers.append(nn.MaxPool2d(2))
+            width_in = width
+        self.pose = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(self.CROP_GRID), nn.Flatten(1))
+        room_dim = ConvDepthEncoder.WIDTHS[-1] * ConvDepthEncoder.GRID[0] * ConvDepthEncoder.GRID[1]
+        pose_dim = width_in * self.CROP_GRID[0] * self.CROP_GRID[1]
+        self.proj = nn.Linear(room_dim + pose_dim + 7, c)
+        ch, cw = self.CROP
+        # the crop's sampling offsets in units of the box's half-size, (ch, cw, 2) as (x, y) for grid_sample
+        ys = (torch.arange(ch, dtype=torch.float32) + 0.5) / ch * 2 - 1
+        xs = (torch.arange(cw, dtype=torch.float32) + 0.5) / cw * 2 - 1
+        self.register_buffer("offsets", torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1), persistent=False)
+
+    def forward(self, depth: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = depth.shape
+        metres, valid, mask = depth[:, 0:1], depth[:, 1:2], depth[:, 2:3]
+        # pixel centres in grid_sample's normalised coordinates (align_corners=False)
+        ys = ((torch.arange(h, dtype=depth.dtype, device=depth.device) + 0.5) / h * 2 - 1).view(1, 1, h, 1)
+        xs = ((torch.arange(w, dtype=depth.dtype, device=depth.device) + 0.5) / w * 2 - 1).view(1, 1, 1, w)
+        area = mask.sum(dim=(2, 3), keepdim=True)  # (N, 1, 1, 1)
+        found = (area > 0).to(depth.dtype)
+        total = area.clamp_min(1.0)
+        cx = (mask * xs).sum(dim=(2, 3), keepdim=True) / total
+        cy = (mask * ys).sum(dim=(2, 3), keepdim=True) / total
+        sx = ((mask * (xs - cx) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
+        sy = ((mask * (ys - cy) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
+        person_depth = (mask * metres).sum(dim=(2, 3), keepdim=True) / total
+        # half-height in normalised y (at least two pixels); the half-width is half as many pixels
+        half_h = torch.maximum(sy, 2 * sx * h / w) * self.BOX_SPREADS + 2.0 / h
+        half_w = half_h * h / (2 * w)
+        offsets = self.get_buffer("offsets")
+        grid = torch.stack(
+            [
+                cx.view(n, 1, 1) + half_w.view(n, 1, 1) * offsets[..., 0],
+                cy.view(n, 1, 1) + half_h.view(n, 1, 1) * offsets[..., 1],
+            ],
+            dim=-1,
+        )  # (N, ch, cw, 2)
+        relative = ((metres - person_depth) * valid).clamp(-1.0, 1.0)
+        crop = F.grid_sample(torch.cat([relative, mask], dim=1), grid, align_corners=False) * found
+        where = torch.cat([cx, cy, sx, sy, person_depth, area / (h * w), found], dim=1).flatten(1) * found.flatten(1)
+        room = self.room.pool(self.room.features(depth)).flatten(1)
+        out: torch.Tensor = self.proj(torch.cat([room, self.pose(crop), where], dim=1))
+        return out
+
+
 def build_depth_encoder(name: str, channels: int, size: tuple[int, int], c: int) -> nn.Module:
-    """The depth branch: "linear" (the paper's Linear(h*w*ch -> C) + LayerNorm + ReLU) or "conv"."""
+    """The depth branch: "linear" (the paper's Linear(h*w*ch -> C) + LayerNorm + ReLU), "conv", or "person" (needs
+    the person-mask channel: Preprocessing.person_mask)."""
     if name == "conv":
         return ConvDepthEncoder(channels, c)
+    if name == "person":
+        return PersonDepthEncoder(c)
     h, w = size
     return nn.Sequential(nn.Flatten(1), nn.Linear(h * w * channels, c), nn.LayerNorm(c), nn.ReLU())
 
@@ -176,6 +254,11 @@ class R3DConfig:
             problems.append(f"exchange_ratio: expected a value in (0, 1), got {self.exchange_ratio!r}")
         if self.depth_encoder not in DEPTH_ENCODERS:
             problems.append(f"depth_encoder: expected one of {DEPTH_ENCODERS}, got {self.depth_encoder!r}")
+        elif (self.depth_encoder == "person") != (self.preprocessing.person_mask != "none"):
+            problems.append(
+                f"depth_encoder 'person' goes with a person mask and only with it; got depth_encoder "
+                f"{self.depth_encoder!r} and preprocessing.person_mask {self.preprocessing.person_mask!r}"
+            )
         for name in ("position_init_std", "segment_temperature", "action_temperature"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}: expected a positive number, got {getattr(self, name)!r}")

@@ -51,7 +51,8 @@ def token_sequences(dataset: Dataset, ids: list[str], sessions: dict[str, ort.In
     for seq_id in tqdm(ids, desc="sequences"):
         meta = dataset.meta(seq_id)
         times, labels = dataset.labels(seq_id)
-        inputs = [prepare_inputs(rgb.read_bytes() if rgb else None, read_depth(dep), meta.depth_scale, pre)
+        locator = pre.locator()
+        inputs = [prepare_inputs(rgb.read_bytes() if rgb else None, read_depth(dep), meta.depth_scale, pre, locator)
                   for rgb, dep in (dataset.frame_files(seq_id, i, meta) for i in range(meta.num_frames))]  # fmt: skip
         images, depths = np.stack([i for i, _ in inputs]), np.stack([d for _, d in inputs])
         ints = np.array([-1 if lab is None else index[lab] for lab in labels], dtype=np.int64)

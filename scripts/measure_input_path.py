@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from model import Preprocessing
 from model.backbones import IMAGENET_MEAN, IMAGENET_STD
+from model.person import PersonLocator
 from rgbd.dataset import Dataset
 from rgbd.files import write_json_atomic
 from training.baselines import bootstrap_ci, paired_difference
@@ -58,8 +59,10 @@ def pre_v2_inputs(
 
 class PreV2Extractor(FeatureExtractor):
     def inputs(
-        self, color: np.ndarray | bytes | None, depth: np.ndarray, scale: float
+        self, color: np.ndarray | bytes | None, depth: np.ndarray, scale: float, locator: PersonLocator | None
     ) -> tuple[np.ndarray, np.ndarray]:
+        if locator is not None:
+            raise ValueError("the v2 input path this script measures has no person mask")
         if color is None:
             raise ValueError("the v2 input path this script measures is defined for RGB-D frames only")
         image, dmap = pre_v2_inputs(color, depth, scale, self.pre)

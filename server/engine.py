@@ -18,6 +18,7 @@ import torch
 from export.backends import load_backend
 from export.interface import AnticipatorResult, InferenceBackend
 from model import Preprocessing, R3DConfig, decode_timed, prepare_inputs
+from model.person import PersonLocator
 from model.preprocess import prepare_depth
 from rgbd.frame import MissingColorError
 from server.errors import ServerError
@@ -84,23 +85,28 @@ class Engine:
         )
 
     def prepare(
-        self, color: np.ndarray | bytes | None, depth: np.ndarray, depth_scale: float
+        self,
+        color: np.ndarray | bytes | None,
+        depth: np.ndarray,
+        depth_scale: float,
+        locator: PersonLocator | None = None,
     ) -> tuple[np.ndarray | None, np.ndarray]:
         """JPEG bytes or decoded RGB uint8 (H, W, 3), and depth uint16 (h, w) -> image (3, H', W') and depth
         (D, h', w') float32: model.prepare_inputs, the same function the feature cache uses (ImageDecodeError when
-        the JPEG cannot be decoded). color None (a depth-only frame) only for a depth-only model.
+        the JPEG cannot be decoded). color None (a depth-only frame) only for a depth-only model. locator: the
+        stream's PersonLocator when the model's preprocessing has a person mask (Session.person_locator).
 
         A depth-only model gets no image (None), whether the frame has colour or not: its outputs do not depend on
         colour, so colour is neither decoded nor encoded (``encode(None, depths)``); its depth goes through the
         same function (model.prepare_depth, which prepare_inputs calls)."""
         if not self.spec.uses_color:
-            return None, prepare_depth(depth, depth_scale, self.spec.preprocessing)
+            return None, prepare_depth(depth, depth_scale, self.spec.preprocessing, locator)
         if color is None:
             raise MissingColorError(
                 f"model {self.model_id} uses colour and depth; a depth-only frame (no colour) needs a depth-only "
                 "model (fusion: depth)"
             )
-        return prepare_inputs(color, depth, depth_scale, self.spec.preprocessing)
+        return prepare_inputs(color, depth, depth_scale, self.spec.preprocessing, locator)
 
     def check_stream(self, stream: SessionCreate) -> None:
         """Refuse, at hello, a depth-only stream this model cannot serve (it would see a blank image where it was

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from model import ConfigError, Preprocessing, R3DConfig
+from model.person import PERSON_MASKS
 from model.preprocess import DEPTH_INPUTS
 
 PROTOCOLS = ("paper", "streaming")
@@ -94,6 +95,7 @@ class ModelConfig:
     depth_input: str = _PREPROCESSING.depth_input  # "minmax" (the paper) or "metric" (model.preprocess)
     depth_mean_m: float = _PREPROCESSING.depth_mean_m  # "metric" standardisation
     depth_std_m: float = _PREPROCESSING.depth_std_m
+    person_mask: str = _PREPROCESSING.person_mask  # "none", "background" or "segmented" (model/person.py)
 
     def preprocessing(self) -> Preprocessing:
         own: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k in PREPROCESSING_FIELDS
@@ -183,6 +185,7 @@ class TrainConfig:
         need(0 <= m.depth_min_m < m.depth_max_m, "model.depth_min_m", "0 <= depth_min_m < depth_max_m", m.depth_min_m)
         need(m.depth_input in DEPTH_INPUTS, "model.depth_input", f"one of {list(DEPTH_INPUTS)}", m.depth_input)
         need(m.depth_std_m > 0, "model.depth_std_m", "a positive number of metres", m.depth_std_m)
+        need(m.person_mask in PERSON_MASKS, "model.person_mask", f"one of {list(PERSON_MASKS)}", m.person_mask)
         need(o.lr > 0, "optim.lr", "a positive learning rate", o.lr)
         need(o.weight_decay >= 0, "optim.weight_decay", "a non-negative number", o.weight_decay)
         need(o.batch_size >= 1, "optim.batch_size", "an integer >= 1", o.batch_size)

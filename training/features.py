@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from model import Preprocessing, build_backbone, prepare_inputs
 from model.backbones import PooledBackbone
+from model.person import PersonLocator
 from rgbd.dataset import Dataset, SequenceMeta
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from rgbd.frame import MissingColorError
@@ -69,6 +70,8 @@ class CacheSpec:
         key += f"-{p.depth_min_m:g}-{p.depth_max_m:g}m-{p.depth_input}"
         if p.depth_input == "metric":
             key += f"{p.depth_mean_m:g}+-{p.depth_std_m:g}"
+        if p.person_mask != "none":
+            key += f"-person-{p.person_mask}"
         key += f"-v{CACHE_VERSION}"
         return key + (f"-{self.degradation}-s{self.severity}" if self.degradation else "")
 
@@ -146,11 +149,11 @@ class FeatureExtractor:
         return CacheSpec(self.name, self.digest, self.pre, degradation, severity)
 
     def inputs(
-        self, color: np.ndarray | bytes | None, depth: np.ndarray, scale: float
+        self, color: np.ndarray | bytes | None, depth: np.ndarray, scale: float, locator: PersonLocator | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """One frame (JPEG bytes, RGB uint8 or None: no colour; depth uint16) -> model.prepare_inputs: image
-        (3, h, w), depth."""
-        return prepare_inputs(color, depth, scale, self.pre)
+        (3, h, w), depth. locator: the sequence's (Preprocessing.locator()), fed every frame in order."""
+        return prepare_inputs(color, depth, scale, self.pre, locator)
 
     @torch.inference_mode()
     def rgb(self, images: np.ndarray) -> np.ndarray:
@@ -237,8 +240,9 @@ def _sequence_arrays(
         bar.update(len(images))
         images.clear()
 
+    locator = ex.pre.locator()  # one per sequence, as one per streaming session
     for color, depth in _raw_frames(dataset, seq_id, meta, degradation, severity):
-        image, depth_in = ex.inputs(color, depth, meta.depth_scale)  # every frame arrives at model size
+        image, depth_in = ex.inputs(color, depth, meta.depth_scale, locator)  # every frame arrives at model size
         images.append(image)
         depths.append(depth_in.astype(np.float16))
         if len(images) >= batch_size:

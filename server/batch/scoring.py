@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from model import ImageDecodeError
+from model.person import PersonLocator
 from model.preprocess import jpeg_size
 from rgbd import Frame
 from rgbd.dataset import StoredFrame
@@ -77,6 +78,7 @@ def score_sequence(
     ticks: list[TickResult] = []
     pending: list[tuple[int, float, np.ndarray | None, np.ndarray, StreamStatus | None]] = []
     shapes: tuple[tuple[int, int] | None, tuple[int, ...]] | None = None
+    locator = engine.spec.preprocessing.locator()  # one per recording, as one per streaming session
 
     def flush() -> None:
         if not pending:
@@ -113,7 +115,7 @@ def score_sequence(
                         seq=i,
                     )
                 check_depth_content(frame.depth, i)
-                image, dmap = prepare_source_frame(engine, frame, i)
+                image, dmap = prepare_source_frame(engine, frame, i, locator)
         except ProtocolError as exc:
             proc.reject()
             row["error"] = f"{exc.code.value}: {exc.message}"
@@ -158,14 +160,14 @@ def _color_shape(color: np.ndarray | bytes | None, index: int) -> tuple[int, int
 
 
 def prepare_source_frame(
-    engine: Engine, frame: Frame | StoredFrame, index: int
+    engine: Engine, frame: Frame | StoredFrame, index: int, locator: PersonLocator | None = None
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """One frame of a recording -> the model's inputs by engine.prepare (model.prepare_inputs, the feature cache's
     and streaming's function); a dataset's JPEG goes in still encoded. A JPEG that cannot be decoded rejects the
     frame (ProtocolError corrupt_image), as in a session. No image for a depth-only model (Engine.prepare)."""
     color = source_color(frame)
     try:
-        return engine.prepare(color, frame.depth, frame.depth_scale)
+        return engine.prepare(color, frame.depth, frame.depth_scale, locator)
     except ImageDecodeError as exc:
         assert isinstance(color, bytes)  # only JPEG bytes are decoded here
         raise _corrupt(color, index) from exc

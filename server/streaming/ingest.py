@@ -14,6 +14,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from model import ImageDecodeError
+from model.person import PersonLocator
 from model.preprocess import jpeg_size
 from rgbd.frame import MissingColorError
 from server.engine import Engine
@@ -35,8 +36,11 @@ from server.streaming.session import PreparedFrame, Session
 from server.streaming.worker import InferenceWorker
 
 
-def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: float) -> PreparedFrame:
-    """Decode (checked against the session's hello) and preprocess one frame; runs in the decode pool."""
+def prepare_frame(
+    engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: float, locator: PersonLocator | None = None
+) -> PreparedFrame:
+    """Decode (checked against the session's hello) and preprocess one frame; runs in the decode pool. locator:
+    the session's (Session.person_locator), fed its frames in order: a session ingests one frame at a time."""
     depth_scale = msg.depth_scale or stream.depth_scale
     color_shape, depth_shape = engine.frame_shapes(stream)
     try:
@@ -47,7 +51,7 @@ def prepare_frame(engine: Engine, stream: SessionCreate, msg: FrameIn, t_recv: f
             raise ProtocolError(exc.code, f"{exc.message} ({_size_contract(stream)})", seq=exc.seq) from exc
         raise
     try:
-        image, dmap = engine.prepare(color, depth, depth_scale)
+        image, dmap = engine.prepare(color, depth, depth_scale, locator)
     except ImageDecodeError as exc:  # strict decoding: a truncated or damaged JPEG is an error, not grey pixels
         raise _corrupt_jpeg(msg) from exc
     except MissingColorError as exc:  # a depth-only session whose model was reloaded with one that needs colour
@@ -126,9 +130,10 @@ async def ingest_frame(
     if session.backpressure is Backpressure.BLOCK:
         await session.wait_for_room()
     t0 = time.perf_counter()
+    engine = worker.engine
     try:
         frame = await asyncio.get_running_loop().run_in_executor(
-            pool, prepare_frame, worker.engine, session.stream, msg, t_recv
+            pool, prepare_frame, engine, session.stream, msg, t_recv, session.person_locator(engine.spec.preprocessing)
         )
     except ProtocolError:
         session.reject_frame()

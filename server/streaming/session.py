@@ -21,6 +21,7 @@ import numpy as np
 
 from export.interface import AnticipatorResult
 from model import Preprocessing
+from model.person import PersonLocator
 from server.engine import Engine, ModelSpec
 from server.errors import SessionStateError
 from server.metrics import Metrics, NullMetrics
@@ -112,6 +113,9 @@ class Session:
         self._listeners = list(listeners or [])
         self.fps_window: deque[float] = deque(maxlen=64)  # perf_counter of recent used frames
         self.metrics = metrics or NullMetrics()
+        # where the person is (model/person.py): per stream state of the model's preprocessing, rebuilt when a
+        # model reload changes it; not part of a snapshot (a resumed stream learns its room again)
+        self._locator: tuple[Preprocessing, PersonLocator | None] | None = None
         processor.observer = self._count_in_metrics
 
     def _count_in_metrics(self, outcome: FrameOutcome, count: int, reason: str) -> None:
@@ -140,6 +144,12 @@ class Session:
     @property
     def closed(self) -> bool:
         return self.state is SessionState.CLOSED
+
+    def person_locator(self, pre: Preprocessing) -> PersonLocator | None:
+        """This stream's PersonLocator for the served model's preprocessing (None when it has no person mask)."""
+        if self._locator is None or self._locator[0] != pre:
+            self._locator = (pre, pre.locator())
+        return self._locator[1]
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

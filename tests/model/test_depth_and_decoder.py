@@ -46,7 +46,7 @@ def test_depth_encoder_choice_runs_the_full_model(encoder: str) -> None:
 
 
 def test_config_refuses_unknown_depth_encoder_and_non_positive_temperatures() -> None:
-    with pytest.raises(ConfigError, match=r"depth_encoder: expected one of \('linear', 'conv'\), got 'cnn'.*"
+    with pytest.raises(ConfigError, match=r"depth_encoder: expected one of \('linear', 'conv', 'person'\), got 'cnn'.*"
                        r"segment_temperature: expected a positive number, got 0"):  # fmt: skip
         tiny_config(depth_encoder="cnn", segment_temperature=0.0)
 

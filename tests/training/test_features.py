@@ -74,7 +74,7 @@ def test_feature_cache_streaming_and_batch_scoring_prepare_bit_identical_inputs(
     ds = Dataset(tiny_dataset)
     meta = ds.meta("seq01")
     cached = list(features._raw_frames(ds, "seq01", meta, None, 0))[4]
-    image, depth = (torch.from_numpy(a) for a in extractor.inputs(*cached, meta.depth_scale))
+    image, depth = (torch.from_numpy(a) for a in extractor.inputs(*cached, meta.depth_scale, None))
     cfg = R3DConfig(classes=list(CLASSES), window_s=1.0, max_len=32, preprocessing=PRE)
     checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", R3D(cfg).eval())
     engine = Engine(load_engine_backend(checkpoint, "pytorch", None, False), "test")
@@ -92,6 +92,37 @@ def test_feature_cache_streaming_and_batch_scoring_prepare_bit_identical_inputs(
     batch_image, batch_depth = prepare_source_frame(engine, list(source.frames())[4], 4)
     assert torch.equal(image, torch.from_numpy(batch_image))
     assert torch.equal(depth, torch.from_numpy(batch_depth))
+
+
+def test_person_mask_is_identical_in_the_cache_a_session_and_batch_scoring(tiny_dataset: Path, tmp_path: Path) -> None:
+    """The person channel depends on the frames before (model/person.py): each path runs one locator per sequence
+    or session from its first frame, and the three agree frame by frame; the cache stores exactly that."""
+    pre = Preprocessing(image_size=(60, 80), depth_size=(30, 40), depth_input="metric", person_mask="background")
+    extractor = FeatureExtractor.build("efficientnet_lite0", pre)
+    ds = Dataset(tiny_dataset)
+    meta = ds.meta("seq01")
+    cfg = R3DConfig(classes=list(CLASSES), window_s=1.0, max_len=32, preprocessing=pre, depth_encoder="person")
+    engine = Engine(load_engine_backend(save_checkpoint(tmp_path / "p.safetensors", R3D(cfg).eval()), "pytorch",
+                                        None, False), "test")  # fmt: skip
+    (source,) = open_sequences(tiny_dataset, tmp_path, ["seq01"])
+    cache_locator, session_locator, batch_locator = pre.locator(), pre.locator(), pre.locator()
+    frames = zip(features._raw_frames(ds, "seq01", meta, None, 0), source.frames(), strict=True)
+    masks = []
+    for i, ((color, depth_map), stored) in enumerate(frames):
+        stream = SessionCreate(width=depth_map.shape[1], height=depth_map.shape[0], depth_scale=meta.depth_scale)
+        _, cached = extractor.inputs(color, depth_map, meta.depth_scale, cache_locator)
+        wire = parse_client_message(encode_frame(ds.frame("seq01", i).rgb, depth_map, i / 15, i))
+        assert isinstance(wire, FrameIn)
+        served = prepare_frame(engine, stream, wire.model_copy(update={"color": color}), 0.0, session_locator)
+        _, batch = prepare_source_frame(engine, stored, i, batch_locator)
+        assert cached.shape == (3, 30, 40)
+        np.testing.assert_array_equal(served.depth, cached)
+        np.testing.assert_array_equal(batch, cached)
+        masks.append(cached[2])
+    assert masks[0].sum() == 0 and any(m.sum() > 0 for m in masks)  # the person appears once the room is seen
+    folder = build_cache(ds, extractor, seq_ids=["seq01"], cache_root=tmp_path / "cache", progress=False)
+    stored_masks = load_cache(folder, ["seq01"])["seq01"].depth[:, 2]
+    np.testing.assert_array_equal(stored_masks, np.stack(masks).astype(np.float16))
 
 
 def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(
