@@ -75,13 +75,8 @@ def warm_up(engine: Engine) -> None:
     pre = engine.spec.preprocessing
     rgb = np.zeros((*pre.image_size, 3), np.uint8)
     depth = np.ones(pre.depth_size, np.uint16)
-<<<<<<< HEAD
-    image, dmap = engine.prepare(rgb, depth, 0.001)
-    tokens = engine.encode(None if image is None else image[None], dmap[None])
-=======
     image, dmap = engine.prepare(rgb, depth, 0.001, pre.locator())
-    tokens = engine.encode(image[None], dmap[None])
->>>>>>> d2e2b91 (Where the person is, from depth: model/person.py (PersonLocator: a static camera's running room model, or a background-removed map) adds a person-mask depth channel (Preprocessing.person_mask, metric only), and the 'person' depth encoder crops a 32x16 box around it with grid_sample (ONNX parity) and adds the person's position, spread, depth and area. One locator per sequence in the feature cache, per session in streaming (rebuilt when a reload changes the preprocessing), per recording in batch scoring; the three give identical tensors frame by frame. The service recipe uses it)
+    tokens = engine.encode(None if image is None else image[None], dmap[None])
     window = np.repeat(tokens, engine.spec.window_frames, axis=0)
     engine.decode(engine.anticipate(window))
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from model.person import PersonLocator
 from server.engine import Engine
 from server.protocol import ErrorCode, FrameIn, ProtocolError, SessionCreate, StreamStatus
 from server.runtime import open_engine
@@ -35,6 +36,9 @@ class EncodeJob:
 
     stream: SessionCreate
     frame: FrameIn
+    # the session's PersonLocator (model/person.py) when the model has a person mask: per-session state this
+    # stateless deployment updates with the frame and hands back in Encoded (a session sends one frame at a time)
+    locator: PersonLocator | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Encoded:
     error: tuple[ErrorCode, str] | None
     encode_s: float  # the batch's FrameEncoder call
     frame_encoder_id: str
+    locator: PersonLocator | None = None  # the job's, updated by this frame
 
     def raise_error(self, seq: int) -> None:
         if self.error is not None:
@@ -79,7 +84,7 @@ class FrameEncoder:
         prepared: list[PreparedFrame | ProtocolError] = []
         for job in jobs:
             try:
-                prepared.append(prepare_frame(engine, job.stream, job.frame, time.perf_counter()))
+                prepared.append(prepare_frame(engine, job.stream, job.frame, time.perf_counter(), job.locator))
             except ProtocolError as exc:
                 prepared.append(exc)
         good = [p for p in prepared if isinstance(p, PreparedFrame)]
@@ -90,11 +95,11 @@ class FrameEncoder:
         encode_s = time.perf_counter() - started
         out: list[Encoded] = []
         row = 0
-        for p in prepared:
+        for job, p in zip(jobs, prepared, strict=True):
             if isinstance(p, ProtocolError):
-                out.append(Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id))
+                out.append(Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id, job.locator))
                 continue
             pixels = pixel_status(p.image, p.depth, p.color)
-            out.append(Encoded(tokens[row], pixels, None, encode_s, engine.frame_encoder_id))
+            out.append(Encoded(tokens[row], pixels, None, encode_s, engine.frame_encoder_id, job.locator))
             row += 1
         return out

@@ -170,9 +170,7 @@ class SessionTier:
                 errors.append(error_out(exc))
         if not used:
             return errors
-        encoded: list[Encoded] = await asyncio.gather(
-            *(self.encoder.encode.remote(EncodeJob(session.stream, msg)) for msg in used)
-        )
+        encoded = await self._encode(session, used)
         t_encoded = time.perf_counter()
         requests = []
         for msg, enc in zip(used, encoded, strict=True):
@@ -201,6 +199,21 @@ class SessionTier:
             times = TickTimes(t_recv, t_recv, t_encoded - encode_s, encode_s, anticipate_s)
             send_prediction(session, *done, self.engine, times, self.metrics)
         return errors
+
+    async def _encode(self, session: Session, used: list[FrameIn]) -> list[Encoded]:
+        """The used frames' encodings, all at once; one after another when the model has a person mask, whose
+        PersonLocator (per-session state, model/person.py) travels with each frame and comes back updated."""
+        pre = self.engine.spec.preprocessing
+        if session.person_locator(pre) is None:
+            return list(await asyncio.gather(*(self.encoder.encode.remote(EncodeJob(session.stream, m)) for m in used)))
+        out: list[Encoded] = []
+        for msg in used:
+            encoded: Encoded = await self.encoder.encode.remote(
+                EncodeJob(session.stream, msg, session.person_locator(pre))
+            )
+            session.keep_person_locator(pre, encoded.locator)
+            out.append(encoded)
+        return out
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def anticipate(self, windows: list[np.ndarray]) -> list[tuple[AnticipatorResult, float]]:

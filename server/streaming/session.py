@@ -151,6 +151,10 @@ class Session:
             self._locator = (pre, pre.locator())
         return self._locator[1]
 
+    def keep_person_locator(self, pre: Preprocessing, locator: PersonLocator | None) -> None:
+        """Adopt the locator a frame was prepared with elsewhere (the cluster's FrameEncoder replica)."""
+        self._locator = (pre, locator)
+
     def touch(self) -> None:
         self.last_activity = time.monotonic()
 
