@@ -37,6 +37,11 @@ class PersonLocator:
         self.mode = mode
         self._room: np.ndarray | None = None  # (h, w) float32 metres, 0 where never valid
 
+    @property
+    def room(self) -> np.ndarray | None:
+        """The farthest valid reading seen so far per pixel (metres, 0 where never valid); None before a frame."""
+        return self._room
+
     def __call__(self, metres: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """metres (h, w) float32 and valid (h, w) bool of one frame -> person mask (h, w) float32 in {0, 1}."""
         seen = np.where(valid, metres, np.float32(0.0))
