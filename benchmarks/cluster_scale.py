@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 from websockets.sync.client import connect
 
@@ -31,7 +32,7 @@ from benchmarks.loadgen import StreamStats, retimed, run_streams, synthetic_fram
 from benchmarks.loadtest import free_port, pct
 from benchmarks.synth_bench import machine
 from server.app import create_app
-from server.protocol import Hello, Welcome, pack, parse_server_message
+from server.protocol import Hello, ModelInfo, Welcome, pack, parse_server_message
 from server.serving import BackgroundServer
 from server.settings import Settings
 
@@ -46,10 +47,13 @@ def settings_for(args: argparse.Namespace, port: int) -> Settings:
                     inference_threads=1)  # fmt: skip
 
 
-def stream_load(ws_url: str, args: argparse.Namespace) -> dict[str, float]:
-    """--streams streams for --seconds: per-stream encoded frames per second, latency median and p90, late sends."""
-    frames = synthetic_frames(30, 480, 640)
-    opts = {"key": None, "width": 640, "height": 480, "tick_hz": args.tick_hz, "fps": args.fps, "send_size": "full"}
+def stream_load(ws_url: str, args: argparse.Namespace, info: ModelInfo) -> dict[str, float]:
+    """--streams streams for --seconds: per-stream encoded frames per second, latency median and p90, late sends.
+    With --send-size model the frames are resized to the model's input on the client, as a send_size 'model' client
+    does (small messages: what the path costs without moving camera-size frames)."""
+    frames = synthetic_frames(30, 480, 640, info if args.send_size == "model" else None)
+    opts = {"key": None, "width": 640, "height": 480, "tick_hz": args.tick_hz, "fps": args.fps,
+            "send_size": args.send_size}  # fmt: skip
     t_start = time.monotonic() + 1.0
     stats: list[StreamStats] = asyncio.run(
         run_streams(ws_url, frames, opts, args.streams, t_start, t_start + args.seconds)
@@ -64,10 +68,12 @@ def stream_load(ws_url: str, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def plain(args: argparse.Namespace) -> dict[str, float]:
+def plain(args: argparse.Namespace) -> tuple[dict[str, float], ModelInfo]:
+    """The plain server's row, and the model it serves (the frames' size with --send-size model)."""
     settings = settings_for(args, 0)
     with BackgroundServer(create_app(settings), settings) as url:
-        return stream_load("ws" + url[len("http") :] + "/v1/stream", args)
+        info = ModelInfo.model_validate(httpx.get(f"{url}/v1/model").json())
+        return stream_load("ws" + url[len("http") :] + "/v1/stream", args, info), info
 
 
 def recovery_s(ws_url: str, sessions: Any, kills: int) -> list[float]:
@@ -101,7 +107,7 @@ def recovery_s(ws_url: str, sessions: Any, kills: int) -> list[float]:
     return out
 
 
-def on_cluster(args: argparse.Namespace) -> tuple[dict[int, dict[str, float]], list[float]]:
+def on_cluster(args: argparse.Namespace, info: ModelInfo) -> tuple[dict[int, dict[str, float]], list[float]]:
     import ray
     from ray import serve
 
@@ -120,7 +126,7 @@ def on_cluster(args: argparse.Namespace) -> tuple[dict[int, dict[str, float]], l
         for replicas in (1, 2):
             options = ClusterOptions(session_replicas=replicas, session_cpus=cpus, encoder_cpus=cpus)
             serve.run(build_app(settings_for(args, port), options), name=APP, route_prefix="/")
-            rows[replicas] = stream_load(ws_url, args)
+            rows[replicas] = stream_load(ws_url, args, info)
             sys.stderr.write(f"cluster, {replicas} session replicas: measured\n")
             if replicas == 2:
                 kills = recovery_s(ws_url, serve.get_deployment_handle("SessionTier", APP), args.kills)
@@ -134,7 +140,8 @@ def on_cluster(args: argparse.Namespace) -> tuple[dict[int, dict[str, float]], l
 def table(args: argparse.Namespace, base: dict[str, float], rows: dict[int, dict[str, float]],
           kills: list[float]) -> str:  # fmt: skip
     lines = [
-        f"machine: {machine()}; {args.streams} streams of 640x480 at {args.fps:g} fps for {args.seconds:g} s, "
+        f"machine: {machine()}; {args.streams} streams of 640x480 (send size {args.send_size}) at {args.fps:g} fps "
+        f"for {args.seconds:g} s, "
         f"tick {args.tick_hz:g} Hz, sessions journaled to Redis; Ray cluster of {args.ray_cpus:g} CPUs in this "
         "process's machine",
         "",
@@ -164,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=15.0)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--tick-hz", type=float, default=5.0)
+    p.add_argument("--send-size", choices=("full", "model"), default="full",
+                   help="camera-size frames (640x480), or resized to the model's input on the client")  # fmt: skip
     p.add_argument("--ray-cpus", type=float, default=2.0, help="CPUs of the local Ray cluster")
     p.add_argument("--kills", type=int, default=3, help="replica kills for the recovery time")
     return p
@@ -176,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         sys.stderr.write(f"cluster_scale: cannot reach {args.redis}: {exc}\n")
         return 2
-    base = plain(args)
+    base, info = plain(args)
     sys.stderr.write("r3d-serve: measured\n")
-    rows, kills = on_cluster(args)
+    rows, kills = on_cluster(args, info)
     sys.stdout.write(table(args, base, rows, kills) + "\n")
     return 0
 
