@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -134,6 +135,7 @@ def on_cluster(args: argparse.Namespace, info: ModelInfo) -> tuple[dict[int, dic
     finally:
         serve.shutdown()
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     return rows, kills
 
 
