@@ -93,6 +93,9 @@ class ClusterConnection(WireConnection):
         except NotReady as exc:
             self.error(exc, fatal=True)
             self._failed = True
+        except Exception:  # a bug on the owner's side (Ray hands it over as RayTaskError): said once, the client told
+            self._internal_error("frames")
+            self._failed = True
         finally:
             self._room.set()
 
