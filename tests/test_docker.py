@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -116,6 +117,12 @@ def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_installs_the_full_extra_the_server_imports(dockerfile: Path) -> None:
+    """`pip install .` alone has no FastAPI, uvicorn or ONNX Runtime: r3d-serve would fail at import in the image."""
+    extras = re.findall(r'(?:pip install "\.|ARG R3D_EXTRAS=")\[([a-z,]+)\]', dockerfile.read_text())
+    assert any("full" in e.split(",") for e in extras), f"{dockerfile.name} installs the project without [full]"
+
+
 def test_dockerfile_copies_every_package_and_exists_in_the_tree(dockerfile: Path) -> None:
     copied = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("COPY ")]
     # every top-level package pyproject installs (a package added there and not copied breaks the image at import)
