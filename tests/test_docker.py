@@ -123,6 +123,7 @@ def test_dockerfile_installs_the_full_extra_the_server_imports(dockerfile: Path)
     assert any("full" in e.split(",") for e in extras), f"{dockerfile.name} installs the project without [full]"
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_dockerfile_copies_every_package_and_exists_in_the_tree(dockerfile: Path) -> None:
     copied = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("COPY ")]
     # every top-level package pyproject installs (a package added there and not copied breaks the image at import)
