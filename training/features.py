@@ -164,7 +164,8 @@ class FeatureExtractor:
     def no_color_features(self, n: int) -> np.ndarray:
         """(n, F) features of the image a depth-only frame is given (model.prepare_inputs with no colour)."""
         if self._no_color is None:
-            image, _ = prepare_inputs(None, np.zeros((1, 1), np.uint16), 0.001, self.pre)
+            # only the image is kept: a throwaway locator serves a preprocessing with a person mask
+            image, _ = prepare_inputs(None, np.zeros((1, 1), np.uint16), 0.001, self.pre, self.pre.locator())
             self._no_color = self.rgb(image[None])
         return np.repeat(self._no_color, n, axis=0)
 

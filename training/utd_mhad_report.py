@@ -39,6 +39,7 @@ import torch
 from model import R3D
 from rgbd.dataset import Dataset
 from rgbd.files import write_bytes_atomic, write_json_atomic
+from training.baselines import paired_difference
 from training.config import load_config
 from training.evaluate import load_for_eval
 from training.features import SequenceFeatures, ensure_features
@@ -161,6 +162,32 @@ def evaluate_clips(run_best: Path, dataset: Dataset, data: dict[str, SequenceFea
     }
 
 
+def paired_against(evaluation: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """This evaluation minus `baseline` (another recipe's evaluation of the same test clips), clip and frame accuracy,
+    each with its paired 95 % bootstrap interval over clips (training.baselines.paired_difference)."""
+    ours = {row["clip"]: row for row in evaluation["clips"]}
+    theirs = {row["clip"]: row for row in baseline["clips"]}
+    if set(ours) != set(theirs) or any(ours[c]["frames"] != theirs[c]["frames"] for c in ours):
+        raise SystemExit(
+            "--compare-with: the two evaluations must score the same test clips at the same frame rate "
+            f"({len(ours)} clips here, {len(theirs)} there, or a clip's frame count differs)"
+        )
+    clips = sorted(ours)
+    clip_diff = paired_difference(
+        clips,
+        [float(ours[c]["clip_pred"] == ours[c]["truth"]) for c in clips],
+        [float(theirs[c]["clip_pred"] == theirs[c]["truth"]) for c in clips],
+    )
+    # per frame, only each clip's count of correct frames is known; the bootstrap pools them per clip, so frames
+    # ordered as k hits then misses give the same interval as the true per-frame order
+    frame_seqs = [c for c in clips for _ in range(ours[c]["frames"])]
+    frame_hits = [np.arange(rows[c]["frames"]) < rows[c]["frames_correct"] for rows in (ours, theirs) for c in clips]
+    frame_diff = paired_difference(
+        frame_seqs, np.concatenate(frame_hits[: len(clips)]), np.concatenate(frame_hits[len(clips) :])
+    )
+    return {"clip_accuracy": clip_diff, "frame_accuracy": frame_diff}
+
+
 def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title: str) -> None:
     import matplotlib
 
@@ -188,6 +215,16 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def model_summary(model: R3D) -> str:
+    pre = model.cfg.preprocessing
+    person = "" if pre.person_mask == "none" else f", person mask {pre.person_mask}"
+    n_params = sum(p.numel() for p in model.parameters())
+    return (
+        f"fusion {model.cfg.fusion}, depth encoder {model.cfg.depth_encoder}, depth input {pre.depth_input} "
+        f"{list(pre.depth_size)}{person}, hidden {model.cfg.hidden}, {n_params / 1e6:.2f} M parameters"
+    )
+
+
 def machine() -> str:
     try:
         cpu = next(
@@ -212,6 +249,43 @@ def git_commit() -> str:
 
 def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
+
+
+def render_comparison(
+    comparison: dict[str, Any], ev: dict[str, Any], summary: str, timings: dict[str, float | None]
+) -> list[str]:
+    """The --compare-with section: both recipes on the same test clips and their paired difference."""
+    diff = comparison["difference"]
+    trained = [v for k, v in timings.items() if k.startswith(("training", "train")) and v is not None]
+
+    def row(name: str, scores: dict[str, Any], train_s: float | None) -> str:
+        ca, fa = scores["clip_accuracy"], scores["frame_accuracy"]
+        return (
+            f"| {name} | {pct(ca['value'])} ({pct(ca['ci95'][0])} – {pct(ca['ci95'][1])}) | {pct(fa['value'])} "
+            f"({pct(fa['ci95'][0])} – {pct(fa['ci95'][1])}) | {'?' if train_s is None else f'{train_s:.0f}'} |"
+        )
+
+    def difference(key: str) -> str:
+        d = diff[key]
+        return f"{100 * d['difference']:+.1f} points ({100 * d['ci95'][0]:+.1f} – {100 * d['ci95'][1]:+.1f})"
+
+    verdicts = {"first better": "this recipe is better", "second better": "the other recipe is better"}
+    return [
+        "## Against another recipe, same test clips",
+        "",
+        f"This model: {summary}. The other: {comparison['model']} (work folder {comparison['work']}).",
+        "",
+        "| recipe | clip accuracy (95 %) | frame accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- |",
+        row("this report's", ev, trained[0] if trained else None),
+        row("the other", comparison, comparison["train_s"]),
+        "",
+        f"Paired difference (this minus the other, 95 % bootstrap over test clips): clip accuracy "
+        f"{difference('clip_accuracy')}, {verdicts.get(diff['clip_accuracy']['verdict'], 'not distinguishable')}; "
+        f"frame accuracy {difference('frame_accuracy')}, "
+        f"{verdicts.get(diff['frame_accuracy']['verdict'], 'not distinguishable')}.",
+        "",
+    ]
 
 
 def render_report(results: dict[str, Any]) -> str:
@@ -264,6 +338,8 @@ def render_report(results: dict[str, Any]) -> str:
             lines.append(f"| {p['method']} | {p['input']} | {accuracy} | {p['source']} |")
         lines.append(f"| this model (R3D, fusion: depth) | depth | {pct(ca['value'])} | this report |")
     lines += ["", results["published_note"], ""]
+    if results["comparison"] is not None:
+        lines += render_comparison(results["comparison"], ev, results["model"]["summary"], t)
     lines += [
         "## Time on this machine",
         "",
@@ -318,6 +394,7 @@ def run(args: argparse.Namespace) -> int:
         args.recipe,
         {"data.dataset": str(dataset_root), "run.out": str(run_dir), "run.progress": not args.no_progress,
          **({"optim.epochs": args.epochs} if args.epochs else {})},
+        args.sets,
     )  # fmt: skip
     model_cfg = cfg.model.to_r3d(dataset.classes, fps=cfg.model.fps)
     test_ids = dataset.split("test")
@@ -348,7 +425,19 @@ def run(args: argparse.Namespace) -> int:
         write_json_atomic(evaluation_path, cached)
     evaluation = cached["evaluation"]
     model, _, _ = load_for_eval(best)
-    n_params = sum(p.numel() for p in model.parameters())
+    comparison = None
+    if args.compare_with is not None:  # another recipe's work folder, evaluated on the same test clips
+        other = Path(args.compare_with)
+        other_eval = json.loads((other / "evaluation.json").read_text())["evaluation"]
+        other_timings = json.loads((other / "timings.json").read_text())
+        comparison = {
+            "work": str(args.compare_with),
+            "model": model_summary(load_for_eval(other / "run" / "best.safetensors")[0]),
+            "clip_accuracy": other_eval["clip_accuracy"],
+            "frame_accuracy": other_eval["frame_accuracy"],
+            "train_s": other_timings.get("train"),
+            "difference": paired_against(evaluation, other_eval),
+        }
     out.mkdir(parents=True, exist_ok=True)
     results = {
         "command": "python -m training.utd_mhad_report " + " ".join(sys.argv[1:]),
@@ -358,10 +447,7 @@ def run(args: argparse.Namespace) -> int:
         "split_sizes": {s: len(dataset.split(s)) for s in ("train", "val", "test")},
         "model": {
             "fps": model.cfg.fps,
-            "summary": f"fusion {model.cfg.fusion}, depth encoder {model.cfg.depth_encoder}, depth input "
-            f"{model.cfg.preprocessing.depth_input} {list(model.cfg.preprocessing.depth_size)}, hidden "
-            f"{model.cfg.hidden}, {n_params / 1e6:.2f} M parameters (the colour backbone never runs in training or "
-            "evaluation)",
+            "summary": model_summary(model) + " (the colour backbone never runs in training or evaluation)",
         },
         "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"]},
         "timings_s": {
@@ -375,6 +461,7 @@ def run(args: argparse.Namespace) -> int:
         "published_note": PUBLISHED_NOTE,
         "evaluation": evaluation,
         "validation": cached["validation"],
+        "comparison": comparison,
     }
     write_json_atomic(out / "results.json", results)
     plot_confusion(
@@ -405,6 +492,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="training recipe (default: utd_mhad.yaml)")
     parser.add_argument("--epochs", type=int, default=None, help="override optim.epochs (tests, quick looks)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one recipe field, as r3d-train --set does (repeatable; e.g. --set model.depth_encoder=person); "
+        "a changed recipe needs its own --work, since a finished run there is reused",
+    )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        metavar="WORK",
+        help="another recipe's finished work folder: its test evaluation is set beside this one with the paired "
+        "bootstrap difference of clip and frame accuracy over the same test clips",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,7 +12,7 @@ import pytest
 
 from tests.training.test_importers_utd_mhad import write_clip
 from tests.training.train_fixtures import one_thread
-from training.utd_mhad_report import bootstrap_interval, main
+from training.utd_mhad_report import bootstrap_interval, main, paired_against
 
 
 def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() -> None:
@@ -21,6 +21,27 @@ def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() 
     assert 0.35 < lo < 0.5 < hi < 0.65
     lo, hi = bootstrap_interval([(3.0, 4.0), (0.0, 4.0)])  # frames pooled over resampled clips
     assert (lo, hi) == (0.0, 0.75)
+
+
+def clip_row(clip: str, correct: bool, frames: int, frames_correct: int) -> dict[str, object]:
+    return {"clip": clip, "truth": 0, "clip_pred": 0 if correct else 1, "frames": frames,
+            "frames_correct": frames_correct}  # fmt: skip
+
+
+def test_paired_difference_against_another_recipe_pairs_the_same_clips() -> None:
+    ours = {"clips": [clip_row("a", True, 4, 4), clip_row("b", True, 4, 2), clip_row("c", False, 2, 0)]}
+    theirs = {"clips": [clip_row("c", False, 2, 1), clip_row("a", False, 4, 0), clip_row("b", True, 4, 2)]}
+    diff = paired_against(ours, theirs)
+    assert diff["clip_accuracy"]["difference"] == pytest.approx(1 / 3)  # a won, b and c tied
+    assert diff["frame_accuracy"]["difference"] == pytest.approx((4 - 1) / 10)  # +4 frames on a, -1 on c, of 10
+    lo, hi = diff["clip_accuracy"]["ci95"]
+    assert 0.0 <= lo <= 1 / 3 <= hi <= 1.0
+    same = paired_against(ours, ours)
+    assert same["clip_accuracy"]["ci95"] == [0.0, 0.0] and same["frame_accuracy"]["verdict"] == "not distinguishable"
+    with pytest.raises(SystemExit, match="same test clips"):
+        paired_against(ours, {"clips": theirs["clips"][:2]})
+    with pytest.raises(SystemExit, match="same test clips"):
+        paired_against(ours, {"clips": [clip_row("a", True, 5, 0), *theirs["clips"][1:]]})
 
 
 def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -> None:
@@ -73,3 +94,24 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     delays = streamed["naming_delay_s"]
     assert delays["named"] + len(delays["not_named"]) == 2  # every clip after the first
     assert "live vs batch scoring" in (out / "STREAMING.md").read_text()
+    # the person-crop recipe through --set, in its own work folder, set beside the first run on the same test clips
+    person_work, person_out = tmp_path / "work-person", tmp_path / "report-person"
+    (person_work / "dataset").mkdir(parents=True)
+    for item in ("dataset.json", "splits.json", "sequences"):
+        (person_work / "dataset" / item).symlink_to(work / "dataset" / item)
+    argv = ["--work", str(person_work), "--out", str(person_out), "--epochs", "2", "--no-progress",
+            "--set", "model.depth_input=metric", "--set", "model.person_mask=segmented",
+            "--set", "model.depth_encoder=person", "--compare-with", str(work)]  # fmt: skip
+    with one_thread():
+        assert main(argv) == 0
+    person = json.loads((person_out / "results.json").read_text())
+    assert (
+        "depth encoder person" in person["model"]["summary"] and "person mask segmented" in person["model"]["summary"]
+    )
+    comparison = person["comparison"]
+    assert "depth encoder conv" in comparison["model"] and comparison["clip_accuracy"] == ev["clip_accuracy"]
+    clip_diff = comparison["difference"]["clip_accuracy"]
+    assert clip_diff["difference"] == pytest.approx(
+        person["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
+    )
+    assert "Paired difference" in (person_out / "REPORT.md").read_text()
