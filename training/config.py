@@ -132,6 +132,11 @@ class OptimConfig:
     rgb_dropout: float = 0.0  # share of training windows whose RGB features are replaced (teaches fallback on depth)
     rgb_dropout_mode: str = "zero"  # "zero": RGB features zeroed; "dark": the rgb_dark cache's features (built once)
     rgb_dropout_severity: int = 3  # "dark": the rgb_dark severity (training/robustness.py: gain 0.5 / 0.25 / 0.1)
+    # depth map jitter per training window (training.train.jitter_depth): the apparent size is multiplied by a
+    # factor in [1 - depth_scale_jitter, 1 + depth_scale_jitter] (metric depth divided by it: nearer is larger) and the
+    # map shifted by up to depth_shift_jitter of its width and height; the same for every frame of a window
+    depth_scale_jitter: float = 0.0
+    depth_shift_jitter: float = 0.0
 
 
 @dataclass
@@ -197,6 +202,8 @@ class TrainConfig:
         need(o.rgb_dropout_mode in RGB_DROPOUT_MODES, "optim.rgb_dropout_mode", f"one of {RGB_DROPOUT_MODES}",
              o.rgb_dropout_mode)  # fmt: skip
         need(o.rgb_dropout_severity in (1, 2, 3), "optim.rgb_dropout_severity", "1, 2 or 3", o.rgb_dropout_severity)
+        need(0 <= o.depth_scale_jitter < 0.5, "optim.depth_scale_jitter", "a share in [0, 0.5)", o.depth_scale_jitter)
+        need(0 <= o.depth_shift_jitter < 0.5, "optim.depth_shift_jitter", "a share in [0, 0.5)", o.depth_shift_jitter)
         need(o.transition_weight > 0, "optim.transition_weight", "a positive weight", o.transition_weight)
         need(r.precision in PRECISIONS, "run.precision", f"one of {PRECISIONS}", r.precision)
         need(r.max_epochs is None or r.max_epochs >= 1, "run.max_epochs", "None or an integer >= 1", r.max_epochs)

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from model import R3D, AnticipatorOutput, ConfigError, save_checkpoint
+from model import R3D, AnticipatorOutput, ConfigError, Preprocessing, save_checkpoint
 from rgbd.dataset import Dataset
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from training.calibration import calibrate_checkpoint
@@ -174,6 +174,32 @@ def drop_rgb(
     return len(chosen)
 
 
+def jitter_depth(
+    depth: torch.Tensor, pre: Preprocessing, scale_jitter: float, shift_jitter: float, generator: torch.Generator
+) -> torch.Tensor:
+    """Depth (B, T, C, h, w) as prepared by model.prepare_depth, each window seen as if its person stood elsewhere:
+    zoomed by a factor s in [1 - scale_jitter, 1 + scale_jitter] and shifted by up to shift_jitter of the frame
+    (nearest-neighbour resampling keeps validity and person mask binary; what comes in from outside is invalid).
+    Metric depth is divided by s (a person s times larger in the picture is s times nearer); minmax depth is
+    distance-free and only moved. One draw per window, the same for all its frames."""
+    b, t, c, h, w = depth.shape
+    scale = 1 + (torch.rand(b, generator=generator) * 2 - 1) * scale_jitter
+    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * shift_jitter * 2  # grid units span 2 per frame
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / scale  # output pixel x reads input (x - shift) / scale
+    theta[:, :, 2] = -shift / scale[:, None]
+    theta = theta.repeat_interleave(t, dim=0).to(depth)
+    flat = depth.reshape(b * t, c, h, w)
+    grid = nn.functional.affine_grid(theta, [b * t, c, h, w], align_corners=False)
+    moved = nn.functional.grid_sample(flat, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    moved = moved.reshape(b, t, c, h, w)
+    if pre.depth_input == "metric":  # channel 0: standardised metres where channel 1 (validity) is set
+        metres = moved[:, :, 0] * pre.depth_std_m + pre.depth_mean_m
+        nearer = (metres / scale.to(depth)[:, None, None, None] - pre.depth_mean_m) / pre.depth_std_m
+        moved[:, :, 0] = torch.where(moved[:, :, 1] > 0, nearer, torch.zeros_like(nearer))
+    return moved
+
+
 def _finite_or_not_float(v: Any) -> bool:
     return not isinstance(v, float) or math.isfinite(v)
 
@@ -302,6 +328,10 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         for batch in bar:
             if o.rgb_dropout > 0:
                 drop_rgb(batch, windows, o.rgb_dropout, dropout_gen, dark)
+            if o.depth_scale_jitter > 0 or o.depth_shift_jitter > 0:
+                batch["depth"] = jitter_depth(
+                    batch["depth"], model_cfg.preprocessing, o.depth_scale_jitter, o.depth_shift_jitter, dropout_gen
+                )
             lr = lr_at(step, total_steps, warmup_steps, o.lr, o.min_lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -101,7 +101,8 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
         (person_work / "dataset" / item).symlink_to(work / "dataset" / item)
     argv = ["--work", str(person_work), "--out", str(person_out), "--epochs", "2", "--no-progress",
             "--set", "model.depth_input=metric", "--set", "model.person_mask=segmented",
-            "--set", "model.depth_encoder=person", "--compare-with", str(work)]  # fmt: skip
+            "--set", "model.depth_encoder=person", "--set", "optim.depth_scale_jitter=0.1",
+            "--set", "optim.depth_shift_jitter=0.1", "--compare-with", str(work)]  # fmt: skip
     with one_thread():
         assert main(argv) == 0
     person = json.loads((person_out / "results.json").read_text())
