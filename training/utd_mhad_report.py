@@ -8,7 +8,7 @@ regenerated without retraining; the times of the stages that ran are kept in WOR
 1. import: `r3d-data import utd-mhad` into WORK/dataset (depth-only sequences, subjects 1,3,5,7 train and
    validate, 2,4,6,8 test);
 2. features: the depth maps cached at model resolution (no backbone runs on a depth-only dataset);
-3. train: the depth-only model (training/configs/utd_mhad.yaml: fusion depth, conv depth encoder, metric depth)
+3. train: the depth-only model (training/configs/utd_mhad.yaml: fusion depth, person depth encoder, metric depth)
    into WORK/run;
 4. evaluate on the test subjects. Each test clip is streamed causally through the current-action (segment) head:
    at every frame (at the model's 15 fps) the window holds the clip so far, as the service would see it live.
@@ -356,7 +356,8 @@ def render_report(results: dict[str, Any]) -> str:
         "",
         f"Model (read from the checkpoint): {results['model']['summary']}; {results['train']['epochs']} epochs "
         f"(best validation selection metric {results['train']['best_selection']:.3f}); the run's resolved training "
-        "config is WORK/run/config.yaml (recipe: training/configs/utd_mhad.yaml unless --recipe named another).",
+        "config is WORK/run/config.yaml (recipe: training/configs/utd_mhad.yaml unless --recipe named another, with "
+        "the command's --set and --epochs overrides).",
         "",
         "## Per-class clip accuracy",
         "",

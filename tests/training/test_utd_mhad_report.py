@@ -94,25 +94,26 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     delays = streamed["naming_delay_s"]
     assert delays["named"] + len(delays["not_named"]) == 2  # every clip after the first
     assert "live vs batch scoring" in (out / "STREAMING.md").read_text()
-    # the person-crop recipe through --set, in its own work folder, set beside the first run on the same test clips
-    person_work, person_out = tmp_path / "work-person", tmp_path / "report-person"
-    (person_work / "dataset").mkdir(parents=True)
+    # the recipe's default is the person crop with jitter; the earlier recipe (minmax depth, conv encoder, no jitter)
+    # through --set, in its own work folder, set beside the first run on the same test clips
+    conv_work, conv_out = tmp_path / "work-conv", tmp_path / "report-conv"
+    (conv_work / "dataset").mkdir(parents=True)
     for item in ("dataset.json", "splits.json", "sequences"):
-        (person_work / "dataset" / item).symlink_to(work / "dataset" / item)
-    argv = ["--work", str(person_work), "--out", str(person_out), "--epochs", "2", "--no-progress",
-            "--set", "model.depth_input=metric", "--set", "model.person_mask=segmented",
-            "--set", "model.depth_encoder=person", "--set", "optim.depth_scale_jitter=0.1",
-            "--set", "optim.depth_shift_jitter=0.1", "--compare-with", str(work)]  # fmt: skip
+        (conv_work / "dataset" / item).symlink_to(work / "dataset" / item)
+    argv = ["--work", str(conv_work), "--out", str(conv_out), "--epochs", "2", "--no-progress",
+            "--set", "model.depth_input=minmax", "--set", "model.person_mask=none",
+            "--set", "model.depth_encoder=conv", "--set", "optim.depth_scale_jitter=0",
+            "--set", "optim.depth_shift_jitter=0", "--compare-with", str(work)]  # fmt: skip
     with one_thread():
         assert main(argv) == 0
-    person = json.loads((person_out / "results.json").read_text())
-    assert (
-        "depth encoder person" in person["model"]["summary"] and "person mask segmented" in person["model"]["summary"]
-    )
-    comparison = person["comparison"]
-    assert "depth encoder conv" in comparison["model"] and comparison["clip_accuracy"] == ev["clip_accuracy"]
+    conv = json.loads((conv_out / "results.json").read_text())
+    assert "depth encoder conv, depth input minmax" in conv["model"]["summary"]
+    assert "person mask" not in conv["model"]["summary"]
+    comparison = conv["comparison"]
+    assert "depth encoder person" in comparison["model"] and "person mask segmented" in comparison["model"]
+    assert comparison["clip_accuracy"] == ev["clip_accuracy"]
     clip_diff = comparison["difference"]["clip_accuracy"]
     assert clip_diff["difference"] == pytest.approx(
-        person["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
+        conv["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
     )
-    assert "Paired difference" in (person_out / "REPORT.md").read_text()
+    assert "Paired difference" in (conv_out / "REPORT.md").read_text()
