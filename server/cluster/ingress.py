@@ -20,7 +20,6 @@ from fastapi import FastAPI, WebSocket
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle
-from starlette.websockets import WebSocketState
 
 from server.deps import check_key, presented_key
 from server.errors import NotReady, close_code
@@ -173,11 +172,6 @@ def ingress_app(ingress: Ingress) -> FastAPI:
             authorize=lambda: check_key(settings, presented_key(ws, allow_query=True)),
         )  # fmt: skip
         await conn.run()
-        if ws.application_state is WebSocketState.CONNECTED and ws.client_state is WebSocketState.CONNECTED:
-            try:
-                await ws.close(1000)
-            except RuntimeError:
-                pass
 
     @app.get("/v1/model", response_model=ModelInfo)
     async def model() -> ModelInfo:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fastapi import WebSocket
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from server.engine import Engine
 from server.errors import NotReady, ServerError, close_code, error_out
@@ -167,6 +167,15 @@ class WireConnection:
     # --- the connection ------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Serve the socket until either side ends it, then close it if both sides still hold it open."""
+        await self._serve()
+        if self.ws.application_state is WebSocketState.CONNECTED and self.ws.client_state is WebSocketState.CONNECTED:
+            try:
+                await self.ws.close(1000)
+            except RuntimeError:  # the peer went away between the check and the close
+                pass
+
+    async def _serve(self) -> None:
         self._sender = asyncio.create_task(self._send_loop(), name="r3d-ws-sender")
         try:
             self.authorize()

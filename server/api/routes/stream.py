@@ -5,7 +5,6 @@ loaded, and hands the connection to server.streaming.StreamConnection with this 
 from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
 
 from server.deps import check_key, presented_key
 from server.errors import close_code
@@ -32,8 +31,3 @@ async def stream(ws: WebSocket) -> None:
         ws, runtime, settings, authorize=lambda: check_key(settings, presented_key(ws, allow_query=True))
     )
     await conn.run()
-    if ws.application_state is WebSocketState.CONNECTED and ws.client_state is WebSocketState.CONNECTED:
-        try:
-            await ws.close(1000)
-        except RuntimeError:
-            pass
