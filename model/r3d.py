@@ -181,8 +181,9 @@ class PersonDepthEncoder(nn.Module):
         sx = ((mask * (xs - cx) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
         sy = ((mask * (ys - cy) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
         person_depth = (mask * metres).sum(dim=(2, 3), keepdim=True) / total
-        # half-height in normalised y (at least two pixels); the half-width is half as many pixels
-        half_h = torch.maximum(sy, 2 * sx * h / w) * self.BOX_SPREADS + 2.0 / h
+        # half-height in normalised y (at least two pixels), tall enough that the half-width (half as many pixels)
+        # also covers the horizontal spread: one normalised x unit is w / h normalised y units
+        half_h = torch.maximum(sy, 2 * sx * w / h) * self.BOX_SPREADS + 2.0 / h
         half_w = half_h * h / (2 * w)
         offsets = self.get_buffer("offsets")
         grid = torch.stack(

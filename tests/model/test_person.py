@@ -113,6 +113,19 @@ def test_person_encoder_crops_around_the_mask_wherever_it_is() -> None:
     assert not torch.allclose(tokens[0], tokens[1])  # where the person stands still tells the tokens apart
 
 
+def test_person_encoder_crop_holds_a_silhouette_wider_than_it_is_tall() -> None:
+    """Someone lying down or with arms spread: the box grows with the horizontal spread so the whole silhouette
+    stays inside the crop (its left and right edges are empty) instead of being cut off at the sides."""
+    encoder = PersonDepthEncoder(32)
+    captured: list[torch.Tensor] = []
+    encoder.pose.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+    with torch.no_grad():
+        encoder(_maps([(slice(28, 34), slice(20, 60))]))  # 6 px tall, 40 px wide
+    mask = captured[0][0, 1]  # (32, 16)
+    assert mask[:, 0].max() < 0.05 and mask[:, -1].max() < 0.05  # nothing cut off at the sides
+    assert mask[:, 4:12].max() > 0.99  # and the silhouette is there
+
+
 def test_person_encoder_goes_with_a_person_mask_and_only_with_it() -> None:
     with pytest.raises(ConfigError, match="depth_encoder 'person' goes with a person mask and only with it"):
         tiny_config(depth_encoder="person", preprocessing=Preprocessing(depth_size=(24, 32), depth_input="metric"))
