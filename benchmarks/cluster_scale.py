@@ -26,10 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 from websockets.sync.client import connect
 
-from benchmarks.loadgen import StreamStats, retimed, run_streams, synthetic_frames
+from benchmarks.loadgen import (
+    StreamStats,
+    journaled_streams_parser,
+    reach_redis,
+    retimed,
+    run_streams,
+    synthetic_frames,
+)
 from benchmarks.loadtest import free_port, pct
 from benchmarks.synth_bench import machine
 from server.app import create_app
@@ -37,7 +43,6 @@ from server.protocol import Hello, ModelInfo, Welcome, pack, parse_server_messag
 from server.serving import BackgroundServer
 from server.settings import Settings
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 APP = "r3d"
 
 
@@ -164,15 +169,7 @@ def table(args: argparse.Namespace, base: dict[str, float], rows: dict[int, dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.cluster_scale", description=__doc__.split("\n\n")[0])
-    p.add_argument("--redis", required=True, help="a Redis to journal to, e.g. redis://127.0.0.1:6390/0 (loopback)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle, checkpoint or folder (default: "
-                   "models/default)")  # fmt: skip
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--streams", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=15.0)
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--tick-hz", type=float, default=5.0)
+    p = journaled_streams_parser("python -m benchmarks.cluster_scale", __doc__, seconds=15.0)
     p.add_argument("--send-size", choices=("full", "model"), default="full",
                    help="camera-size frames (640x480), or resized to the model's input on the client")  # fmt: skip
     p.add_argument("--ray-cpus", type=float, default=2.0, help="CPUs of the local Ray cluster")
@@ -182,10 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        redis.Redis.from_url(args.redis).ping()
-    except redis.RedisError as exc:
-        sys.stderr.write(f"cluster_scale: cannot reach {args.redis}: {exc}\n")
+    if reach_redis(args.redis, "cluster_scale") is None:
         return 2
     base, info = plain(args)
     sys.stderr.write("r3d-serve: measured\n")

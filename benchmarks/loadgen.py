@@ -3,18 +3,51 @@ them on an absolute schedule and time each frame until its prediction (one async
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
 import numpy as np
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from server.protocol import Hello, ModelInfo, downscale_frame, encode_frame, pack, parse_server_message
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+
+
+def journaled_streams_parser(prog: str, doc: str, *, seconds: float) -> argparse.ArgumentParser:
+    """The options of a benchmark that streams synthetic frames through servers journaling to a Redis
+    (benchmarks.cluster_scale, benchmarks.session_store_rate); each adds its own."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    p.add_argument("--redis", required=True, help="a Redis to journal to, e.g. redis://127.0.0.1:6390/0 (loopback)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle, checkpoint or folder (default: "
+                   "models/default)")  # fmt: skip
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--streams", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=seconds, help=f"seconds per measurement (default {seconds:g})")
+    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--tick-hz", type=float, default=5.0)
+    return p
+
+
+def reach_redis(url: str, prog: str) -> redis.Redis | None:
+    """A client of the Redis at ``url`` that answered a PING; None, with the reason on stderr, when it did not."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        sys.stderr.write(f"{prog}: cannot reach {url}: {exc}\n")
+        return None
+    return client
+
 
 DEPTH_SCALE = 0.001  # metres per depth unit of the synthetic streams
 UNANSWERED_AFTER_S = 1.0  # a frame sent this long before the end with no prediction at or after it: a missing tick

@@ -25,14 +25,12 @@ from typing import Any
 import httpx
 import redis
 
-from benchmarks.loadgen import run_streams, synthetic_frames
+from benchmarks.loadgen import journaled_streams_parser, reach_redis, run_streams, synthetic_frames
 from benchmarks.loadtest import metric
 from benchmarks.synth_bench import machine
 from server.app import create_app
 from server.serving import BackgroundServer
 from server.settings import Settings
-
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 
 
 def counters(client: redis.Redis, url: str) -> dict[str, float]:
@@ -94,15 +92,7 @@ def table(results: dict[int, list[dict[str, float]]], args: argparse.Namespace) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.session_store_rate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--redis", required=True, help="a Redis to journal to, e.g. redis://127.0.0.1:6390/0 (loopback)")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="bundle, checkpoint or folder (default: "
-                   "models/default)")  # fmt: skip
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--streams", type=int, default=2)
-    p.add_argument("--seconds", type=float, default=8.0)
-    p.add_argument("--fps", type=float, default=15.0)
-    p.add_argument("--tick-hz", type=float, default=5.0)
+    p = journaled_streams_parser("python -m benchmarks.session_store_rate", __doc__, seconds=8.0)
     p.add_argument("--journal-frames", default="1,5", help="comma-separated journal intervals k to compare")
     p.add_argument("--repeats", type=int, default=3)
     return p
@@ -110,11 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    client = redis.Redis.from_url(args.redis)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        sys.stderr.write(f"session_store_rate: cannot reach {args.redis}: {exc}\n")
+    client = reach_redis(args.redis, "session_store_rate")
+    if client is None:
         return 2
     results = {}
     for k in (int(v) for v in args.journal_frames.split(",")):

@@ -77,6 +77,20 @@ def model_problem(settings: Settings) -> str | None:
     return None
 
 
+def checked_settings(args: argparse.Namespace, prog: str) -> Settings | None:
+    """The settings of the command line, environment and file, with a model that can be served; otherwise None, with
+    the reason on stderr after ``prog`` (the caller exits with status 2)."""
+    try:
+        settings = settings_from_args(args)
+    except (ValueError, ValidationError) as exc:
+        sys.stderr.write(f"{prog}: invalid settings: {exc}\n")
+        return None
+    if problem := model_problem(settings):
+        sys.stderr.write(f"{prog}: {problem}\n")
+        return None
+    return settings
+
+
 def configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -89,14 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from server.cluster.cli import main as cluster_main
 
         return cluster_main([a for a in given if a != "--cluster"])
-    args = build_parser().parse_args(given)
-    try:
-        settings = settings_from_args(args)
-    except (ValueError, ValidationError) as exc:
-        sys.stderr.write(f"r3d-serve: invalid settings: {exc}\n")
-        return 2
-    if problem := model_problem(settings):
-        sys.stderr.write(f"r3d-serve: {problem}\n")
+    settings = checked_settings(build_parser().parse_args(given), "r3d-serve")
+    if settings is None:
         return 2
     configure_logging(settings)
     server = ServiceServer(uvicorn_config(create_app(settings), settings))

@@ -17,11 +17,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from pydantic import ValidationError
-
-from server.cli import build_parser, configure_logging, model_problem, settings_from_args
+from server.cli import build_parser, checked_settings, configure_logging
 
 logger = logging.getLogger(__name__)
+PROG = "r3d-serve --cluster"
 
 
 def cluster_parser() -> argparse.ArgumentParser:
@@ -61,14 +60,13 @@ def replica_range(text: str) -> tuple[int, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cluster_parser().parse_args(argv)
-    try:
-        settings = settings_from_args(args)
-        lo, hi = replica_range(args.encoder_replicas)
-    except (ValueError, ValidationError) as exc:
-        sys.stderr.write(f"r3d-serve --cluster: invalid settings: {exc}\n")
+    settings = checked_settings(args, PROG)
+    if settings is None:
         return 2
-    if problem := model_problem(settings):
-        sys.stderr.write(f"r3d-serve --cluster: {problem}\n")
+    try:
+        lo, hi = replica_range(args.encoder_replicas)
+    except ValueError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
         return 2
     from server.cluster.app import APP_NAME, ClusterOptions, build_app  # imports ray: only when deploying
 
@@ -78,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder_gpus=args.encoder_gpus, ingress_replicas=args.ingress_replicas,
     )  # fmt: skip
     if problems := options.problems():
-        sys.stderr.write("r3d-serve --cluster: " + "; ".join(problems) + "\n")
+        sys.stderr.write(f"{PROG}: " + "; ".join(problems) + "\n")
         return 2
     configure_logging(settings)
     import ray
