@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -23,7 +23,7 @@ from server.errors import ServerError, error_out
 from server.metrics import Metrics
 from server.protocol import SCHEMA_MODELS, ErrorCode, ErrorOut, ProtocolError
 from server.protocol.rest import REST_SCHEMA_MODELS
-from server.runtime import Runtime, server_version
+from server.runtime import Runtime, Service, server_version
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,12 +58,19 @@ class InternalErrors:
                 await JSONResponse(body.model_dump(mode="json"), status_code=500)(scope, receive, send)
 
 
-def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI:
-    """The service for ``settings``; the model loads when the app starts (lifespan), not here."""
+def create_app(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    start: Callable[[Settings, Metrics], Awaitable[Service]] = Runtime.start,
+    title: str = "R3D anticipation service",
+) -> FastAPI:
+    """The service for ``settings``; ``start`` builds what serves it when the app starts (lifespan), not here: one
+    process's Runtime (model, worker, sessions, jobs), or a Ray Serve cluster's ingress (server.cluster.service)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await Runtime.start(settings, app.state.metrics)
+        runtime = await start(settings, app.state.metrics)
         app.state.runtime = runtime
         try:
             yield
@@ -72,7 +79,7 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None) -> FastAPI
             app.state.runtime = None
 
     app = FastAPI(
-        title="R3D anticipation service",
+        title=title,
         version=server_version(),
         summary="Real-time RGB-D action anticipation: streaming sessions, batch scoring, model management.",
         lifespan=lifespan,

@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from pydantic import SecretStr
 from starlette.requests import HTTPConnection
 
-from server.errors import AuthError, Forbidden, NotReady
-from server.runtime import Runtime
+from server.errors import AuthError, Forbidden, NotReady, NotSupported
+from server.runtime import Runtime, Service
 from server.settings import Settings
 from server.streaming.session import Session
 
@@ -20,14 +20,28 @@ def get_settings(conn: HTTPConnection) -> Settings:
     return settings
 
 
-def get_runtime(conn: HTTPConnection) -> Runtime:
-    runtime: Runtime | None = conn.app.state.runtime
-    if runtime is None:
+def get_service(conn: HTTPConnection) -> Service:
+    service: Service | None = conn.app.state.runtime
+    if service is None:
         raise NotReady("the model is still loading; retry when /readyz answers 200")
-    return runtime
+    return service
+
+
+def get_runtime(conn: HTTPConnection) -> Runtime:
+    """The process's own runtime, for the routes that work on sessions held in this process (REST sessions and
+    frames); a cluster's ingress holds none and answers 501 naming what to use instead."""
+    service = get_service(conn)
+    if not isinstance(service, Runtime):
+        raise NotSupported(
+            f"{conn.url.path}: sessions over REST (create, read, delete, snapshot, restore, frames) are served by one "
+            "r3d-serve process, not on the Ray cluster, whose sessions live on its session replicas; stream over "
+            "the WebSocket /v1/stream (docs/scale-out.md)"
+        )
+    return service
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServiceDep = Annotated[Service, Depends(get_service)]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 

@@ -113,6 +113,10 @@ class NotReady(ServerError):
     code = ErrorCode.NOT_READY
 
 
+class NotSupported(ServerError):
+    code = ErrorCode.NOT_SUPPORTED
+
+
 def error_out(exc: ServerError | ProtocolError, *, fatal: bool = False) -> ErrorOut:
     """The public wire form of an error."""
     seq = exc.seq if isinstance(exc, ProtocolError) else None

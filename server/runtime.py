@@ -13,9 +13,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
@@ -26,12 +27,18 @@ from server.engine import Engine, load_engine_backend
 from server.errors import ModelError, NotReady
 from server.metrics import Metrics
 from server.model_store import model_by_id, resolve_model_path
-from server.protocol import ReloadOut
+from server.protocol import AnticipationOut, HealthOut, ModelInfo, ReloadOut, SessionList
 from server.session_store import open_session_store
 from server.settings import Settings
 from server.streaming.journal import SessionJournal
+from server.streaming.preview import PreviewKind
 from server.streaming.registry import SessionRegistry
 from server.streaming.worker import InferenceWorker
+
+if TYPE_CHECKING:
+    from fastapi import WebSocket
+
+    from server.streaming.connection import WireConnection
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_S = 1.0
@@ -46,6 +53,42 @@ def server_version() -> str:
 
 class Drainable(Protocol):
     async def close_for_shutdown(self, reason: str) -> None: ...
+
+
+class Service(Protocol):
+    """What the routers (server/api/routes) ask of the service behind them: one process (``Runtime``) or the
+    ingress of a Ray Serve cluster (server.cluster.service.ClusterService). Routes that need the process's own
+    registry and worker (REST sessions and frames) take ``Runtime`` itself and answer 501 on a cluster."""
+
+    settings: Settings
+    metrics: Metrics
+    jobs: JobManager
+
+    @property
+    def draining(self) -> bool: ...
+
+    @property
+    def info(self) -> ModelInfo: ...
+
+    def health(self) -> HealthOut: ...
+
+    def connection(self, ws: WebSocket, authorize: Callable[[], None]) -> WireConnection:
+        """The protocol's connection for an accepted /v1/stream socket."""
+        ...
+
+    async def list_sessions(self) -> SessionList: ...
+
+    async def prediction(self, session_id: str, after: int, timeout_s: float) -> AnticipationOut | None: ...
+
+    async def preview(self, session_id: str, kind: PreviewKind) -> bytes | None: ...
+
+    async def metrics_text(self) -> bytes:
+        """The Prometheus text of /metrics."""
+        ...
+
+    async def reload(self, model_id: str | None, backend: str | None) -> ReloadOut: ...
+
+    async def stop(self) -> None: ...
 
 
 async def load_engine(path: Path, backend: str, settings: Settings, name: str) -> Engine:
@@ -121,6 +164,35 @@ class Runtime:
     @property
     def ready(self) -> bool:
         return not self.draining and self.worker.alive
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.engine.info
+
+    def health(self) -> HealthOut:
+        return HealthOut(
+            status="draining" if self.draining else "ok", ready=self.ready, version=server_version(),
+            model_id=self.engine.model_id, sessions=len(self.registry),
+            details={"backend": self.engine.info.backend, "worker_alive": self.worker.alive},
+        )  # fmt: skip
+
+    def connection(self, ws: WebSocket, authorize: Callable[[], None]) -> WireConnection:
+        from server.streaming.connection import StreamConnection  # it imports this module's types
+
+        return StreamConnection(ws, self, self.settings, authorize=authorize)
+
+    async def list_sessions(self) -> SessionList:
+        return SessionList(sessions=[s.public() for s in self.registry.all()], max_sessions=self.settings.max_sessions)
+
+    async def prediction(self, session_id: str, after: int, timeout_s: float) -> AnticipationOut | None:
+        return await self.registry.get(session_id).wait_prediction(after, timeout_s)
+
+    async def preview(self, session_id: str, kind: PreviewKind) -> bytes | None:
+        session = self.registry.get(session_id)
+        return await asyncio.to_thread(session.preview, kind, self.engine)
+
+    async def metrics_text(self) -> bytes:
+        return self.metrics.render()
 
     @classmethod
     async def start(cls, settings: Settings, metrics: Metrics) -> Runtime:

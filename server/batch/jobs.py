@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 from rgbd.files import write_json_atomic
 from server.batch.results import write_results
-from server.batch.scoring import Cancelled, score_sequence
+from server.batch.scoring import Cancelled, ModelCalls, score_sequence
 from server.batch.sources import (
     ArchiveLimits,
     SourceSequence,
@@ -42,7 +42,6 @@ from server.protocol import (
     SequenceResult,
 )
 from server.settings import Settings
-from server.streaming.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class Job:
 
 class JobManager:
     def __init__(
-        self, settings: Settings, worker: InferenceWorker, engine: Callable[[], Engine], metrics: Metrics, root: Path
+        self, settings: Settings, worker: ModelCalls, engine: Callable[[], Engine], metrics: Metrics, root: Path
     ) -> None:
         self.settings = settings
         self.worker = worker

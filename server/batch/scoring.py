@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -36,17 +36,28 @@ from server.protocol import (
 from server.settings import Settings
 from server.streaming.health import color_presence, pixel_status
 from server.streaming.processor import StreamProcessor
-from server.streaming.worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
 class Cancelled(Exception):
     """The job was cancelled or the server is shutting down."""
 
 
-def _on_worker(worker: InferenceWorker, model_id: str, fn: Callable[[Engine], T]) -> T:
+class Pending(Protocol[T_co]):
+    def result(self) -> T_co: ...
+
+
+class ModelCalls(Protocol):
+    """Where a job's model calls run: the process's InferenceWorker (between live batches), or on a Ray cluster
+    the FrameEncoder deployment (server.cluster.service.EncoderCalls)."""
+
+    def call(self, fn: Callable[[Engine], T]) -> Pending[T]: ...
+
+
+def _on_worker(worker: ModelCalls, model_id: str, fn: Callable[[Engine], T]) -> T:
     def guarded(engine: Engine) -> T:
         if engine.model_id != model_id:
             raise ModelError(
@@ -60,7 +71,7 @@ def _on_worker(worker: InferenceWorker, model_id: str, fn: Callable[[Engine], T]
 def score_sequence(
     seq: SourceSequence,
     *,
-    worker: InferenceWorker,
+    worker: ModelCalls,
     engine: Engine,
     settings: Settings,
     tick_hz: float | None = None,

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from ray import serve
@@ -28,6 +29,7 @@ from server.streaming.ingest import prepare_frame
 from server.streaming.session import PreparedFrame
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,3 +105,8 @@ class FrameEncoder:
             out.append(Encoded(tokens[row], pixels, None, encode_s, engine.frame_encoder_id, job.locator))
             row += 1
         return out
+
+    async def run(self, fn: Callable[[Engine], T]) -> T:
+        """``fn(engine)`` on this replica's model, off the event loop: a batch job's encoder chunks and Anticipator
+        windows (server.batch.scoring through server.cluster.service.EncoderCalls), not batched with live frames."""
+        return await asyncio.to_thread(fn, self.engine)

@@ -1,4 +1,4 @@
-"""The cluster's ingress: the service's WebSocket protocol (``/v1/stream``), model info and health, served by Ray
+"""The cluster's ingress: r3d-serve's app (its routers on the back end of server/cluster/service.py), served by Ray
 Serve's HTTP proxy through ``@serve.ingress``. A replica holds only live connections and their outboxes: every
 hello, frame and release goes to the session's owner in the session tier, routed by consistent hashing of the session
 id (the handle's ``session_id`` is the router's key).
@@ -21,11 +21,10 @@ from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle
 
-from server.deps import check_key, presented_key
+from server.app import create_app
 from server.errors import NotReady, close_code
 from server.metrics import Metrics
-from server.protocol import ErrorCode, ErrorOut, FrameIn, HealthOut, Hello, ModelInfo, ProtocolError, WireModel
-from server.runtime import server_version
+from server.protocol import ErrorCode, ErrorOut, FrameIn, Hello, ProtocolError, WireModel
 from server.settings import Settings
 from server.streaming.connection import WireConnection
 
@@ -142,51 +141,11 @@ class Ingress:
         self.host = IngressHost()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return ingress_app(self)
+        """r3d-serve's own app (server.app.create_app: every router, error handler and the OpenAPI document) on the
+        cluster's back end (server.cluster.service.ClusterService, started by the app's lifespan)."""
+        from server.cluster.service import ClusterService  # it imports this module
 
-    async def health(self) -> HealthOut:
-        try:
-            info: ModelInfo = await self.sessions.model_info.remote()
-        except (RayActorError, ActorUnavailableError) as exc:
-            raise NotReady("no session replica answers yet") from exc
-        return HealthOut(status="ok", ready=True, version=server_version(), model_id=info.model_id,
-                         details={"backend": info.backend, "connections": len(self.host.connections)})  # fmt: skip
-
-
-def ingress_app(ingress: Ingress) -> FastAPI:
-    """``/v1/stream`` (the protocol of r3d-serve), ``/v1/model``, ``/healthz`` and ``/readyz`` of one replica."""
-    settings = ingress.settings
-    app = FastAPI(
-        title="R3D anticipation service (Ray Serve cluster)",
-        version=server_version(),
-        summary="Real-time RGB-D action anticipation: the streaming protocol of r3d-serve, sessions spread over a "
-        "Ray Serve cluster and kept in a session store.",
-    )
-
-    @app.websocket("/v1/stream")
-    async def stream(ws: WebSocket) -> None:
-        """Streaming session (protocol v1, docs/protocol.md), owned by a session-tier replica."""
-        await ws.accept()
-        conn = ClusterConnection(
-            ws, ingress.host, settings, ingress.sessions,
-            authorize=lambda: check_key(settings, presented_key(ws, allow_query=True)),
+        return create_app(
+            self.settings, metrics=self.host.metrics, title="R3D anticipation service (Ray Serve cluster)",
+            start=lambda settings, metrics: ClusterService.start(settings, self.host, self.sessions),
         )  # fmt: skip
-        await conn.run()
-
-    @app.get("/v1/model", response_model=ModelInfo)
-    async def model() -> ModelInfo:
-        """The model the session tier serves."""
-        info: ModelInfo = await ingress.sessions.model_info.remote()
-        return info
-
-    @app.get("/healthz", response_model=HealthOut)
-    async def healthz() -> HealthOut:
-        """The ingress is up and a session replica answers."""
-        return await ingress.health()
-
-    @app.get("/readyz", response_model=HealthOut)
-    async def readyz() -> HealthOut:
-        """Same as /healthz: Serve routes only to replicas that are up."""
-        return await ingress.health()
-
-    return app

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from prometheus_client.metrics_core import Metric
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -33,6 +34,7 @@ from server.engine import Engine
 from server.errors import ServerError, SessionNotFound, error_out
 from server.metrics import Metrics
 from server.protocol import (
+    AnticipationOut,
     ErrorCode,
     ErrorOut,
     FrameIn,
@@ -40,6 +42,7 @@ from server.protocol import (
     ModelInfo,
     ProtocolError,
     SessionCreate,
+    SessionPublic,
     WireModel,
 )
 from server.runtime import HOUSEKEEPING_S, open_engine
@@ -47,6 +50,7 @@ from server.session_store import open_session_store
 from server.settings import Settings
 from server.streaming.connection import welcome_messages
 from server.streaming.journal import SessionJournal
+from server.streaming.preview import PreviewKind
 from server.streaming.registry import SessionRegistry
 from server.streaming.session import OUTBOX_SIZE, Session, SessionState
 from server.streaming.worker import TickTimes, send_prediction
@@ -58,6 +62,15 @@ logger = logging.getLogger(__name__)
 class ReplicaState:
     pid: int
     sessions: list[str]
+
+
+@dataclass(frozen=True)
+class ReplicaReport:
+    """What one session replica holds, for the ingress's session listing and /metrics."""
+
+    pid: int
+    sessions: list[SessionPublic]
+    metrics: list[Metric]  # its Prometheus registry's families
 
 
 class SessionTier:
@@ -150,6 +163,30 @@ class SessionTier:
         else:
             self.registry.detach(session)
 
+    # --- reads for the ingress's REST routes (server.cluster.service) --------------------------------------------
+
+    async def report(self) -> ReplicaReport:
+        """The sessions this replica holds and its metrics (the ingress's /v1/sessions and /metrics)."""
+        self.metrics.session_counts(self.registry.counts())
+        sessions = [s.public() for s in self.registry.all()]
+        return ReplicaReport(os.getpid(), sessions, list(self.metrics.registry.collect()))
+
+    async def prediction(self, session_id: str, after: int, timeout_s: float) -> AnticipationOut | ErrorOut | None:
+        """The session's latest prediction with seq > ``after``, waiting up to ``timeout_s`` (GET .../prediction);
+        the error as ErrorOut (404 when this replica does not hold the session: a read never restores one)."""
+        try:
+            return await self.registry.get(session_id).wait_prediction(after, timeout_s)
+        except ServerError as exc:
+            return error_out(exc)
+
+    async def preview(self, session_id: str, kind: PreviewKind) -> bytes | ErrorOut | None:
+        """The viewer's JPEG of the session's latest used frame (server.streaming.preview)."""
+        try:
+            session = self.registry.get(session_id)
+        except ServerError as exc:
+            return error_out(exc)
+        return await asyncio.to_thread(session.preview, kind, self.engine)
+
     # --- the frame path ------------------------------------------------------------------------------------------
 
     async def _take(self, session: Session, msgs: list[FrameIn], t_recv: float) -> list[ErrorOut]:
@@ -187,6 +224,7 @@ class SessionTier:
                 errors.append(error_out(exc))
                 continue
             assert enc.tokens is not None and enc.pixels is not None
+            session.last_frame = msg  # the viewer's preview, as one process keeps it
             request = session.push_encoded(msg.seq, msg.ts, enc.tokens, enc.pixels)
             if request is not None:
                 requests.append((request, enc.encode_s))

@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "model_error"
     NOT_READY = "not_ready"
     SHUTTING_DOWN = "shutting_down"
+    NOT_SUPPORTED = "not_supported"  # a route this deployment does not serve (e.g. REST sessions on a Ray cluster)
     INTERNAL = "internal"
 
 
@@ -91,6 +92,7 @@ ERROR_STATUS: dict[ErrorCode, tuple[int, int]] = {
     ErrorCode.MODEL_ERROR: (500, 1011),
     ErrorCode.NOT_READY: (503, 1013),
     ErrorCode.SHUTTING_DOWN: (503, 1001),
+    ErrorCode.NOT_SUPPORTED: (501, 4501),
     ErrorCode.INTERNAL: (500, 1011),
 }
 

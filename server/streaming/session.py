@@ -39,6 +39,7 @@ from server.protocol import (
     WireModel,
 )
 from server.streaming.health import pixel_status
+from server.streaming.preview import PreviewKind, render_preview
 from server.streaming.processor import FrameOutcome, StreamProcessor, TickOutcome, TickRequest
 
 logger = logging.getLogger(__name__)
@@ -369,6 +370,10 @@ class Session:
         """Continue from a snapshot's processor state."""
         with self.lock:
             self.processor.load_state(state)
+
+    def preview(self, kind: PreviewKind, engine: Engine) -> bytes | None:
+        """The viewer's JPEG of the latest used frame (server.streaming.preview); None before one."""
+        return render_preview(self.last_frame, kind, engine.frame_shapes(self.stream), self.stream.depth_scale)
 
     def public(self) -> SessionPublic:
         with self.lock:

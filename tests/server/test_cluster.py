@@ -1,6 +1,7 @@
 """The service on a local Ray cluster (server.cluster) with a real redis-server: streams through Serve's HTTP proxy
 with a real WebSocket client, predictions equal to one r3d-serve process, and a session that survives the SIGKILL of
-the replica that owns it (its window restored from Redis by the new owner, nothing lost with k = 1).
+the replica that owns it (its window restored from Redis by the new owner, nothing lost with k = 1); the rest of the
+service on the same ingress (health, model, /metrics, session listing, predictions, viewer, batch jobs).
 
 One cluster for the module (starting Ray and the three deployments costs tens of seconds on 2 busy cores). The
 cluster is started with ``ray.init`` on loopback rather than ``ray start --head``: the same processes, but
@@ -21,13 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgpack
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.redis_server import RedisServer, free_port
 from tests.server.conftest import make_settings
-from tests.server.helpers import frame_msg, hello, open_ws, recv_until
+from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv_until, write_recording
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,6 +46,7 @@ serve = pytest.importorskip("ray.serve", reason="ray[serve] is not installed (pi
 @dataclass(frozen=True)
 class Cluster:
     ws_url: str
+    url: str
     sessions: Any  # the SessionTier's DeploymentHandle
     redis: RedisServer
 
@@ -67,7 +71,7 @@ def cluster(
             options = ClusterOptions(session_replicas=2, session_cpus=0.5, encoder_cpus=0.5)
             serve.run(build_app(settings, options), name=APP_NAME, route_prefix="/")
             handle = serve.get_deployment_handle("SessionTier", APP_NAME)
-            yield Cluster(f"ws://127.0.0.1:{port}/v1/stream", handle, redis)
+            yield Cluster(f"ws://127.0.0.1:{port}/v1/stream", f"http://127.0.0.1:{port}", handle, redis)
         finally:
             serve.shutdown()
             ray.shutdown()
@@ -173,3 +177,64 @@ def test_cluster_resume_on_a_new_socket_takes_the_session_over(cluster: Cluster)
     assert resumed.resumed and resumed.window_frames == 3
     assert error.code == "session_taken_over" and error.fatal
     assert [p.window.frames for p in after] == [4, 5]
+
+
+def samples(text: str, name: str, **labels: str) -> list[float]:
+    """Values of the samples ``name`` whose labels include ``labels``."""
+    return [s.value for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == name and labels.items() <= s.labels.items()]  # fmt: skip
+
+
+def test_cluster_ingress_serves_health_model_metrics_sessions_and_the_viewer(cluster: Cluster) -> None:
+    with open_ws(cluster.ws_url) as ws, httpx.Client(base_url=cluster.url, headers=API_HEADERS, timeout=60) as http:
+        ws.send(hello())
+        sid = recv_until(ws, "welcome", timeout=120)[0].session_id
+        sent = stream(ws, range(6))
+        health, ready, model = http.get("/healthz"), http.get("/readyz"), http.get("/v1/model")
+        metrics = http.get("/metrics").text
+        listed = http.get("/v1/sessions").json()["sessions"]
+        latest = http.get(f"/v1/sessions/{sid}/prediction", params={"after": sent[-2].seq})
+        page, depth = http.get("/viewer/"), http.get(f"/viewer/api/sessions/{sid}/depth.jpg")
+        rest_session = http.get(f"/v1/sessions/{sid}")
+        unknown = http.get("/v1/sessions/nosuchsession/prediction")
+    served = cluster.sessions.model_info.remote().result()
+    assert health.status_code == ready.status_code == 200 and ready.json()["model_id"] == served.model_id
+    assert model.json() == served.model_dump(mode="json")
+    # /metrics: the session replicas' counters of the stream just sent, each sample naming its replica
+    assert sum(samples(metrics, "r3d_predictions_total", session=sid)) == 6
+    assert sum(samples(metrics, "r3d_frames_total", session=sid, outcome="accepted")) == 6
+    store_up = {s.labels["replica"]: s.value for f in text_string_to_metric_families(metrics) for s in f.samples
+                if s.name == "r3d_session_store_up"}  # fmt: skip
+    # every running session replica's (a replica killed by an earlier test may still be starting again)
+    assert store_up and set(store_up.values()) == {1.0} and all(r.startswith("session-") for r in store_up)
+    mine = [s for s in listed if s["id"] == sid]
+    assert len(mine) == 1 and mine[0]["counters"]["accepted"] == 6
+    assert latest.status_code == 200 and latest.json()["seq"] == sent[-1].seq
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    assert (
+        depth.status_code == 200 and depth.headers["content-type"] == "image/jpeg" and depth.content[:2] == b"\xff\xd8"
+    )
+    assert rest_session.status_code == 501 and rest_session.json()["code"] == "not_supported"
+    assert "/v1/stream" in rest_session.json()["message"]
+    assert unknown.status_code == 404 and unknown.json()["code"] == "session_not_found"
+
+
+def test_cluster_batch_job_scores_like_one_process(cluster: Cluster, live_server: str, data_root: Path) -> None:
+    write_recording(data_root, "cluster_rec", 12)
+    results = []
+    for url in (cluster.url, live_server):
+        with httpx.Client(base_url=url, headers=API_HEADERS, timeout=60) as http:
+            job = http.post("/v1/jobs", json={"path": "cluster_rec", "tick_hz": 5.0}).json()
+            deadline = time.monotonic() + 180
+            while (state := http.get(f"/v1/jobs/{job['id']}").json()["state"]) in ("queued", "running"):
+                assert time.monotonic() < deadline, "the job did not finish"
+                time.sleep(0.2)
+            assert state == "succeeded"
+            results.append(http.get(f"/v1/jobs/{job['id']}/results").json()["sequences"][0])
+    on_cluster, local = results
+    assert [t["frame_index"] for t in on_cluster["ticks"]] == [t["frame_index"] for t in local["ticks"]] == [0, 3, 6, 9]
+    assert on_cluster["counters"] == local["counters"]
+    for a, b in zip(on_cluster["ticks"], local["ticks"], strict=True):
+        assert a["current"]["action"] == b["current"]["action"] and a["window"] == b["window"]
+        np.testing.assert_allclose(list(a["current"]["probabilities"].values()),
+                                   list(b["current"]["probabilities"].values()), atol=1e-5)  # fmt: skip

@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from server.deps import RuntimeDep, SessionDep, SettingsDep
+from server.deps import RuntimeDep, ServiceDep, SessionDep, SettingsDep
 from server.protocol import AnticipationOut, ErrorCode, FrameAck, FrameIn, ProtocolError, parse_client_message
 from server.streaming.ingest import ingest_frame
 
@@ -50,12 +50,13 @@ async def post_frame(request: Request, session: SessionDep, runtime: RuntimeDep,
 
 @router.get("/{session_id}/prediction", response_model=AnticipationOut, responses={204: {"description": "none yet"}})
 async def latest_prediction(
-    session: SessionDep,
+    session_id: str,
+    service: ServiceDep,
     after: int = Query(-1, description="only a prediction with seq > after"),
     timeout_s: float = Query(0.0, ge=0, le=30, description="wait up to this long for one"),
 ) -> Response | AnticipationOut:
     """The session's latest prediction; with ``after`` and ``timeout_s`` a long poll for the next one."""
-    prediction = await session.wait_prediction(after, timeout_s)
+    prediction = await service.prediction(session_id, after, timeout_s)
     if prediction is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return prediction

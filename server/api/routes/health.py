@@ -6,23 +6,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from server.protocol import HealthOut
-from server.runtime import Runtime, server_version
+from server.runtime import Service, server_version
 
 router = APIRouter(tags=["health"])
 
 
 def _health(request: Request) -> HealthOut:
-    runtime: Runtime | None = request.app.state.runtime
-    if runtime is None:
+    service: Service | None = request.app.state.runtime
+    if service is None:
         return HealthOut(status="starting", ready=False, version=server_version())
-    return HealthOut(
-        status="draining" if runtime.draining else "ok",
-        ready=runtime.ready,
-        version=server_version(),
-        model_id=runtime.engine.model_id,
-        sessions=len(runtime.registry),
-        details={"backend": runtime.engine.info.backend, "worker_alive": runtime.worker.alive},
-    )
+    return service.health()
 
 
 @router.get("/healthz", response_model=HealthOut)

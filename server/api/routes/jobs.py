@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from server.deps import RuntimeDep, SettingsDep
+from server.deps import ServiceDep, SettingsDep
 from server.errors import JobError
 from server.protocol import ErrorCode, JobCreate, JobList, JobPublic, JobResults, ProtocolError
 
@@ -33,7 +33,7 @@ SUBMIT_BODY = {
 
 
 @router.post("", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED, openapi_extra=SUBMIT_BODY)
-async def submit_job(request: Request, runtime: RuntimeDep, settings: SettingsDep) -> JobPublic:
+async def submit_job(request: Request, runtime: ServiceDep, settings: SettingsDep) -> JobPublic:
     """Score a recording: a multipart ``file`` (zip / tar of a dataset or sequence folder, .bag, .db3, .mkv) with an
     optional ``tick_hz`` field, or JSON ``JobCreate`` naming a path under the server's data root."""
     content_type = request.headers.get("content-type", "")
@@ -69,24 +69,24 @@ async def submit_job(request: Request, runtime: RuntimeDep, settings: SettingsDe
 
 
 @router.get("", response_model=JobList)
-def list_jobs(runtime: RuntimeDep) -> JobList:
+def list_jobs(runtime: ServiceDep) -> JobList:
     return JobList(jobs=[j.public() for j in runtime.jobs.jobs.values()])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: str, runtime: RuntimeDep) -> JobPublic:
+def get_job(job_id: str, runtime: ServiceDep) -> JobPublic:
     """State and progress (0..1, per recording)."""
     return runtime.jobs.get(job_id).public()
 
 
 @router.delete("/{job_id}", response_model=JobPublic)
-def cancel_job(job_id: str, runtime: RuntimeDep) -> JobPublic:
+def cancel_job(job_id: str, runtime: ServiceDep) -> JobPublic:
     """Cancel a queued or running job (finished jobs are left as they are)."""
     return runtime.jobs.cancel(job_id).public()
 
 
 @router.get("/{job_id}/results", response_model=JobResults, response_class=FileResponse)
-def job_results(job_id: str, runtime: RuntimeDep) -> FileResponse:
+def job_results(job_id: str, runtime: ServiceDep) -> FileResponse:
     """Per-frame current action and per-tick anticipations of every recording (409 until the job succeeded)."""
     return FileResponse(runtime.jobs.results_path(job_id, "results.json"), media_type="application/json")
 
@@ -94,7 +94,7 @@ def job_results(job_id: str, runtime: RuntimeDep) -> FileResponse:
 @router.get("/{job_id}/results.csv", response_class=FileResponse)
 def job_results_csv(
     job_id: str,
-    runtime: RuntimeDep,
+    runtime: ServiceDep,
     table: str = Query("frames", pattern="^(frames|ticks)$", description="frames or ticks"),
 ) -> FileResponse:
     """``frames``: one row per input frame; ``ticks``: one row per anticipated action per tick."""

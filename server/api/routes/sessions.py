@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, status
 
 from server.api.routes.frames import read_body
-from server.deps import RuntimeDep, SessionDep, SettingsDep, client_address
+from server.deps import RuntimeDep, ServiceDep, SessionDep, SettingsDep, client_address
 from server.protocol import SessionCreate, SessionList, SessionPublic
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -19,8 +19,9 @@ def create_session(stream: SessionCreate, request: Request, runtime: RuntimeDep)
 
 
 @router.get("", response_model=SessionList)
-def list_sessions(runtime: RuntimeDep, settings: SettingsDep) -> SessionList:
-    return SessionList(sessions=[s.public() for s in runtime.registry.all()], max_sessions=settings.max_sessions)
+async def list_sessions(service: ServiceDep) -> SessionList:
+    """The sessions the server holds (on a cluster: those of every session replica)."""
+    return await service.list_sessions()
 
 
 @router.get("/{session_id}", response_model=SessionPublic)

@@ -9,9 +9,8 @@ from fastapi import APIRouter, WebSocket
 from server.deps import check_key, presented_key
 from server.errors import close_code
 from server.protocol import ErrorCode, ErrorOut, pack
-from server.runtime import Runtime
+from server.runtime import Service
 from server.settings import Settings
-from server.streaming import StreamConnection
 
 router = APIRouter(tags=["streaming"])
 
@@ -19,15 +18,12 @@ router = APIRouter(tags=["streaming"])
 @router.websocket("/v1/stream")
 async def stream(ws: WebSocket) -> None:
     """Streaming session (protocol v1, docs/protocol.md). Authenticate with a header or ``?api_key=``."""
-    runtime: Runtime | None = ws.app.state.runtime
+    service: Service | None = ws.app.state.runtime
     await ws.accept()
-    if runtime is None:
+    if service is None:
         body = ErrorOut(code=ErrorCode.NOT_READY, message="the model is still loading; retry shortly", fatal=True)
         await ws.send_bytes(pack(body))
         await ws.close(close_code(ErrorCode.NOT_READY))
         return
     settings: Settings = ws.app.state.settings
-    conn = StreamConnection(
-        ws, runtime, settings, authorize=lambda: check_key(settings, presented_key(ws, allow_query=True))
-    )
-    await conn.run()
+    await service.connection(ws, authorize=lambda: check_key(settings, presented_key(ws, allow_query=True))).run()

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import FileResponse, RedirectResponse
 
-from server.deps import AuthGuard, RuntimeDep, SessionDep
-from server.errors import ServerError
-from server.protocol import ColorCodec, FrameIn, ProtocolError, decode_color, decode_depth
+from server.deps import AuthGuard, ServiceDep
+from server.streaming.preview import PreviewKind, depth_colormap
 
 __all__ = ["STATIC_DIR", "depth_colormap", "router"]
 
@@ -48,59 +45,11 @@ def viewer_asset(name: str) -> FileResponse:
     return FileResponse(STATIC_DIR / name, media_type=_ASSETS[name], headers=_NO_STORE)
 
 
-def depth_colormap(depth: np.ndarray, depth_scale: float, near_m: float = 0.3, far_m: float = 8.0) -> np.ndarray:
-    """uint16 depth in sensor units -> BGR uint8 image: near = red, far = blue (TURBO), no reading = black.
-
-    The colour range spans the frame's own valid depths (its 2nd to 98th percentile within [near_m, far_m])."""
-    metres = depth.astype(np.float32) * depth_scale
-    valid = (metres >= near_m) & (metres <= far_m)
-    out = np.zeros((*depth.shape, 3), np.uint8)
-    if not valid.any():
-        return out
-    lo, hi = np.percentile(metres[valid], [2, 98])
-    scaled = np.clip((metres - lo) / max(float(hi - lo), 1e-3), 0.0, 1.0)
-    levels = (255 * (1.0 - scaled)).astype(np.uint8)  # TURBO maps 255 to red: near
-    coloured = cv2.applyColorMap(levels, cv2.COLORMAP_TURBO)
-    out[valid] = coloured[valid]
-    return out
-
-
-def _jpeg(bgr: np.ndarray) -> Response:
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
-    if not ok:
-        raise ServerError("could not encode the preview as JPEG")
-    return Response(buf.tobytes(), media_type="image/jpeg", headers=_NO_STORE)
-
-
-def _last_frame(session: SessionDep) -> FrameIn | None:
-    frame: FrameIn | None = session.last_frame
-    return frame
-
-
-@router.get("/api/sessions/{session_id}/color.jpg", dependencies=[AuthGuard], response_class=Response)
-def color_preview(session: SessionDep, runtime: RuntimeDep) -> Response:
-    """The latest used colour frame as JPEG (sent through as is when the client sent JPEG); 204 before any."""
-    msg = _last_frame(session)
-    if msg is None or msg.color is None:  # none yet, or a frame without colour (depth-only or colour missing)
+@router.get("/api/sessions/{session_id}/{kind}.jpg", dependencies=[AuthGuard], response_class=Response)
+async def preview(session_id: str, kind: PreviewKind, service: ServiceDep) -> Response:
+    """The latest used colour frame (sent through as is when the client sent JPEG) or depth frame (colour-mapped)
+    as JPEG; 204 before any, and for a frame without colour."""
+    jpeg = await service.preview(session_id, kind)
+    if jpeg is None:
         return Response(status_code=204, headers=_NO_STORE)
-    if msg.color_codec is ColorCodec.JPEG:
-        return Response(msg.color, media_type="image/jpeg", headers=_NO_STORE)
-    try:
-        rgb = decode_color(msg, runtime.engine.frame_shapes(session.stream)[0])
-    except ProtocolError:
-        return Response(status_code=204, headers=_NO_STORE)
-    return _jpeg(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-
-
-@router.get("/api/sessions/{session_id}/depth.jpg", dependencies=[AuthGuard], response_class=Response)
-def depth_preview(session: SessionDep, runtime: RuntimeDep) -> Response:
-    """The latest used depth frame, colour-mapped, as JPEG; 204 before any."""
-    msg = _last_frame(session)
-    if msg is None:
-        return Response(status_code=204, headers=_NO_STORE)
-    scale = msg.depth_scale or session.stream.depth_scale
-    try:
-        depth = decode_depth(msg, runtime.engine.frame_shapes(session.stream)[1], scale)
-    except ProtocolError:
-        return Response(status_code=204, headers=_NO_STORE)
-    return _jpeg(depth_colormap(depth, scale))
+    return Response(jpeg, media_type="image/jpeg", headers=_NO_STORE)
