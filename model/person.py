@@ -50,8 +50,8 @@ class PersonLocator:
         else:
             if self._room is None or self._room.shape != seen.shape:
                 self._room = seen.copy()
-            else:
-                np.maximum(self._room, seen, out=self._room)
+            else:  # a new array, not in place: a locator that crossed processes (Ray) may hold a read-only one
+                self._room = np.maximum(self._room, seen)
             foreground = valid & (seen < self._room - np.float32(MARGIN_M))
         return largest_region(foreground)
 

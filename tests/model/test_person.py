@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,19 @@ def test_person_frame_encoder_exports_to_onnx_with_parity(tmp_path: Path) -> Non
         ref = model.frame_encoder(torch.from_numpy(images), torch.from_numpy(depths)).numpy()
     got = session.run(None, {"image": images, "depth": depths})[0]
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_person_locator_keeps_working_after_crossing_processes_with_read_only_arrays() -> None:
+    """Ray hands a cluster's FrameEncoder the session's locator by pickle with out-of-band buffers: its arrays come
+    back read-only, and the next frame must still update the room (a ValueError before)."""
+    valid = np.ones((6, 8), bool)
+    locator = PersonLocator("background")
+    locator(np.full((6, 8), 3.0, np.float32), valid)
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(locator, protocol=5, buffer_callback=buffers.append)
+    moved: PersonLocator = pickle.loads(data, buffers=[bytes(b.raw()) for b in buffers])
+    assert moved.room is not None and not moved.room.flags.writeable
+    person = np.full((6, 8), 4.0, np.float32)
+    person[1:5, 2:6] = 1.5  # a person 2.5 m in front of a wall that moved back to 4 m
+    mask = moved(person, valid)
+    assert float(moved.room.max()) == 4.0 and mask[1:5, 2:6].all() and mask.sum() == 16
