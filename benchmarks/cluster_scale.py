@@ -7,7 +7,9 @@ journaling to the Redis at --redis. Per configuration: frames each stream got en
 counters), the client's frame-to-prediction latency (median, p90), and sends that fell a frame period behind
 schedule; the cluster rows carry their ratio to the plain server. Then the recovery time: one stream sends a frame
 and waits for its prediction, the replica that owns the session is killed (SIGKILL), and the time until the next
-frame's prediction is taken, --kills times (median). The machine is named with its load average.
+frame's prediction is taken, --kills times (median). Then where a frame's time goes on the cluster, per stage and
+tier (server/cluster/profile.py: timestamps carried with each frame; medians over every frame of the run), per
+configuration. The machine is named with its load average.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def stream_load(ws_url: str, args: argparse.Namespace, info: ModelInfo) -> dict[
         run_streams(ws_url, frames, opts, args.streams, t_start, t_start + args.seconds)
     )
     latencies = [ms for s in stats for ms in s.latencies_ms]
+    if errors := sorted({e for s in stats for e in s.errors}):
+        sys.stderr.write(f"{ws_url}: the server answered errors: {errors[:5]}\n")
     return {
         "encoded_fps": statistics.mean(s.last_counters.get("accepted", 0) for s in stats) / args.seconds,
         "p50_ms": pct(latencies, 50),
@@ -113,42 +117,51 @@ def recovery_s(ws_url: str, sessions: Any, kills: int) -> list[float]:
     return out
 
 
-def on_cluster(args: argparse.Namespace, info: ModelInfo) -> tuple[dict[int, dict[str, float]], list[float]]:
+Profile = dict[str, tuple[float, int]]  # stage -> (median ms, samples)
+
+
+def on_cluster(
+    args: argparse.Namespace, info: ModelInfo
+) -> tuple[dict[int, dict[str, float]], dict[int, Profile], list[float]]:
     import ray
     from ray import serve
 
     from server.cluster.app import ClusterOptions, build_app
+    from server.cluster.profile import medians_ms
 
     temp = tempfile.mkdtemp(prefix="r3d-ray-", dir="/tmp")
     ray.init(num_cpus=args.ray_cpus, _node_ip_address="127.0.0.1", _temp_dir=temp, include_dashboard=False,
              logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
     rows: dict[int, dict[str, float]] = {}
+    profiles: dict[int, Profile] = {}
     kills: list[float] = []
     try:
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         ws_url = f"ws://127.0.0.1:{port}/v1/stream"
         cpus = args.ray_cpus / 4  # ingress 0; the encoder and each session replica a share, room for a restart
-        for replicas in (1, 2):
+        for replicas in args.session_replicas:
             options = ClusterOptions(session_replicas=replicas, session_cpus=cpus, encoder_cpus=cpus)
             serve.run(build_app(settings_for(args, port), options), name=APP, route_prefix="/")
             rows[replicas] = stream_load(ws_url, args, info)
+            stages = serve.get_deployment_handle("Ingress", APP).stage_samples.remote().result()
+            profiles[replicas] = medians_ms(stages)
             sys.stderr.write(f"cluster, {replicas} session replicas: measured\n")
-            if replicas == 2:
+            if replicas == max(args.session_replicas) and args.kills:
                 kills = recovery_s(ws_url, serve.get_deployment_handle("SessionTier", APP), args.kills)
             serve.delete(APP)
     finally:
         serve.shutdown()
         ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-    return rows, kills
+    return rows, profiles, kills
 
 
 def table(args: argparse.Namespace, base: dict[str, float], rows: dict[int, dict[str, float]],
-          kills: list[float]) -> str:  # fmt: skip
+          profiles: dict[int, Profile], kills: list[float]) -> str:  # fmt: skip
     lines = [
-        f"machine: {machine()}; {args.streams} streams of 640x480 (send size {args.send_size}) at {args.fps:g} fps "
-        f"for {args.seconds:g} s, "
+        f"machine: {machine()}; 1-min load average {os.getloadavg()[0]:.1f}; {args.streams} streams of 640x480 "
+        f"(send size {args.send_size}) at {args.fps:g} fps for {args.seconds:g} s, "
         f"tick {args.tick_hz:g} Hz, sessions journaled to Redis; Ray cluster of {args.ray_cpus:g} CPUs in this "
         "process's machine",
         "",
@@ -163,8 +176,30 @@ def table(args: argparse.Namespace, base: dict[str, float], rows: dict[int, dict
     lines.append(row("r3d-serve (one process)", base))
     for replicas, r in rows.items():
         lines.append(row(f"cluster, {replicas} session replica{'s' * (replicas > 1)}", r))
-    lines += ["", f"recovery after SIGKILL of the session's replica: median {statistics.median(kills):.1f} s "
-                  f"(each: {', '.join(f'{k:.1f}' for k in kills)} s)"]  # fmt: skip
+    if kills:
+        lines += ["", f"recovery after SIGKILL of the session's replica: median {statistics.median(kills):.1f} s "
+                      f"(each: {', '.join(f'{k:.1f}' for k in kills)} s)"]  # fmt: skip
+    return "\n".join([*lines, "", profile_table(rows, profiles)])
+
+
+def profile_table(rows: dict[int, dict[str, float]], profiles: dict[int, Profile]) -> str:
+    """Median milliseconds per stage and configuration (samples in brackets), then the client's median latency."""
+    from server.cluster.profile import STAGES
+
+    names = list(profiles)
+    lines = [
+        "per stage, median ms (samples) over every frame of the run:",
+        "",
+        "| stage | what it measures | " + " | ".join(f"{n} session replica{'s' * (n > 1)}" for n in names) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in names) + " |",
+    ]
+    for stage, what in STAGES.items():
+        cells = [f"{p[stage][0]:.1f} ({p[stage][1]})" if stage in p else "-" for p in profiles.values()]
+        lines.append(f"| {stage} | {what} | " + " | ".join(cells) + " |")
+    cells = [f"{rows[n]['p50_ms']:.0f}" for n in names]
+    lines.append(
+        "| client latency p50 | the client: frame sent -> its prediction received | " + " | ".join(cells) + " |"
+    )
     return "\n".join(lines)
 
 
@@ -173,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--send-size", choices=("full", "model"), default="full",
                    help="camera-size frames (640x480), or resized to the model's input on the client")  # fmt: skip
     p.add_argument("--ray-cpus", type=float, default=2.0, help="CPUs of the local Ray cluster")
-    p.add_argument("--kills", type=int, default=3, help="replica kills for the recovery time")
+    p.add_argument("--kills", type=int, default=3, help="replica kills for the recovery time (0: none)")
+    p.add_argument("--session-replicas", type=lambda v: [int(n) for n in v.split(",")], default=[1, 2],
+                   help="comma-separated session-replica counts to measure (default 1,2)")  # fmt: skip
     return p
 
 
@@ -183,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     base, info = plain(args)
     sys.stderr.write("r3d-serve: measured\n")
-    rows, kills = on_cluster(args, info)
-    sys.stdout.write(table(args, base, rows, kills) + "\n")
+    rows, profiles, kills = on_cluster(args, info)
+    sys.stdout.write(table(args, base, rows, profiles, kills) + "\n")
     return 0
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from ray import serve
 
 from model.person import PersonLocator
+from server.cluster.profile import EncodeStamps
 from server.engine import Engine
 from server.protocol import ErrorCode, FrameIn, ProtocolError, SessionCreate, StreamStatus
 from server.runtime import open_engine
@@ -41,6 +42,7 @@ class EncodeJob:
     # the session's PersonLocator (model/person.py) when the model has a person mask: per-session state this
     # stateless deployment updates with the frame and hands back in Encoded (a session sends one frame at a time)
     locator: PersonLocator | None = None
+    sent_at: float = 0.0  # perf_counter when the session replica sent it (server/cluster/profile.py)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Encoded:
     encode_s: float  # the batch's FrameEncoder call
     frame_encoder_id: str
     locator: PersonLocator | None = None  # the job's, updated by this frame
+    stamps: EncodeStamps | None = None  # when it arrived, its batch ran, and its decoding seconds
 
     def raise_error(self, seq: int) -> None:
         if self.error is not None:
@@ -71,38 +74,51 @@ class FrameEncoder:
     def __init__(self, settings: Settings) -> None:
         assert settings.model_path is not None  # checked by the command before deploying
         self.engine: Engine = open_engine(settings.model_path, settings.backend, settings, settings.model_path.name)
-        configure_batch(self.encode, settings.encoder_max_batch, settings.encoder_max_delay_ms / 1e3)
+        configure_batch(self._encode_batched, settings.encoder_max_batch, settings.encoder_max_delay_ms / 1e3)
 
     async def frame_encoder_id(self) -> str:
         return self.engine.frame_encoder_id
 
+    async def encode(self, job: EncodeJob) -> Encoded:
+        """One frame, encoded in a batch with whatever else waits; stamped on arrival (the profile's queue wait)."""
+        encoded: Encoded = await self._encode_batched((job, time.perf_counter()))
+        return encoded
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def encode(self, jobs: list[EncodeJob]) -> list[Encoded]:
+    async def _encode_batched(self, jobs: list[tuple[EncodeJob, float]]) -> list[Encoded]:
         """Frames of any sessions -> one FrameEncoder call (decoding and the model run off the event loop)."""
         return await asyncio.to_thread(self._encode_batch, jobs)
 
-    def _encode_batch(self, jobs: list[EncodeJob]) -> list[Encoded]:
+    def _encode_batch(self, arrivals: list[tuple[EncodeJob, float]]) -> list[Encoded]:
         engine = self.engine
+        batch_start = time.perf_counter()
+        jobs = [job for job, _ in arrivals]
         prepared: list[PreparedFrame | ProtocolError] = []
+        prepare_s: list[float] = []
         for job in jobs:
+            t0 = time.perf_counter()
             try:
-                prepared.append(prepare_frame(engine, job.stream, job.frame, time.perf_counter(), job.locator))
+                prepared.append(prepare_frame(engine, job.stream, job.frame, t0, job.locator))
             except ProtocolError as exc:
                 prepared.append(exc)
+            prepare_s.append(time.perf_counter() - t0)
         good = [p for p in prepared if isinstance(p, PreparedFrame)]
         tokens = np.zeros((0, 2, 0), np.float32)
         started = time.perf_counter()
         if good:
             tokens = engine.encode_prepared([p.image for p in good], [p.depth for p in good])
         encode_s = time.perf_counter() - started
+        pixels = [None if isinstance(p, ProtocolError) else pixel_status(p.image, p.depth, p.color) for p in prepared]
+        done = time.perf_counter()
         out: list[Encoded] = []
         row = 0
-        for job, p in zip(jobs, prepared, strict=True):
+        for (job, arrived), p, pix, p_s in zip(arrivals, prepared, pixels, prepare_s, strict=True):
+            stamps = EncodeStamps(job.sent_at, arrived, batch_start, done, p_s)
             if isinstance(p, ProtocolError):
-                out.append(Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id, job.locator))
+                out.append(Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id, job.locator,
+                                   stamps))  # fmt: skip
                 continue
-            pixels = pixel_status(p.image, p.depth, p.color)
-            out.append(Encoded(tokens[row], pixels, None, encode_s, engine.frame_encoder_id, job.locator))
+            out.append(Encoded(tokens[row], pix, None, encode_s, engine.frame_encoder_id, job.locator, stamps))
             row += 1
         return out
 

@@ -22,6 +22,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle
 
 from server.app import create_app
+from server.cluster.profile import CallStamps, StageClock
 from server.errors import NotReady, close_code
 from server.metrics import Metrics
 from server.protocol import ErrorCode, ErrorOut, FrameIn, Hello, ProtocolError, WireModel
@@ -40,6 +41,7 @@ class IngressHost:
         self.metrics = Metrics()
         self.draining = False
         self.connections: set[Any] = set()
+        self.stages = StageClock()  # the ingress's stages of the cluster path (server/cluster/profile.py)
 
 
 class ClusterConnection(WireConnection):
@@ -52,6 +54,8 @@ class ClusterConnection(WireConnection):
         self.sessions = sessions
         self.connection = secrets.token_hex(8)  # names this socket to the session's owner (take-over checks)
         self._pending: list[FrameIn] = []  # frames read from the socket, not yet sent to the owner
+        self._received: dict[int, float] = {}  # seq -> when the frame was read (the owner's ingress_wait)
+        self.stages = host.stages
         self._room = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
         self._failed = False  # the owner answered with a fatal error, or never answered
@@ -74,6 +78,8 @@ class ClusterConnection(WireConnection):
             await self._room.wait()
         if self._failed:
             return False
+        self.stages.observe("ingress_parse", time.perf_counter() - t_recv)
+        self._received[msg.seq] = t_recv
         self._pending.append(msg)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._send_frames(self.session_id), name="r3d-cluster-frames")
@@ -86,7 +92,10 @@ class ClusterConnection(WireConnection):
             while self._pending and not self._failed:
                 batch, self._pending = self._pending, []
                 self._room.set()
-                if not self._deliver(await self._call("frames", session_id, self.connection, batch)):
+                stamps = CallStamps([self._received.pop(m.seq, 0.0) for m in batch], time.perf_counter())
+                replies = await self._call("frames", session_id, self.connection, batch, stamps)
+                self.stages.observe("call_round_trip", time.perf_counter() - stamps.sent_at)
+                if not self._deliver(replies):
                     self._failed = True
         except NotReady as exc:
             self.error(exc, fatal=True)
@@ -149,3 +158,11 @@ class Ingress:
             self.settings, metrics=self.host.metrics, title="R3D anticipation service (Ray Serve cluster)",
             start=lambda settings, metrics: ClusterService.start(settings, self.host, self.sessions),
         )  # fmt: skip
+
+    async def stage_samples(self) -> list[dict[str, list[float]]]:
+        """The cluster path's stage durations (server/cluster/profile.py) of this replica and of every session
+        replica, which also holds the FrameEncoder's stages of its frames (benchmarks.cluster_scale reads them)."""
+        from server.cluster.service import session_reports
+
+        reports = await session_reports(self.sessions, serve.get_replica_context().app_name)
+        return [self.host.stages.samples(), *(r.stages for r in reports)]

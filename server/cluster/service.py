@@ -72,6 +72,22 @@ def raise_error(reply: object) -> None:
         raise ServerError(reply.message, code=reply.code, retry_after_s=reply.retry_after_s)
 
 
+async def session_reports(sessions: DeploymentHandle, app_name: str) -> list[ReplicaReport]:
+    """Every running session replica's report (calls under fresh session ids until each answered once)."""
+    status = await asyncio.to_thread(serve.status)
+    deployment = status.applications[app_name].deployments["SessionTier"]
+    running = max(deployment.replica_states.get(ReplicaState.RUNNING, 0), 1)
+    found: dict[int, ReplicaReport] = {}
+    for _ in range(REPORT_PROBES):
+        if len(found) >= running:
+            break
+        report: ReplicaReport = await sessions.options(session_id=secrets.token_urlsafe(12)).report.remote()
+        found[report.pid] = report
+    if len(found) < running:
+        logger.warning("%d of %d session replicas answered %d calls", len(found), running, REPORT_PROBES)
+    return list(found.values())
+
+
 class ClusterService:
     """server.runtime.Service for one ingress replica."""
 
@@ -122,7 +138,7 @@ class ClusterService:
         return ClusterConnection(ws, self.host, self.settings, self.sessions, authorize)
 
     async def list_sessions(self) -> SessionList:
-        reports = await self.reports()
+        reports = await session_reports(self.sessions, self.app_name)
         return SessionList(sessions=[s for r in reports for s in r.sessions],
                            max_sessions=self.settings.max_sessions * len(reports))  # fmt: skip
 
@@ -143,7 +159,7 @@ class ClusterService:
         labelled ``replica`` (``ingress-PID``, ``session-PID``)."""
         own = [f for f in self.metrics.registry.collect() if not f.name.startswith("r3d_session_store")]  # no store
         sources = [(f"ingress-{os.getpid()}", own)]
-        sources += [(f"session-{r.pid}", r.metrics) for r in await self.reports()]
+        sources += [(f"session-{r.pid}", r.metrics) for r in await session_reports(self.sessions, self.app_name)]
         registry = CollectorRegistry()
         registry.register(_Merged(sources))
         return generate_latest(registry)
@@ -162,21 +178,6 @@ class ClusterService:
         await asyncio.gather(*(c.close_for_shutdown(reason) for c in list(self.host.connections)),
                              return_exceptions=True)  # fmt: skip
         await asyncio.to_thread(self.jobs.shutdown, self.settings.shutdown_grace_s)
-
-    async def reports(self) -> list[ReplicaReport]:
-        """Every running session replica's report (calls under fresh session ids until each answered once)."""
-        status = await asyncio.to_thread(serve.status)
-        deployment = status.applications[self.app_name].deployments["SessionTier"]
-        running = max(deployment.replica_states.get(ReplicaState.RUNNING, 0), 1)
-        found: dict[int, ReplicaReport] = {}
-        for _ in range(REPORT_PROBES):
-            if len(found) >= running:
-                break
-            report: ReplicaReport = await self.sessions.options(session_id=secrets.token_urlsafe(12)).report.remote()
-            found[report.pid] = report
-        if len(found) < running:
-            logger.warning("%d of %d session replicas answered %d calls", len(found), running, REPORT_PROBES)
-        return list(found.values())
 
     def _job_engine(self) -> Engine:
         """The model jobs prepare frames and decode outputs with (the FrameEncoder deployment runs it): loaded on

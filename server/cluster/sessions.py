@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,7 @@ from ray.serve.handle import DeploymentHandle
 
 from export.interface import AnticipatorResult
 from server.cluster.encoder import Encoded, EncodeJob, configure_batch
+from server.cluster.profile import CallStamps, StageClock
 from server.engine import Engine
 from server.errors import ServerError, SessionNotFound, error_out
 from server.metrics import Metrics
@@ -71,6 +72,7 @@ class ReplicaReport:
     pid: int
     sessions: list[SessionPublic]
     metrics: list[Metric]  # its Prometheus registry's families
+    stages: dict[str, list[float]]  # the profile's samples (server/cluster/profile.py)
 
 
 class SessionTier:
@@ -90,6 +92,7 @@ class SessionTier:
         self._outboxes: dict[str, asyncio.Queue[Any]] = {}
         self._connections: dict[str, str] = {}  # session id -> the ingress connection that holds it
         self._housekeeping: asyncio.Task[None] | None = None
+        self.stages = StageClock()  # the profile of the path: this tier's stages and its frames' FrameEncoder stages
         configure_batch(self.anticipate, settings.anticipator_max_batch, settings.encoder_max_delay_ms / 1e3)
 
     @property
@@ -133,9 +136,16 @@ class SessionTier:
         replies = welcome_messages(session, bool(hello.session_id), self.engine, self.settings)
         return replies + await self._drain(session.id)
 
-    async def frames(self, session_id: str, connection: str, msgs: list[FrameIn]) -> list[WireModel]:
-        """Frames of an open session, in order -> the messages they produced (errors, then predictions)."""
+    async def frames(
+        self, session_id: str, connection: str, msgs: list[FrameIn], stamps: CallStamps | None = None
+    ) -> list[WireModel]:
+        """Frames of an open session, in order -> the messages they produced (errors, then predictions). ``stamps``:
+        the ingress's, for the profile of the path (server/cluster/profile.py)."""
         t_recv = time.perf_counter()
+        if stamps is not None:
+            self.stages.observe("to_session", t_recv - stamps.sent_at)
+            for received in stamps.received:
+                self.stages.observe("ingress_wait", stamps.sent_at - received)
         # a replica that restored the session has no record of its connection: the first to call holds it
         if self._connections.setdefault(session_id, connection) != connection:
             return [ErrorOut(code=ErrorCode.SESSION_TAKEN_OVER, fatal=True, message=f"session {session_id} was "
@@ -145,7 +155,9 @@ class SessionTier:
             errors = await self._take(session, msgs, t_recv)
         except ServerError as exc:  # the session is gone (closed, expired, never restored)
             return [*await self._drain(session_id), error_out(exc, fatal=True)]
-        return [*errors, *await self._drain(session_id)]
+        replies = [*errors, *await self._drain(session_id)]
+        self.stages.observe("session_call", time.perf_counter() - t_recv)
+        return replies
 
     async def release(self, session_id: str, connection: str, bye: bool) -> None:
         """The client's socket ended: close after a bye, otherwise detach (kept for a reconnect). The end of a
@@ -169,7 +181,7 @@ class SessionTier:
         """The sessions this replica holds and its metrics (the ingress's /v1/sessions and /metrics)."""
         self.metrics.session_counts(self.registry.counts())
         sessions = [s.public() for s in self.registry.all()]
-        return ReplicaReport(os.getpid(), sessions, list(self.metrics.registry.collect()))
+        return ReplicaReport(os.getpid(), sessions, list(self.metrics.registry.collect()), self.stages.samples())
 
     async def prediction(self, session_id: str, after: int, timeout_s: float) -> AnticipationOut | ErrorOut | None:
         """The session's latest prediction with seq > ``after``, waiting up to ``timeout_s`` (GET .../prediction);
@@ -228,11 +240,16 @@ class SessionTier:
             request = session.push_encoded(msg.seq, msg.ts, enc.tokens, enc.pixels)
             if request is not None:
                 requests.append((request, enc.encode_s))
+        t_anticipate = time.perf_counter()
         results = await asyncio.gather(*(self.anticipate(request.tokens) for request, _ in requests))
+        t_journal = time.perf_counter()
+        if requests:
+            self.stages.observe("anticipate", t_journal - t_anticipate)
         decoded = [session.complete_tick(request, result, self.engine) for (request, _), (result, _) in
                    zip(requests, results, strict=True)]  # fmt: skip
         # journaled before the predictions leave, as the local worker does: a prediction never covers a lost frame
         await asyncio.to_thread(self.journal.flush, [session], self.engine.frame_encoder_id)
+        self.stages.observe("journal", time.perf_counter() - t_journal)
         for ((_, encode_s), (_, anticipate_s)), done in zip(zip(requests, results, strict=True), decoded, strict=True):
             times = TickTimes(t_recv, t_recv, t_encoded - encode_s, encode_s, anticipate_s)
             send_prediction(session, *done, self.engine, times, self.metrics)
@@ -243,15 +260,25 @@ class SessionTier:
         PersonLocator (per-session state, model/person.py) travels with each frame and comes back updated."""
         pre = self.engine.spec.preprocessing
         if session.person_locator(pre) is None:
-            return list(await asyncio.gather(*(self.encoder.encode.remote(EncodeJob(session.stream, m)) for m in used)))
+            return list(await asyncio.gather(*(self._encoded(EncodeJob(session.stream, m)) for m in used)))
         out: list[Encoded] = []
         for msg in used:
-            encoded: Encoded = await self.encoder.encode.remote(
-                EncodeJob(session.stream, msg, session.person_locator(pre))
-            )
+            encoded = await self._encoded(EncodeJob(session.stream, msg, session.person_locator(pre)))
             session.keep_person_locator(pre, encoded.locator)
             out.append(encoded)
         return out
+
+    async def _encoded(self, job: EncodeJob) -> Encoded:
+        """One FrameEncoder request; its stages (server/cluster/profile.py) from the stamps it carried there and
+        back."""
+        encoded: Encoded = await self.encoder.encode.remote(replace(job, sent_at=time.perf_counter()))
+        if (st := encoded.stamps) is not None:
+            self.stages.observe("to_encoder", st.arrived - st.sent_at)
+            self.stages.observe("encoder_queue", st.started - st.arrived)
+            self.stages.observe("decode", st.prepare_s)
+            self.stages.observe("encode", encoded.encode_s)
+            self.stages.observe("from_encoder", time.perf_counter() - st.done)
+        return encoded
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
     async def anticipate(self, windows: list[np.ndarray]) -> list[tuple[AnticipatorResult, float]]:

@@ -219,6 +219,19 @@ def test_cluster_ingress_serves_health_model_metrics_sessions_and_the_viewer(clu
     assert unknown.status_code == 404 and unknown.json()["code"] == "session_not_found"
 
 
+def test_cluster_profile_has_every_stage_of_a_stream(cluster: Cluster) -> None:
+    from server.cluster.app import APP_NAME
+    from server.cluster.profile import STAGES, medians_ms
+
+    with open_ws(cluster.ws_url) as ws:
+        ws.send(hello())
+        recv_until(ws, "welcome", timeout=120)
+        stream(ws, range(4))
+    profile = medians_ms(serve.get_deployment_handle("Ingress", APP_NAME).stage_samples.remote().result())
+    assert list(profile) == list(STAGES)  # each stage measured, in the order a frame meets them
+    assert all(median_ms >= 0 and n >= 4 for median_ms, n in profile.values())
+
+
 def test_cluster_batch_job_scores_like_one_process(cluster: Cluster, live_server: str, data_root: Path) -> None:
     write_recording(data_root, "cluster_rec", 12)
     results = []
