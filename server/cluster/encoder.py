@@ -1,10 +1,13 @@
 """The FrameEncoder deployment: stateless, one model per replica, frames of every session batched together.
 
-A session replica sends each used frame as it arrived (the hello's stream description and the FrameIn message:
-compressed colour and depth); this replica decodes and preprocesses it with the local path's own function
-(server.streaming.ingest.prepare_frame), judges its pixels (health.pixel_status), and runs the FrameEncoder once per
-``@serve.batch`` of frames from any sessions and replicas. A frame that cannot be decoded comes back as the
-protocol error the local path would raise, and the rest of its batch is encoded as usual.
+A session replica sends the used frames of one call as they arrived, in one request (the hello's stream description
+and the FrameIn messages: compressed colour and depth); this replica decodes and preprocesses them in order with the
+local path's own function (server.streaming.ingest.prepare_frame), judges their pixels (health.pixel_status), and runs
+the FrameEncoder once per ``@serve.batch`` of requests from any sessions and replicas. A frame that cannot be decoded
+comes back as the protocol error the local path would raise, and the rest of its batch is encoded as usual.
+
+One request per call, not per frame: with a person mask the session's PersonLocator must see its frames in order, and
+one frame per request then meant one FrameEncoder round trip after another (docs/scale-out.md, the profile).
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EncodeJob:
-    """One used frame of a session, as its client sent it."""
+    """The used frames of one call of a session, in order, as its client sent them."""
 
     stream: SessionCreate
-    frame: FrameIn
+    frames: list[FrameIn]
     # the session's PersonLocator (model/person.py) when the model has a person mask: per-session state this
-    # stateless deployment updates with the frame and hands back in Encoded (a session sends one frame at a time)
+    # stateless deployment updates with the frames, in order, and hands back in each Encoded (a session has one
+    # request in flight at a time)
     locator: PersonLocator | None = None
     sent_at: float = 0.0  # perf_counter when the session replica sent it (server/cluster/profile.py)
 
@@ -54,7 +58,7 @@ class Encoded:
     error: tuple[ErrorCode, str] | None
     encode_s: float  # the batch's FrameEncoder call
     frame_encoder_id: str
-    locator: PersonLocator | None = None  # the job's, updated by this frame
+    locator: PersonLocator | None = None  # the job's, as this frame left it
     stamps: EncodeStamps | None = None  # when it arrived, its batch ran, and its decoding seconds
 
     def raise_error(self, seq: int) -> None:
@@ -79,26 +83,28 @@ class FrameEncoder:
     async def frame_encoder_id(self) -> str:
         return self.engine.frame_encoder_id
 
-    async def encode(self, job: EncodeJob) -> Encoded:
-        """One frame, encoded in a batch with whatever else waits; stamped on arrival (the profile's queue wait)."""
-        encoded: Encoded = await self._encode_batched((job, time.perf_counter()))
+    async def encode(self, job: EncodeJob) -> list[Encoded]:
+        """A call's frames, encoded in a batch with whatever else waits; stamped on arrival (the profile's queue
+        wait). One Encoded per frame, in order."""
+        encoded: list[Encoded] = await self._encode_batched((job, time.perf_counter()))
         return encoded
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.005)
-    async def _encode_batched(self, jobs: list[tuple[EncodeJob, float]]) -> list[Encoded]:
-        """Frames of any sessions -> one FrameEncoder call (decoding and the model run off the event loop)."""
+    async def _encode_batched(self, jobs: list[tuple[EncodeJob, float]]) -> list[list[Encoded]]:
+        """Requests of any sessions -> one FrameEncoder call over all their frames (decoding and the model run off
+        the event loop)."""
         return await asyncio.to_thread(self._encode_batch, jobs)
 
-    def _encode_batch(self, arrivals: list[tuple[EncodeJob, float]]) -> list[Encoded]:
+    def _encode_batch(self, arrivals: list[tuple[EncodeJob, float]]) -> list[list[Encoded]]:
         engine = self.engine
         batch_start = time.perf_counter()
-        jobs = [job for job, _ in arrivals]
+        frames = [(i, job, arrived, frame) for i, (job, arrived) in enumerate(arrivals) for frame in job.frames]
         prepared: list[PreparedFrame | ProtocolError] = []
         prepare_s: list[float] = []
-        for job in jobs:
+        for _, job, _, frame in frames:  # a job's frames in order: its locator sees them as they came
             t0 = time.perf_counter()
             try:
-                prepared.append(prepare_frame(engine, job.stream, job.frame, t0, job.locator))
+                prepared.append(prepare_frame(engine, job.stream, frame, t0, job.locator))
             except ProtocolError as exc:
                 prepared.append(exc)
             prepare_s.append(time.perf_counter() - t0)
@@ -110,16 +116,17 @@ class FrameEncoder:
         encode_s = time.perf_counter() - started
         pixels = [None if isinstance(p, ProtocolError) else pixel_status(p.image, p.depth, p.color) for p in prepared]
         done = time.perf_counter()
-        out: list[Encoded] = []
+        out: list[list[Encoded]] = [[] for _ in arrivals]
         row = 0
-        for (job, arrived), p, pix, p_s in zip(arrivals, prepared, pixels, prepare_s, strict=True):
+        for (i, job, arrived, _), p, pix, p_s in zip(frames, prepared, pixels, prepare_s, strict=True):
             stamps = EncodeStamps(job.sent_at, arrived, batch_start, done, p_s)
             if isinstance(p, ProtocolError):
-                out.append(Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id, job.locator,
-                                   stamps))  # fmt: skip
-                continue
-            out.append(Encoded(tokens[row], pix, None, encode_s, engine.frame_encoder_id, job.locator, stamps))
-            row += 1
+                encoded = Encoded(None, None, (p.code, p.message), encode_s, engine.frame_encoder_id, job.locator,
+                                  stamps)  # fmt: skip
+            else:
+                encoded = Encoded(tokens[row], pix, None, encode_s, engine.frame_encoder_id, job.locator, stamps)
+                row += 1
+            out[i].append(encoded)
         return out
 
     async def run(self, fn: Callable[[Engine], T]) -> T:

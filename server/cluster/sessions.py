@@ -20,7 +20,7 @@ import asyncio
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -256,28 +256,22 @@ class SessionTier:
         return errors
 
     async def _encode(self, session: Session, used: list[FrameIn]) -> list[Encoded]:
-        """The used frames' encodings, all at once; one after another when the model has a person mask, whose
-        PersonLocator (per-session state, model/person.py) travels with each frame and comes back updated."""
+        """The used frames' encodings: one FrameEncoder request for all of them, with the session's PersonLocator
+        (per-session state, model/person.py) when the model has a person mask, which comes back updated. Its stages
+        (server/cluster/profile.py) from the stamps each frame carried there and back."""
         pre = self.engine.spec.preprocessing
-        if session.person_locator(pre) is None:
-            return list(await asyncio.gather(*(self._encoded(EncodeJob(session.stream, m)) for m in used)))
-        out: list[Encoded] = []
-        for msg in used:
-            encoded = await self._encoded(EncodeJob(session.stream, msg, session.person_locator(pre)))
-            session.keep_person_locator(pre, encoded.locator)
-            out.append(encoded)
-        return out
-
-    async def _encoded(self, job: EncodeJob) -> Encoded:
-        """One FrameEncoder request; its stages (server/cluster/profile.py) from the stamps it carried there and
-        back."""
-        encoded: Encoded = await self.encoder.encode.remote(replace(job, sent_at=time.perf_counter()))
-        if (st := encoded.stamps) is not None:
-            self.stages.observe("to_encoder", st.arrived - st.sent_at)
-            self.stages.observe("encoder_queue", st.started - st.arrived)
-            self.stages.observe("decode", st.prepare_s)
-            self.stages.observe("encode", encoded.encode_s)
-            self.stages.observe("from_encoder", time.perf_counter() - st.done)
+        job = EncodeJob(session.stream, used, session.person_locator(pre), sent_at=time.perf_counter())
+        encoded: list[Encoded] = await self.encoder.encode.remote(job)
+        received = time.perf_counter()
+        if job.locator is not None:
+            session.keep_person_locator(pre, encoded[-1].locator)
+        for enc in encoded:
+            if (st := enc.stamps) is not None:
+                self.stages.observe("to_encoder", st.arrived - st.sent_at)
+                self.stages.observe("encoder_queue", st.started - st.arrived)
+                self.stages.observe("decode", st.prepare_s)
+                self.stages.observe("encode", enc.encode_s)
+                self.stages.observe("from_encoder", received - st.done)
         return encoded
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
