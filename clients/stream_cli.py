@@ -11,7 +11,8 @@ of the terminal timeline and one JSON line in --jsonl; the end prints frames, fp
 
 A dropped connection is retried for --reconnect-timeout seconds; a server that restarted meanwhile gets a new
 session (the model's window starts empty: a warning, and session_resets in the summary) and the recording goes on
-from where it paused.
+from where it paused. A resumed session (a server with a session store restores it after a crash) gets the frames it
+lost sent again from the last 5 s kept (frames_resent; frames_lost for any older than that).
 """
 
 from __future__ import annotations
@@ -284,7 +285,8 @@ def _report(s: dict[str, Any], out: IO[str]) -> None:
         "fps\n"
         f"latency: round trip p50 {_ms(s['round_trip_ms_p50'])}, p95 {_ms(s['round_trip_ms_p95'])}; "
         f"server frame->prediction p50 {_ms(s['server_latency_ms_p50'])}; reconnects {s['reconnects']}, "
-        f"session resets {s['session_resets']} (the server lost the session; its window restarted)\n"
+        f"session resets {s['session_resets']} (the server lost the session; its window restarted); "
+        f"frames sent again after a resume {s['frames_resent']}, lost {s['frames_lost']}\n"
     )
     for key in ("jsonl", "png"):
         if s.get(key):

@@ -1,5 +1,6 @@
-"""How a stream comes back after its connection drops: how long it keeps trying, how it spaces the attempts, and what
-it does when the server answers that the session no longer exists (it restarted, or the session expired).
+"""How a stream comes back after its connection drops: how long it keeps trying, how it spaces the attempts, what
+it does when the server answers that the session no longer exists (it restarted, or the session expired), and how many
+of the frames it sent it keeps to send again after a resume (clients/sdk/replay.py).
 
 The default budget (60 s) outlasts a graceful server drain (shutdown notices, running jobs' grace, uvicorn's
 connection timeout: about 15 s with the default settings) plus a restart, so restarting a server does not end a
@@ -35,16 +36,28 @@ class SessionLoss(StrEnum):
 @dataclass(frozen=True)
 class ReconnectPolicy:
     """Reconnect attempts: exponential backoff from `backoff_s` up to `max_backoff_s`, each delay drawn uniformly
-    from its upper half (jitter, so clients dropped together do not come back together), for `timeout_s` in all."""
+    from its upper half (jitter, so clients dropped together do not come back together), for `timeout_s` in all.
+
+    Replay: the stream keeps the encoded frames of the last `replay_s` seconds (by frame timestamp), at most
+    `replay_bytes` bytes, and after a resume sends again those after the server's last frame (`session_resumed`'s
+    `last_ts`): a server restored from its session store after a crash lost its newest frames. The defaults cover a
+    journal written every few frames plus a full server queue: memory at most 64 MiB per stream, which holds the
+    5 s at model send size (about 10 KB a frame: 1.5 MB at 30 fps) and about 4.5 s of full-size 640x480 frames
+    (about 480 KB each at 30 fps; docs/protocol.md). `replay_s` 0 keeps nothing (frames after last_ts are lost,
+    and counted)."""
 
     timeout_s: float = 60.0  # give up (ConnectionLost) after trying this long
     backoff_s: float = 0.2  # the first delay
     max_backoff_s: float = 5.0  # the longest delay
     on_session_lost: SessionLoss = SessionLoss.NEW_SESSION
+    replay_s: float = 5.0  # keep the frames sent in the last this many seconds (frame timestamps) for a replay
+    replay_bytes: int = 64 * 2**20  # and at most this many bytes of them
 
     def __post_init__(self) -> None:
         values = {"timeout_s": self.timeout_s, "backoff_s": self.backoff_s, "max_backoff_s": self.max_backoff_s}
         problems = [f"{name} must be > 0, got {value!r}" for name, value in values.items() if not value > 0]
+        replay = {"replay_s": self.replay_s, "replay_bytes": self.replay_bytes}
+        problems += [f"{name} must be >= 0, got {value!r}" for name, value in replay.items() if not value >= 0]
         if self.max_backoff_s < self.backoff_s:
             problems.append(f"max_backoff_s ({self.max_backoff_s!r}) must be >= backoff_s ({self.backoff_s!r})")
         if problems:

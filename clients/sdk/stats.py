@@ -41,12 +41,14 @@ class SessionReset:
 class StreamStats:
     """What happened on a stream so far (client's view plus the server's latest counters)."""
 
-    frames_sent: int = 0
-    bytes_sent: int = 0
+    frames_sent: int = 0  # each frame once, however often it was sent (see frames_resent)
+    bytes_sent: int = 0  # of those first sends
     predictions: int = 0
     errors: int = 0
     reconnects: int = 0
     session_resets: int = 0  # reconnects that found the session gone (see SessionReset)
+    frames_resent: int = 0  # frames sent again after a resume: the server's last frame was older (clients/sdk/replay)
+    frames_lost: int = 0  # frames after the resumed session's last frame that had left the replay buffer
     started: float = field(default_factory=time.monotonic)
     server: StreamCounters | None = None  # counters of the latest prediction (of the current session)
     round_trip_ms: deque[float] = field(default_factory=lambda: deque(maxlen=2000))  # frame sent -> its prediction
@@ -77,6 +79,8 @@ class StreamStats:
             "errors": self.errors,
             "reconnects": self.reconnects,
             "session_resets": self.session_resets,
+            "frames_resent": self.frames_resent,
+            "frames_lost": self.frames_lost,
             "round_trip_ms_p50": self.latency_ms(50),
             "round_trip_ms_p95": self.latency_ms(95),
             "server_latency_ms_p50": float(np.median(self.server_latency_ms)) if self.server_latency_ms else None,

@@ -1,8 +1,11 @@
 """One streaming session over a WebSocket: send frames, receive predictions, survive a dropped connection.
 
 On an abnormal close the stream reconnects with backoff and sends ``hello`` with its session id; the server
-re-attaches the session with its token window (``welcome.resumed``), so anticipation continues where it was.
-A frame whose send failed is sent again after the resume (the server drops nothing already buffered).
+re-attaches the session with its token window (``welcome.resumed``), so anticipation continues where it was. Its
+``session_resumed`` notice says up to which timestamp the session has frames (``last_ts``): the stream sends again, in
+order and before any new frame, the frames it kept (clients/sdk/replay.py, ReconnectPolicy.replay_s) that are newer,
+so frames lost in the dropped connection, or with a server restored from its session store after a crash, reach the
+session once each (``stats.frames_resent``); those no longer kept are counted in ``stats.frames_lost``.
 
 When the server answers ``session_not_found`` on reconnecting (it restarted: sessions live in its memory unless it
 has a session store), the stream does what its ReconnectPolicy says: by default it opens a new session and keeps
@@ -23,6 +26,7 @@ import numpy as np
 
 from clients.sdk.errors import ClientError, ServerError, StreamClosed
 from clients.sdk.reconnect import ReconnectPolicy, SessionLoss
+from clients.sdk.replay import ReplayBuffer, SentFrame
 from clients.sdk.stats import SessionReset, StreamStats
 from clients.sdk.transport import TransportClosed, WSConnection, WSConnector
 from rgbd.frame import Frame
@@ -52,6 +56,7 @@ __all__ = ["AsyncStream", "SessionStore"]
 
 logger = logging.getLogger(__name__)
 
+RESUME_NOTICE_S = 10.0  # how long a resumed welcome's session_resumed notice may take
 _RESUMABLE_CLOSE_CODES = {1001, 1006, 1011, 1012, 1013, 1014}  # going away, abnormal, server error, restart, ...
 
 
@@ -84,7 +89,10 @@ class AsyncStream:
         self._url, self._hello, self._connect, self._headers = url, hello, connector, headers
         self._codecs = (color_codec, depth_codec, jpeg_quality)
         self._model_input: ModelInfo | None = None  # send_size 'model': the sizes to resize to, from the welcome
-        self.reconnect_policy = reconnect or ReconnectPolicy()
+        self.reconnect_policy = policy = reconnect or ReconnectPolicy()
+        self._replay = ReplayBuffer(policy.replay_s, policy.replay_bytes)
+        self._last_ts: float | None = None  # the resumed session's last frame (its session_resumed notice)
+        self._session_epoch = 0  # moves on when the stream continues on another session (its frames start anew)
         self._on_reset, self._sessions = on_reset, sessions
         self._snapshot: bytes | None = None
         self._conn: WSConnection | None = None
@@ -110,6 +118,7 @@ class AsyncStream:
     async def open(self) -> Welcome:
         """Connect and say hello; returns the server's welcome (raises ServerError if it refuses)."""
         await self._handshake()
+        self._connected.set()
         assert self.welcome is not None
         return self.welcome
 
@@ -118,14 +127,7 @@ class AsyncStream:
         conn = await self._connect(self._url, self._headers)
         try:
             await conn.send(pack(hello))
-            while True:
-                msg = parse_server_message(await conn.recv())
-                if isinstance(msg, Welcome):
-                    break
-                if isinstance(msg, ErrorOut):
-                    raise ServerError(0, msg.code.value, msg.message)
-                if isinstance(msg, Notice):
-                    self.notices.append(msg)
+            msg = await self._welcome(conn)
             if self._hello.send_size is SendSize.MODEL:
                 self._input_sizes(msg)
         except TransportClosed as exc:
@@ -134,10 +136,33 @@ class AsyncStream:
             await conn.close()
             raise
         self._conn, self.welcome, self.session_id = conn, msg, msg.session_id
-        self._connected.set()
         self._reader = asyncio.create_task(self._read(conn), name=f"r3d-stream-reader-{msg.session_id}")
         logger.info("session %s %s (window %d frames)", msg.session_id, "resumed" if msg.resumed else "opened",
                     msg.window_frames)  # fmt: skip
+
+    async def _welcome(self, conn: WSConnection) -> Welcome:
+        """Read the answer to the hello: the welcome and, for a resumed session, the session_resumed notice after
+        it (its last_ts is kept for the replay)."""
+        welcome: Welcome | None = None
+        while True:
+            try:  # the notice follows the welcome at once; a server that never sends it would hold the stream
+                raw = await (conn.recv() if welcome is None else asyncio.wait_for(conn.recv(), RESUME_NOTICE_S))
+            except TimeoutError as exc:
+                raise ServerError(0, "protocol", f"expected a session_resumed notice within {RESUME_NOTICE_S:g} s "
+                                  "of a resumed welcome (docs/protocol.md)") from exc  # fmt: skip
+            msg = parse_server_message(raw)
+            if isinstance(msg, ErrorOut):
+                raise ServerError(0, msg.code.value, msg.message)
+            if isinstance(msg, Welcome):
+                welcome = msg
+                if not msg.resumed:
+                    return msg
+            elif isinstance(msg, Notice):
+                self.notices.append(msg)
+                if welcome is not None and msg.code is NoticeCode.SESSION_RESUMED:
+                    last_ts = msg.details.get("last_ts")
+                    self._last_ts = None if last_ts is None else float(last_ts)
+                    return welcome
 
     def _input_sizes(self, welcome: Welcome) -> None:
         """send_size 'model': the colour and depth sizes the server's model takes, from its welcome."""
@@ -154,8 +179,7 @@ class AsyncStream:
             self._connected.clear()
             self._conn = None
             try:
-                policy = self.reconnect_policy
-                lost = await policy.retry(self._handshake, self._replace_lost_session, lambda: self.session_id)
+                lost = await self._resume()
             except ClientError as exc:
                 self._fatal = exc
                 self._connected.set()  # wake senders so they see the failure
@@ -164,7 +188,44 @@ class AsyncStream:
             self.stats.reconnects += 1
             if lost is not None:
                 self._report_reset(lost)
+            self._connected.set()
             await self._repeat_pings()
+
+    async def _resume(self) -> str | None:
+        """Handshake (ReconnectPolicy.retry) until the session is back, then send again the kept frames it lacks;
+        a new session instead starts with no kept frames. Returns the id of a session the server lost, or None."""
+        lost: str | None = None
+        while True:
+            lost = await self.reconnect_policy.retry(self._handshake, self._replace_lost_session,
+                                                     lambda: self.session_id) or lost  # fmt: skip
+            assert self.welcome is not None and self._conn is not None
+            if not self.welcome.resumed:  # the kept frames belong to the lost session
+                self._replay.clear()
+                self._session_epoch += 1
+                return lost
+            try:
+                await self._send_replay(self._conn)
+                return lost
+            except TransportClosed as exc:  # dropped again: resume again (from the server's last frame then)
+                logger.warning("connection lost while re-sending frames (%s); resuming again", exc)
+                self._conn = None
+
+    async def _send_replay(self, conn: WSConnection) -> None:
+        """Send again, in order, the kept frames after the resumed session's last_ts; count those no longer kept."""
+        replay = self._replay.after(self._last_ts)
+        self.stats.frames_lost += replay.lost
+        if replay.lost:
+            logger.warning("%s%d frames sent after ts %s are lost: they had left the replay buffer (ReconnectPolicy."
+                           "replay_s %g, replay_bytes %d)", "at least " if replay.lost_is_lower_bound else "",
+                           replay.lost, self._last_ts, self._replay.max_s, self._replay.max_bytes)  # fmt: skip
+        for frame in replay.frames:
+            await conn.send(frame.data)
+            self._send_times[frame.seq] = time.perf_counter()
+            self.stats.frames_resent += 1
+        if replay.frames:
+            logger.info("session %s resumed with frames up to ts %s: sent %d frames again (seq %d-%d)",
+                        self.session_id, self._last_ts, len(replay.frames), replay.frames[0].seq,
+                        replay.frames[-1].seq)  # fmt: skip
 
     async def _replace_lost_session(self) -> None:
         """Point the next hello at a restored snapshot (when configured and possible), else at a new session."""
@@ -279,7 +340,7 @@ class AsyncStream:
         seq = self._seq
         data = await asyncio.to_thread(self._encode, rgb, depth, ts, seq, depth_scale)
         self._seq += 1
-        await self._send_raw(data)
+        await self._send_frame(SentFrame(seq, ts, data))
         self._send_times[seq] = time.perf_counter()
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(data)
@@ -295,6 +356,26 @@ class AsyncStream:
             rgb, depth = downscale_frame(rgb, depth, model.image_size, model.depth_size, scale, model.depth_range_m)
         return encode_frame(rgb, depth, ts, seq, color_codec=color, depth_codec=depth_codec, jpeg_quality=quality,
                             depth_scale=depth_scale)  # fmt: skip
+
+    async def _send_frame(self, frame: SentFrame) -> None:
+        """Keep the frame for a replay and send it. When the connection fails, the resume sends it again if the
+        session lacks it (so it is not sent here: a frame the server has would be a duplicate, refused with
+        bad_timestamp); on a new session it is sent again here."""
+        epoch: int | None = None
+        while True:
+            await self._connected.wait()
+            self._check_open()
+            if epoch == self._session_epoch:
+                return  # the session resumed after the failed send: the replay sent the frame, or the server had it
+            epoch = self._session_epoch
+            self._replay.add(frame)
+            conn = self._conn
+            assert conn is not None
+            try:
+                await conn.send(frame.data)
+                return
+            except TransportClosed:
+                await self._reconnect(conn)
 
     async def _send_raw(self, data: bytes | str) -> None:
         """Send on the current connection; a failed send waits for the reconnect (which ends the stream if it fails

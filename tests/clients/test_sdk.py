@@ -39,6 +39,8 @@ from server.protocol import (
     Hello,
     Latency,
     ModelInfo,
+    Notice,
+    NoticeCode,
     Ping,
     Pong,
     StreamCounters,
@@ -53,12 +55,13 @@ STREAM = SessionCreate(width=8, height=6, depth_scale=0.001)
 
 
 class FakeServer:
-    """An in-memory stand-in for the service's WebSocket endpoint: welcome, one prediction per frame, and a
+    """An in-memory stand-in for the service's WebSocket endpoint: welcome (with the session_resumed notice and its
+    last_ts when resumed), one prediction per frame, bad_timestamp for a frame not after the last one, and a
     connection drop after `drop_after` frames of the first connection (with `restart`, the drop also forgets every
-    session, as a restarted server does)."""
+    session, as a restarted server does). The `vanish` frames before the drop never arrive (lost in the network)."""
 
-    def __init__(self, drop_after: int | None = None, *, restart: bool = False) -> None:
-        self.drop_after, self.restart = drop_after, restart
+    def __init__(self, drop_after: int | None = None, *, restart: bool = False, vanish: int = 0) -> None:
+        self.drop_after, self.restart, self.vanish = drop_after, restart, vanish
         self.hellos: list[Hello] = []
         self.frames: list[FrameIn] = []
         self.sessions: set[str] = set()
@@ -99,14 +102,26 @@ class FakeConnection:
                               backpressure=Backpressure.LATEST_WINS, queue_size=8, max_message_bytes=1 << 20,
                               model=model)  # fmt: skip
             await self.outbox.put(pack(welcome))
+            if resumed:
+                last_ts = self.server.frames[-1].ts if self.server.frames else None
+                notice = Notice(code=NoticeCode.SESSION_RESUMED, message="resumed", details={"last_ts": last_ts})
+                await self.outbox.put(pack(notice))
         elif isinstance(msg, FrameIn):
-            if self.number == 1 and self.server.drop_after is not None and self.frames_here >= self.server.drop_after:
+            drop_after = self.server.drop_after
+            if self.number == 1 and drop_after is not None and self.frames_here >= drop_after:
                 self.closed = True
                 if self.server.restart:
                     self.server.sessions.clear()
                 await self.outbox.put(TransportClosed(1006, "network went away"))
                 raise TransportClosed(1006, "network went away")
             self.frames_here += 1
+            if self.number == 1 and drop_after is not None and self.frames_here > drop_after - self.server.vanish:
+                return  # sent, never received
+            if self.server.frames and msg.ts <= self.server.frames[-1].ts:
+                err = ErrorOut(code=ErrorCode.BAD_TIMESTAMP, message=f"not after {self.server.frames[-1].ts}",
+                               seq=msg.seq, fatal=False)  # fmt: skip
+                await self.outbox.put(pack(err))
+                return
             self.server.frames.append(msg)
             n = len(self.server.frames)
             counters = StreamCounters(received=n, accepted=n, resampled_out=0, dropped=0, rejected=0)
@@ -152,7 +167,7 @@ def test_async_stream_dropped_connection_resumes_session_and_loses_no_frame() ->
                 return [p.frame_seq for p in preds], stream.stats.reconnects
 
     seqs, reconnects = asyncio.run(scenario())
-    assert [f.seq for f in server.frames] == list(range(10))
+    assert [f.seq for f in server.frames] == list(range(10))  # each once: a duplicate would be a bad_timestamp
     assert [f.ts for f in server.frames] == pytest.approx([0.1 * (i + 1) for i in range(10)])
     assert reconnects == 1 and server.connections == 2
     assert [h.session_id for h in server.hellos] == [None, "s1"]
@@ -369,3 +384,52 @@ def test_clients_package_imports_neither_torch_nor_fastapi() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []
+
+
+def _resume_after_loss(server: FakeServer, policy: ReconnectPolicy) -> StreamStats:
+    async def scenario() -> StreamStats:
+        async with AsyncClient("http://fake", ws_connector=server.connect) as client:
+            async with client.stream(STREAM, reconnect=policy) as stream:
+                for i in range(10):
+                    await stream.send(*_frame(i))
+                await stream.drain(timeout=5.0)
+                return stream.stats
+
+    return asyncio.run(scenario())
+
+
+def test_async_stream_resends_after_a_resume_exactly_the_frames_after_the_servers_last_ts() -> None:
+    server = FakeServer(drop_after=4, vanish=2)  # frames 2 and 3 vanish, the send of 4 fails
+    stats = _resume_after_loss(server, ReconnectPolicy(timeout_s=5.0))
+    assert [f.seq for f in server.frames] == list(range(10))  # each once: a duplicate would be a bad_timestamp
+    assert (stats.frames_resent, stats.frames_lost, stats.errors, stats.frames_sent) == (3, 0, 0, 10)
+    assert stats.summary()["frames_resent"] == 3 and stats.summary()["frames_lost"] == 0
+
+
+def test_async_stream_counts_frames_older_than_its_replay_buffer_as_lost(caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeServer(drop_after=4, vanish=2)
+    stats = _resume_after_loss(server, ReconnectPolicy(timeout_s=5.0, replay_s=0.15))  # frames 0.1 s apart: 2 kept
+    assert [f.seq for f in server.frames] == [0, 1, 3, *range(4, 10)]
+    assert (stats.frames_resent, stats.frames_lost, stats.errors) == (2, 1, 0)
+    assert "1 frames sent after ts 0.2 are lost: they had left the replay buffer" in caplog.text
+
+
+def test_replay_buffer_keeps_the_last_seconds_within_its_bytes_and_counts_a_loss_once() -> None:
+    from clients.sdk.replay import ReplayBuffer, SentFrame
+
+    buffer = ReplayBuffer(max_s=1.0, max_bytes=35)
+    for i in range(10):
+        buffer.add(SentFrame(i, 0.25 * i, bytes(10)))
+    assert len(buffer) == 3 and buffer.nbytes == 30  # 35 bytes hold 3 frames of 10; 1 s would hold 5
+    replay = buffer.after(1.0)  # the server has frames up to seq 4
+    assert [f.seq for f in replay.frames] == [7, 8, 9] and (replay.lost, replay.lost_is_lower_bound) == (2, False)
+    again = buffer.after(1.0)
+    assert [f.seq for f in again.frames] == [7, 8, 9] and again.lost == 0  # reported once
+    assert [f.seq for f in buffer.after(2.0).frames] == [9]
+    buffer.clear()
+    assert len(buffer) == 0 and buffer.after(None).frames == [] and buffer.after(None).lost == 0
+
+
+def test_reconnect_policy_refuses_a_negative_replay_buffer() -> None:
+    with pytest.raises(ValueError, match=r"replay_s must be >= 0, got -1; replay_bytes must be >= 0, got -5"):
+        ReconnectPolicy(replay_s=-1, replay_bytes=-5)
