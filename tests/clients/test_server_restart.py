@@ -1,7 +1,8 @@
 """A server that dies or restarts mid-stream does not end the client's stream: r3d-stream against a real r3d-serve
 process on a loopback port, killed (SIGKILL) or stopped (SIGTERM, a graceful drain) mid-recording and started again on
 the same port. The stream must finish, write its summary (with the session reset counted) and its JSONL, and the
-predictions after the restart must be there. With a Redis session store the SDK's stream keeps its very session.
+predictions after the restart must be there. With a Redis session store the SDK's stream keeps its very session, and
+re-sends the frames the crash lost (those after the journal's last write): the session ends as an uninterrupted one.
 
 Slow: each test starts r3d-serve once more (about 3 s on an idle machine, 15 s on a busy one: importing torch)."""
 
@@ -19,10 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import msgpack
 import pytest
 
 from clients.sdk import Backpressure, Client, ReconnectPolicy, SessionCreate, SessionLoss
 from clients.stream_cli import main
+from server.redis_session_store import RedisSessionStore
 from tests.clients.conftest import FPS, H, W, pattern_frame
 from tests.redis_server import RedisServer
 
@@ -34,8 +37,8 @@ KILL_AFTER = 15  # frames the first server receives before it goes
 class ServerProcess:
     """r3d-serve in a subprocess on a fixed loopback port, so it can be killed and started again on the same port."""
 
-    def __init__(self, checkpoint: Path, log: Path, *options: str) -> None:
-        self.checkpoint, self.log, self.options = checkpoint, log, options
+    def __init__(self, checkpoint: Path, log: Path, *options: str, env: dict[str, str] | None = None) -> None:
+        self.checkpoint, self.log, self.options, self.env = checkpoint, log, options, env or {}
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -43,7 +46,8 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 120.0) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "R3D_DEFAULT_TICK_HZ": str(FPS), "R3D_INFERENCE_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "R3D_DEFAULT_TICK_HZ": str(FPS), "R3D_INFERENCE_THREADS": "1",
+               **self.env}  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", str(self.checkpoint), "--backend", "pytorch", "--port",
@@ -186,3 +190,53 @@ def test_sdk_stream_keeps_its_session_through_sigkill_with_a_redis_session_store
     assert seen == [] and stream.stats.session_resets == 0 and stream.stats.reconnects >= 1
     assert stream.session_id == before
     assert last is not None and last.window.frames == 15  # the 10 frames before the crash came back from Redis
+
+
+def test_sdk_resends_the_frames_a_crash_lost_and_the_session_ends_as_an_uninterrupted_one(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    k = 4  # the journal is written every 4 used frames: the crash loses up to 3
+    # one frame per encoder batch and one tick per Anticipator call: bit-identical numbers (docs/protocol.md)
+    env = {"R3D_SESSION_JOURNAL_FRAMES": str(k), "R3D_ENCODER_MAX_BATCH": "1", "R3D_ANTICIPATOR_MAX_BATCH": "1"}
+    stream_spec = SessionCreate(width=W, height=H, depth_scale=0.001, tick_hz=FPS, backpressure=Backpressure.BLOCK)
+    policy = ReconnectPolicy(timeout_s=90.0, max_backoff_s=0.5, on_session_lost=SessionLoss.FAIL)
+    with RedisServer(tmp_path / "redis") as redis_server:
+        server = ServerProcess(tiny_checkpoint, tmp_path / "serve.log", "--session-store", redis_server.url, env=env)
+        server.start()
+        try:
+            with Client(server.url) as client:
+                with client.stream(stream_spec, reconnect=policy) as stream:
+                    for i in range(20):
+                        stream.send_frame(pattern_frame(i))
+                    stream.drain(timeout=30.0)  # all 20 encoded; the journal holds the frames up to its last write
+                    server.stop(signal.SIGKILL)
+                    stored = _stored_window(redis_server.url, stream.session_id)
+                    server.start()
+                    _wait_for(lambda: stream.stats.reconnects == 1, 60.0)  # resumed, and the lost frames re-sent
+                    for i in range(20, 30):
+                        stream.send_frame(pattern_frame(i))
+                    resumed = stream.drain(timeout=60.0)[-1]
+                    notices = [n for n in stream.inner.notices if n.code == "session_resumed"]
+                with client.stream(stream_spec) as control:  # the same 30 frames on a new session, never interrupted
+                    for i in range(30):
+                        control.send_frame(pattern_frame(i))
+                    uninterrupted = control.drain(timeout=60.0)[-1]
+        finally:
+            server.close()
+    assert stored == list(range(len(stored))) and 0 < 20 - len(stored) < k  # the crash lost 1 to 3 frames
+    assert [n.details["last_ts"] for n in notices] == [pytest.approx((len(stored) - 1) / FPS)]
+    stats = stream.stats
+    assert (stats.frames_resent, stats.frames_lost, stats.errors, stats.session_resets) == (20 - len(stored), 0, 0, 0)
+    assert resumed.frame_seq == uninterrupted.frame_seq == 29
+    assert resumed.window.frames == uninterrupted.window.frames == 30
+    assert resumed.counters == uninterrupted.counters  # every frame taken exactly once
+    assert resumed.current.probabilities == pytest.approx(uninterrupted.current.probabilities, abs=1e-6)
+
+
+def _stored_window(url: str, session_id: str | None) -> list[int]:
+    """The frame seqs of the token window the session store holds for the session."""
+    assert session_id is not None
+    data = RedisSessionStore(url).load(session_id)
+    assert data is not None
+    seq: list[int] = msgpack.unpackb(data)["processor"]["window"]["seq"]
+    return seq
