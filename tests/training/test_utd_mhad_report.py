@@ -12,7 +12,7 @@ import pytest
 
 from tests.training.test_importers_utd_mhad import write_clip
 from tests.training.train_fixtures import one_thread
-from training.utd_mhad_report import bootstrap_interval, main, paired_against
+from training.utd_mhad_report import CLIP_RULE, CLIP_RULES, bootstrap_interval, main, paired_against
 
 
 def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() -> None:
@@ -21,6 +21,13 @@ def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() 
     assert 0.35 < lo < 0.5 < hi < 0.65
     lo, hi = bootstrap_interval([(3.0, 4.0), (0.0, 4.0)])  # frames pooled over resampled clips
     assert (lo, hi) == (0.0, 0.75)
+
+
+def test_clip_rules_turn_per_frame_probabilities_into_one_prediction() -> None:
+    # class 0 is confident twice and all but ruled out once; class 1 never confident, never ruled out, and last
+    probs = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05], [0.001, 0.5, 0.499]])
+    picks = {rule: int(aggregate(probs).argmax()) for rule, (_, aggregate) in CLIP_RULES.items()}
+    assert picks == {"mean": 0, "log_mean": 1, "last": 1}
 
 
 def clip_row(clip: str, correct: bool, frames: int, frames_correct: int) -> dict[str, object]:
@@ -58,9 +65,13 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     ev = results["evaluation"]
     assert ev["test_clips"] == 16 and results["split_sizes"]["test"] == 16
     assert results["split_sizes"]["train"] + results["split_sizes"]["val"] == 16
-    for key in ("clip_accuracy", "frame_accuracy", "clip_accuracy_at_end"):
-        lo, hi = ev[key]["ci95"]
-        assert 0.0 <= lo <= ev[key]["value"] <= hi <= 1.0
+    for scores in (ev["clip_accuracy"], ev["frame_accuracy"], *ev["clip_accuracy_by_rule"].values()):
+        lo, hi = scores["ci95"]
+        assert 0.0 <= lo <= scores["value"] <= hi <= 1.0
+    assert set(ev["clip_accuracy_by_rule"]) == set(CLIP_RULES) == set(results["validation"]["clip_accuracy_by_rule"])
+    assert ev["clip_accuracy_by_rule"][CLIP_RULE] == ev["clip_accuracy"]
+    last = np.mean([c["rule_preds"]["last"] == c["truth"] for c in ev["clips"]])
+    assert ev["clip_accuracy_by_rule"]["last"]["value"] == pytest.approx(last)
     confusion = np.asarray(ev["confusion"])
     assert confusion.shape == (27, 27) and confusion.sum() == 16 and confusion[2:].sum() == 0
     assert ev["clip_accuracy"]["value"] == pytest.approx(np.trace(confusion) / 16)
