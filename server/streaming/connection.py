@@ -297,8 +297,9 @@ class StreamConnection(WireConnection):
     async def _frame(self, msg: FrameIn, t_recv: float) -> bool:
         if self.session is None:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "expected a hello before the first frame", seq=msg.seq)
-        rt = self.runtime
-        await ingest_frame(self.session, msg, t_recv, worker=rt.worker, pool=rt.decode_pool, metrics=rt.metrics)
+        rt, session = self.runtime, self.session
+        await ingest_frame(session, msg, t_recv, worker=rt.worker, pool=rt.decode_pool, metrics=rt.metrics,
+                           held=lambda: self.session is session)  # fmt: skip
         return True
 
     async def _hello(self, hello: Hello) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 import numpy as np
@@ -18,6 +19,7 @@ from model.person import PersonLocator
 from model.preprocess import jpeg_size
 from rgbd.frame import MissingColorError
 from server.engine import Engine
+from server.errors import ServerError
 from server.metrics import Metrics
 from server.protocol import (
     Backpressure,
@@ -122,8 +124,13 @@ async def ingest_frame(
     worker: InferenceWorker,
     pool: Executor,
     metrics: Metrics,
+    held: Callable[[], bool] = lambda: True,
 ) -> FrameStatus:
-    """Take one frame message into a session: QUEUED, RESAMPLED_OUT, or ProtocolError naming what was wrong."""
+    """Take one frame message into a session: QUEUED, RESAMPLED_OUT, or ProtocolError naming what was wrong.
+
+    held: whether the caller still holds the session once the frame is decoded (a WebSocket whose session another
+    connection resumed meanwhile does not: the resume's welcome announced ``last_ts`` without this frame, and its
+    client re-sends it, so taking it here would make that a duplicate). ServerError session_taken_over if not."""
     session.touch()
     if not session.admit_frame(msg.seq, msg.ts):
         return FrameStatus.RESAMPLED_OUT
@@ -139,6 +146,9 @@ async def ingest_frame(
         session.reject_frame()
         raise
     metrics.observe_decode(time.perf_counter() - t0)
+    if not held():
+        raise ServerError(f"session {session.id} was resumed on another connection while frame {msg.seq} decoded; "
+                          "the frame is not taken", code=ErrorCode.SESSION_TAKEN_OVER)  # fmt: skip
     if not session.commit_frame(msg.seq, msg.ts):
         return FrameStatus.RESAMPLED_OUT
     session.last_frame = msg

@@ -26,6 +26,7 @@ def test_stream_cli_fast_replay_sends_every_frame_and_writes_every_prediction(
     assert summary["frames_sent"] == 45 and summary["client_skipped"] == 0
     assert summary["server_counters"]["received"] == 45
     assert summary["server_counters"]["dropped"] == 0 and summary["server_counters"]["rejected"] == 0
+    assert (summary["reconnects"], summary["frames_resent"], summary["frames_lost"]) == (0, 0, 0)
     assert len(lines) == summary["predictions"] >= 40  # one per frame at 15 Hz, the first needs a token
     assert [p["frame_seq"] for p in lines] == sorted(p["frame_seq"] for p in lines)
     assert all(p["current"]["label"] in CLASSES for p in lines)
@@ -35,6 +36,7 @@ def test_stream_cli_fast_replay_sends_every_frame_and_writes_every_prediction(
     assert image is not None and image.shape[1] >= 600
     out = capsys.readouterr().out
     assert "45 frames sent" in out and "now: " in out and "latency: round trip p50" in out
+    assert "frames sent again after a resume 0, lost 0" in out
 
 
 def test_stream_cli_realtime_paces_frames_by_their_timestamps(

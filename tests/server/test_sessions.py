@@ -1,12 +1,15 @@
-"""Session lifecycle: reconnect (also after a disconnect mid-message), REST-only clients, delete, snapshot and
-restore, latest-wins drops, and the modality-health signal."""
+"""Session lifecycle: reconnect (also after a disconnect mid-message, or while the old connection's frame decodes),
+REST-only clients, delete, snapshot and restore, latest-wins drops, and the modality-health signal."""
 
 from __future__ import annotations
 
 import os
 import socket
 import struct
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +18,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
+from server.app import create_app
 from server.protocol import pack
+from server.serving import BackgroundServer
+from tests.server.conftest import make_settings
 from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv, recv_until, start
 
 BYE = pack({"type": "bye"})
@@ -221,3 +227,54 @@ def test_detached_session_expires_after_the_reconnect_grace(server_factory: obje
             ws.send(hello(session_id=sid))
             error = recv(ws)
     assert error.code == "session_not_found" and f"{sid!r}" in error.message
+
+
+class GatedPool(ThreadPoolExecutor):
+    """The runtime's decode pool as a real one-thread pool held shut until ``gate`` is set (its first job waits on
+    it); ``queued`` is set once a frame's decode waits behind it."""
+
+    def __init__(self) -> None:
+        super().__init__(1, thread_name_prefix="gated-decode")
+        self.gate, self.queued = threading.Event(), threading.Event()
+        super().submit(self.gate.wait)
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        future = super().submit(fn, *args, **kwargs)
+        self.queued.set()
+        return future
+
+
+def test_a_frame_still_decoding_when_its_session_is_taken_over_is_left_to_the_resuming_client(
+    checkpoints: dict[str, Path], data_root: Path, tmp_path: Path
+) -> None:
+    """The old connection's frame 4 is mid-decode when the client resumes on a new connection, whose welcome says
+    the session has frames up to 3 (last_ts): the client re-sends 4. The old connection must not take 4 afterwards,
+    or the re-sent 4 would be refused as a duplicate (bad_timestamp)."""
+    settings = make_settings(checkpoints["base"], data_root, tmp_path / "jobs")
+    app = create_app(settings)
+    with BackgroundServer(app, settings) as url, open_ws("ws" + url[4:] + "/v1/stream") as old:
+        sid = start(old, backpressure="block").session_id
+        _stream(old, range(4))
+        runtime, gated = app.state.runtime, GatedPool()
+        runtime.decode_pool, decode_pool = gated, runtime.decode_pool
+        try:
+            old.send(frame_msg(4))
+            assert gated.queued.wait(10), "the old connection's frame never reached the decode pool"
+            with open_ws("ws" + url[4:] + "/v1/stream") as ws:
+                start(ws, session_id=sid, backpressure="block")
+                notice, _ = recv_until(ws, "notice")
+                gated.gate.set()  # the old connection's frame 4 decodes now
+                error, _ = recv_until(old, "error")  # the take-over, told to the old connection
+                for i in range(4, 7):  # from last_ts on, as the client knows it
+                    ws.send(frame_msg(i))
+                answers = [recv_until(ws, "prediction") for _ in range(4, 7)]
+                ws.send(BYE)
+        finally:
+            runtime.decode_pool = decode_pool
+            gated.shutdown()
+    assert notice.code == "session_resumed" and notice.details["last_ts"] == pytest.approx(3 / 15)
+    assert error.code.value == "session_taken_over"
+    assert [others for _, others in answers] == [[], [], []]  # no bad_timestamp for the re-sent frame 4
+    preds = [p for p, _ in answers]
+    assert [p.frame_seq for p in preds] == [4, 5, 6] and preds[-1].window.frames == 7
+    assert (preds[-1].counters.accepted, preds[-1].counters.rejected) == (7, 0)  # frame 4 taken once
