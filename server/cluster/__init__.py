@@ -2,7 +2,7 @@
 
 Ingress          the WebSocket protocol under ``@serve.ingress``; holds connections only (ingress.py)
 SessionTier      replicas that own sessions (registry, windows, Anticipator), routed by session id (sessions.py)
-FrameEncoder     stateless, ``@serve.batch`` across sessions, autoscaled on queued frames (encoder.py)
+FrameEncoder     stateless, ``@serve.batch`` across sessions, autoscaled on queued requests (encoder.py)
 build_app        the three deployments bound into one application (app.py); the command: cli.py
 
 Importing the deployments imports Ray (the ``cluster`` extra); ``server.cluster.cli`` imports it only to deploy.

@@ -34,7 +34,7 @@ class ClusterOptions:
     session_cpus: float = 1.0  # CPUs Ray reserves per session replica (the Anticipator runs there)
     encoder_min_replicas: int = 1
     encoder_max_replicas: int = 1
-    encoder_target_queue: float = 8.0  # autoscaling: frames waiting or running per FrameEncoder replica
+    encoder_target_queue: float = 8.0  # autoscaling: requests (a session call's frames each) per FrameEncoder replica
     encoder_cpus: float = 1.0
     encoder_gpus: float = 0.0
     ingress_replicas: int = 1

@@ -37,9 +37,9 @@ def cluster_parser() -> argparse.ArgumentParser:
     g.add_argument("--session-cpus", type=float, default=1.0, help="CPUs reserved per session replica (default 1)")
     g.add_argument(
         "--encoder-replicas", default="1", metavar="N|MIN..MAX",
-        help="FrameEncoder replicas, or an autoscaling range on queued frames (default 1)",
+        help="FrameEncoder replicas, or an autoscaling range on queued requests (default 1)",
     )  # fmt: skip
-    g.add_argument("--encoder-queue", type=float, default=8.0, help="autoscaling target: frames per encoder replica")
+    g.add_argument("--encoder-queue", type=float, default=8.0, help="autoscaling target: requests per encoder replica")
     g.add_argument("--encoder-cpus", type=float, default=1.0, help="CPUs reserved per FrameEncoder replica")
     g.add_argument("--encoder-gpus", type=float, default=0.0, help="GPUs per FrameEncoder replica (e.g. 1, 0.5)")
     g.add_argument("--ingress-replicas", type=int, default=1, help="ingress replicas (default 1)")
