@@ -1,10 +1,11 @@
 """The FrameEncoder deployment: stateless, one model per replica, frames of every session batched together.
 
 A session replica sends the used frames of one call as they arrived, in one request (the hello's stream description
-and the FrameIn messages: compressed colour and depth); this replica decodes and preprocesses them in order with the
-local path's own function (server.streaming.ingest.prepare_frame), judges their pixels (health.pixel_status), and runs
-the FrameEncoder once per ``@serve.batch`` of requests from any sessions and replicas. A frame that cannot be decoded
-comes back as the protocol error the local path would raise, and the rest of its batch is encoded as usual.
+and the FrameIn messages: compressed colour and depth), with the model it serves (``ModelChoice``, both deployments'
+``user_config``: a reload changes it, server/cluster/service.py); this replica decodes and preprocesses them in order
+with the local path's own function (server.streaming.ingest.prepare_frame), judges their pixels (health.pixel_status),
+and runs the FrameEncoder once per ``@serve.batch`` of requests from any sessions and replicas. A frame that cannot be
+decoded comes back as the protocol error the local path would raise, and the rest of its batch is encoded as usual.
 
 One request per call, not per frame: with a person mask the session's PersonLocator must see its frames in order, and
 one frame per request then meant one FrameEncoder round trip after another (docs/scale-out.md, the profile).
@@ -14,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,6 +29,7 @@ from ray import serve
 from model.person import PersonLocator
 from server.cluster.profile import EncodeStamps
 from server.engine import Engine
+from server.model_store import model_by_id
 from server.protocol import ErrorCode, FrameIn, ProtocolError, SessionCreate, StreamStatus
 from server.runtime import open_engine
 from server.settings import Settings
@@ -34,14 +39,47 @@ from server.streaming.session import PreparedFrame
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+ENGINES_KEPT = 2  # models a FrameEncoder replica holds: during a reload, session replicas switch one after another
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model the session tier and the FrameEncoder serve: both deployments' ``user_config``. Serve hands it to
+    every replica's ``reconfigure`` (after the constructor, and in place, without a restart, when a reload deploys
+    another one), and to every replica it starts later (a restart, autoscaling)."""
+
+    model: str | None = None  # an id of models_dir (as POST /v1/model/reload names it); None: the settings' model
+    backend: str | None = None  # None: the settings' backend
+    token: str = ""  # new for every reload: reloading the same files is another config, so Serve reconfigures again
+
+    def user_config(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_user_config(cls, config: dict[str, Any]) -> ModelChoice:
+        return cls(**config)
+
+    def source(self, settings: Settings) -> Path:
+        """The files it names: ModelNotFound (listing what models_dir has) for an unknown id."""
+        if self.model is None:
+            assert settings.model_path is not None  # checked by the command before deploying
+            return settings.model_path
+        return model_by_id(settings.models_dir, self.model)
+
+    def load(self, settings: Settings) -> Engine:
+        """Load and warm up the model (ModelError naming the id when it cannot be loaded)."""
+        source = self.source(settings)
+        return open_engine(source, self.backend or settings.backend, settings, self.model or source.name)
 
 
 @dataclass(frozen=True)
 class EncodeJob:
-    """The used frames of one call of a session, in order, as its client sent them."""
+    """The used frames of one call of a session, in order, as its client sent them, and the model of its session
+    replica."""
 
     stream: SessionCreate
     frames: list[FrameIn]
+    model: ModelChoice
     # the session's PersonLocator (model/person.py) when the model has a person mask: per-session state this
     # stateless deployment updates with the frames, in order, and hands back in each Encoded (a session has one
     # request in flight at a time)
@@ -76,12 +114,41 @@ class FrameEncoder:
     """Serve deployment class (wrapped by server.cluster.app.build_app with its replica and resource options)."""
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.model_path is not None  # checked by the command before deploying
-        self.engine: Engine = open_engine(settings.model_path, settings.backend, settings, settings.model_path.name)
+        self.settings = settings
+        # the models of the session replicas' frames, newest last: a frame is encoded by the model its session
+        # replica serves, so that its tokens join a window of that model's encoder, whichever replica switched first
+        self.engines: OrderedDict[ModelChoice, Engine] = OrderedDict()
+        self.choice = ModelChoice()  # the deployment's (batch jobs run on it); set by reconfigure before any request
+        self._loading = threading.Lock()
+        self._preloading: asyncio.Task[Engine] | None = None
         configure_batch(self._encode_batched, settings.encoder_max_batch, settings.encoder_max_delay_ms / 1e3)
 
-    async def frame_encoder_id(self) -> str:
-        return self.engine.frame_encoder_id
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve: the deployment's model (ModelChoice), loaded before the replica takes frames; later, a reload's,
+        loaded behind this call (see server/cluster/sessions.py on why reconfigure returns at once). Frames of a
+        model still loading wait for it (``engine``)."""
+        self.choice = ModelChoice.from_user_config(user_config)
+        if not self.engines:
+            await asyncio.to_thread(self.engine, self.choice)
+            return
+        self._preloading = asyncio.create_task(asyncio.to_thread(self.engine, self.choice), name="r3d-encoder-reload")
+        self._preloading.add_done_callback(self._loaded)
+
+    @staticmethod
+    def _loaded(task: asyncio.Task[Engine]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:  # a frame of it will raise it again
+            logger.error("the reloaded model did not load: %s", exc)
+
+    def engine(self, choice: ModelChoice) -> Engine:
+        """The model ``choice`` names, loaded once (a reload's, or one a session replica asks for first); the
+        oldest beyond ENGINES_KEPT are let go."""
+        with self._loading:
+            if choice not in self.engines:
+                self.engines[choice] = choice.load(self.settings)
+                while len(self.engines) > ENGINES_KEPT:
+                    self.engines.popitem(last=False)
+            self.engines.move_to_end(choice)
+            return self.engines[choice]
 
     async def encode(self, job: EncodeJob) -> list[Encoded]:
         """A call's frames, encoded in a batch with whatever else waits; stamped on arrival (the profile's queue
@@ -96,7 +163,14 @@ class FrameEncoder:
         return await asyncio.to_thread(self._encode_batch, jobs)
 
     def _encode_batch(self, arrivals: list[tuple[EncodeJob, float]]) -> list[list[Encoded]]:
-        engine = self.engine
+        """Each model's requests together (one model but during a reload), answered in the requests' order."""
+        out: dict[int, list[Encoded]] = {}
+        for choice in dict.fromkeys(job.model for job, _ in arrivals):
+            mine = [i for i, (job, _) in enumerate(arrivals) if job.model == choice]
+            out.update(zip(mine, self._encode_with(self.engine(choice), [arrivals[i] for i in mine]), strict=True))
+        return [out[i] for i in range(len(arrivals))]
+
+    def _encode_with(self, engine: Engine, arrivals: list[tuple[EncodeJob, float]]) -> list[list[Encoded]]:
         batch_start = time.perf_counter()
         frames = [(i, job, arrived, frame) for i, (job, arrived) in enumerate(arrivals) for frame in job.frames]
         prepared: list[PreparedFrame | ProtocolError] = []
@@ -132,4 +206,4 @@ class FrameEncoder:
     async def run(self, fn: Callable[[Engine], T]) -> T:
         """``fn(engine)`` on this replica's model, off the event loop: a batch job's encoder chunks and Anticipator
         windows (server.batch.scoring through server.cluster.service.EncoderCalls), not batched with live frames."""
-        return await asyncio.to_thread(fn, self.engine)
+        return await asyncio.to_thread(lambda: fn(self.engine(self.choice)))

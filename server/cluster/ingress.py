@@ -14,7 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket
 from ray import serve
@@ -28,6 +28,9 @@ from server.metrics import Metrics
 from server.protocol import ErrorCode, ErrorOut, FrameIn, Hello, ProtocolError, WireModel
 from server.settings import Settings
 from server.streaming.connection import WireConnection
+
+if TYPE_CHECKING:  # app.py binds this module's Ingress
+    from server.cluster.app import Deployed
 
 logger = logging.getLogger(__name__)
 CALL_RETRY_S = 60.0  # how long a call keeps retrying a session tier whose replica died (Serve restarts it)
@@ -144,8 +147,9 @@ class Ingress:
     constructor). An app built at import and handed to ``@serve.ingress(app)`` is pickled with the class, and with
     Ray 2.60 and FastAPI 0.165 its WebSocket route no longer matched after that (the handshake failed with 403)."""
 
-    def __init__(self, settings: Settings, sessions: DeploymentHandle) -> None:
-        self.settings = settings
+    def __init__(self, deployed: Deployed, sessions: DeploymentHandle) -> None:
+        self.deployed = deployed  # what the application was deployed with: a reload deploys it again
+        self.settings = deployed.settings
         self.sessions = sessions
         self.host = IngressHost()
 
@@ -156,7 +160,7 @@ class Ingress:
 
         return create_app(
             self.settings, metrics=self.host.metrics, title="R3D anticipation service (Ray Serve cluster)",
-            start=lambda settings, metrics: ClusterService.start(settings, self.host, self.sessions),
+            start=lambda settings, metrics: ClusterService.start(self.deployed, self.host, self.sessions),
         )  # fmt: skip
 
     async def stage_samples(self) -> list[dict[str, list[float]]]:

@@ -10,6 +10,7 @@ both serve the same routes, error handling and OpenAPI document; only this objec
 | ``GET /v1/sessions`` | the sessions of every session replica |
 | ``GET /v1/sessions/{id}/prediction`` and the viewer's previews | asked of the session's owner |
 | ``/v1/jobs`` | jobs kept and read here (uploads, results: ``jobs_dir``); their model calls run on the FrameEncoder |
+| ``POST /v1/model/reload`` | the application deployed again with the model as the tiers' ``user_config`` (``reload``) |
 | other REST session and frame routes | 501 ``not_supported`` (server.deps.get_runtime) |
 | ``/viewer/`` | its static files, as in one process |
 
@@ -25,9 +26,10 @@ import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from fastapi import WebSocket
 from prometheus_client import CollectorRegistry, generate_latest
@@ -38,19 +40,23 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from ray.serve.schema import ReplicaState
 
 from server.batch.jobs import JobManager
-from server.cluster.ingress import ClusterConnection, IngressHost
-from server.cluster.sessions import ReplicaReport
+from server.cluster.encoder import ModelChoice
+from server.cluster.ingress import RETRY_PAUSE_S, ClusterConnection, IngressHost
+from server.cluster.sessions import Reloaded, ReplicaReport
 from server.engine import Engine
-from server.errors import NotSupported, ServerError
+from server.errors import Forbidden, ModelError, NotReady, ServerError
 from server.metrics import Metrics
 from server.protocol import AnticipationOut, ErrorOut, HealthOut, ModelInfo, ReloadOut, SessionList
-from server.runtime import HOUSEKEEPING_S, open_engine, server_version
-from server.settings import Settings
+from server.runtime import HOUSEKEEPING_S, server_version
 from server.streaming.preview import PreviewKind
+
+if TYPE_CHECKING:  # app.py imports the ingress, which imports this module
+    from server.cluster.app import Deployed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 REPORT_PROBES = 64  # calls spent finding every session replica (fresh ids hash to each with probability 1/N)
+RELOAD_WAIT_S = 300.0  # how long a reload waits for every session replica to load the model and switch
 
 
 class EncoderCalls:
@@ -92,10 +98,11 @@ class ClusterService:
     """server.runtime.Service for one ingress replica."""
 
     def __init__(
-        self, settings: Settings, host: IngressHost, sessions: DeploymentHandle, encoder: DeploymentHandle,
+        self, deployed: Deployed, host: IngressHost, sessions: DeploymentHandle, encoder: DeploymentHandle,
         app_name: str, info: ModelInfo,
     ) -> None:  # fmt: skip
-        self.settings = settings
+        self.deployed = deployed
+        self.settings = settings = deployed.settings
         self.host = host
         self.metrics: Metrics = host.metrics
         self.sessions = sessions
@@ -107,13 +114,14 @@ class ClusterService:
         jobs_dir = settings.jobs_dir or Path(tempfile.mkdtemp(prefix="r3d-jobs-"))
         self.jobs = JobManager(settings, EncoderCalls(encoder), self._job_engine, self.metrics, jobs_dir)
         self._housekeeping: asyncio.Task[None] | None = None
+        self._reloading = asyncio.Lock()
 
     @classmethod
-    async def start(cls, settings: Settings, host: IngressHost, sessions: DeploymentHandle) -> ClusterService:
+    async def start(cls, deployed: Deployed, host: IngressHost, sessions: DeploymentHandle) -> ClusterService:
         app_name = serve.get_replica_context().app_name
         encoder = serve.get_deployment_handle("FrameEncoder", app_name)
         info: ModelInfo = await sessions.model_info.remote()
-        service = cls(settings, host, sessions, encoder, app_name, info)
+        service = cls(deployed, host, sessions, encoder, app_name, info)
         service._housekeeping = asyncio.create_task(service._housekeep(), name="r3d-ingress-housekeeping")
         return service
 
@@ -165,10 +173,52 @@ class ClusterService:
         return generate_latest(registry)
 
     async def reload(self, model_id: str | None, backend: str | None) -> ReloadOut:
-        raise NotSupported(
-            "POST /v1/model/reload is not served on the Ray cluster: deploy the new model (r3d-serve --cluster "
-            "again, or a RayService update), which Serve rolls out replica by replica (docs/scale-out.md)"
-        )
+        """r3d-serve's reload on the cluster: a model of ``models_dir`` by id (None: the current one's files again),
+        loaded here first (ModelNotFound, ModelError: nothing changes), then deployed as the session tier's and
+        FrameEncoder's user_config (server/cluster/app.py); answers once every session replica switched, with the
+        sessions they kept and reset."""
+        from server.cluster.app import deployed_app  # app.py imports the ingress, which imports this module
+
+        if self.deployed.generation is None:
+            raise Forbidden(
+                "this application was deployed from a Serve config (a RayService): reload by changing the "
+                "user_config of its SessionTier and FrameEncoder deployments there (docs/scale-out.md)"
+            )
+        if self.draining:
+            raise NotReady("the server is shutting down")
+        async with self._reloading:
+            current: ModelChoice = await self.sessions.model_choice.remote()
+            previous: ModelInfo = await self.sessions.model_info.remote()
+            choice = ModelChoice(model_id or current.model, backend, secrets.token_hex(8))
+            engine = await asyncio.to_thread(choice.load, self.settings)
+            deployed = self.deployed.with_model(choice)
+            await asyncio.to_thread(serve.run, deployed_app(deployed), name=self.app_name, route_prefix="/")
+            self.deployed = deployed
+            with self._engine_lock:
+                self._engine = engine  # the jobs' preprocessing and decoding follow the model
+            kept, reset = await self._switched(choice.token)
+        self._info = engine.info
+        logger.info("model reloaded: %s -> %s (kept %d, reset %d)", previous.model_id, engine.model_id, kept, reset)
+        return ReloadOut(model=engine.info, previous_model_id=previous.model_id, sessions_kept=kept,
+                         sessions_reset=reset)  # fmt: skip
+
+    async def _switched(self, token: str) -> tuple[int, int]:
+        """Wait until every session replica serves reload ``token``'s model (each loads it behind Serve's
+        reconfigure); the sessions they kept and reset."""
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while True:
+            reports = await session_reports(self.sessions, self.app_name)
+            if all(r.model.token == token or token in r.reloads for r in reports):
+                break
+            if time.monotonic() > deadline:
+                raise NotReady(f"the session replicas did not switch to the new model within {RELOAD_WAIT_S:g} s; "
+                               "GET /v1/model says which model answers")  # fmt: skip
+            await asyncio.sleep(RETRY_PAUSE_S)
+        done = [r.reloads.get(token, Reloaded(0, 0)) for r in reports]
+        if errors := [d.error for d in done if d.error]:
+            raise ModelError(f"{len(errors)} of {len(done)} session replicas could not load the model; the "
+                             "server log has the reason")  # fmt: skip
+        return sum(d.kept for d in done), sum(d.reset for d in done)
 
     async def stop(self) -> None:
         self.host.draining = True
@@ -181,12 +231,10 @@ class ClusterService:
 
     def _job_engine(self) -> Engine:
         """The model jobs prepare frames and decode outputs with (the FrameEncoder deployment runs it): loaded on
-        the first job, from the same path as the tiers' (job threads call this, never the event loop)."""
+        the first job, the model the tiers serve (job threads call this, never the event loop)."""
         with self._engine_lock:
             if self._engine is None:
-                path = self.settings.model_path
-                assert path is not None  # checked by the command before deploying
-                self._engine = open_engine(path, self.settings.backend, self.settings, path.name)
+                self._engine = self.deployed.model.load(self.settings)
             return self._engine
 
     async def _housekeep(self) -> None:

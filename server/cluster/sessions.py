@@ -10,6 +10,13 @@ A call for a session this replica does not hold (a restarted replica, or a ring 
 session store before anything else, as a resume of a journaled session does in one process; sessions are journaled
 by the registry every ``session_journal_frames`` encoded frames, so a killed replica loses fewer than that many.
 
+A reload (``reconfigure``: the deployment's ``user_config`` changed, server/cluster/service.py) switches the replica's
+sessions to the new model as one process does (SessionRegistry.switch_model: windows kept under the same frame
+encoder, reset with a ``window_reset`` notice under another), between two calls' uses of the model. ``reconfigure``
+returns at once and the model loads behind it: while Serve reconfigures a replica it leaves it out of the replica
+set it sends the routers (our reading of Ray 2.60's deployment_state.py), and a ring without the owner hands its
+sessions to another replica.
+
 Calls answer with the wire messages the connection sends (welcome, notices, predictions, errors), in order; a
 session's messages produced while no call is running (a reap, for instance) wait for its next call.
 """
@@ -20,6 +27,8 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +38,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from export.interface import AnticipatorResult
-from server.cluster.encoder import Encoded, EncodeJob, configure_batch
+from server.cluster.encoder import Encoded, EncodeJob, ModelChoice, configure_batch
 from server.cluster.profile import CallStamps, StageClock
 from server.engine import Engine
 from server.errors import ServerError, SessionNotFound, error_out
@@ -46,7 +55,7 @@ from server.protocol import (
     SessionPublic,
     WireModel,
 )
-from server.runtime import HOUSEKEEPING_S, open_engine
+from server.runtime import HOUSEKEEPING_S
 from server.session_store import open_session_store
 from server.settings import Settings
 from server.streaming.connection import welcome_messages
@@ -66,23 +75,73 @@ class ReplicaState:
 
 
 @dataclass(frozen=True)
+class Reloaded:
+    """What a reload did on one session replica."""
+
+    kept: int
+    reset: int
+    error: str | None = None  # the model did not load here (the replica keeps serving the one it had)
+
+
+@dataclass(frozen=True)
 class ReplicaReport:
-    """What one session replica holds, for the ingress's session listing and /metrics."""
+    """What one session replica holds, for the ingress's session listing, /metrics and reloads."""
 
     pid: int
     sessions: list[SessionPublic]
     metrics: list[Metric]  # its Prometheus registry's families
     stages: dict[str, list[float]]  # the profile's samples (server/cluster/profile.py)
+    model: ModelChoice  # the model it serves
+    reloads: dict[str, Reloaded]  # what its reloads did, by ModelChoice.token
+
+
+class ModelGate:
+    """Calls hold the model while they use it (any number at once); a reload's switch waits until none does and
+    holds new ones back, so that a call's frames are encoded, pushed and anticipated by one model, as one process's
+    batch lock does."""
+
+    def __init__(self) -> None:
+        self._users = 0
+        self._switching = False
+        self._changed = asyncio.Condition()  # bound to the loop of its first use: the one Serve runs calls on
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._switching)
+            self._users += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._users -= 1
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def switch(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._switching)
+            self._switching = True
+            await self._changed.wait_for(lambda: self._users == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._switching = False
+                self._changed.notify_all()
 
 
 class SessionTier:
     """Serve deployment class (wrapped by server.cluster.app.build_app with its replica count and router)."""
 
     def __init__(self, settings: Settings, encoder: DeploymentHandle) -> None:
-        assert settings.model_path is not None  # checked by the command before deploying
         self.settings = settings
         self.encoder = encoder
-        self.engine: Engine = open_engine(settings.model_path, settings.backend, settings, settings.model_path.name)
+        self.engine: Engine  # and self.choice: set by reconfigure, which Serve calls before the first request
+        self.choice: ModelChoice
+        self._gate = ModelGate()
+        self._reloads: dict[str, Reloaded] = {}
+        self._reloading: asyncio.Task[None] | None = None
         self.metrics = Metrics()
         self.store = open_session_store(settings.session_store, ttl_s=settings.session_store_ttl_s)
         self.journal = SessionJournal(self.store, self.metrics, every_frames=settings.session_journal_frames)
@@ -105,8 +164,40 @@ class SessionTier:
             self._housekeeping = loop.create_task(self._housekeep(), name="r3d-cluster-housekeeping")
         return self._registry
 
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve: the deployment's model (ModelChoice), loaded before the first request; later, a reload's, loaded
+        behind this call (see the module's note), after any reload still under way."""
+        choice = ModelChoice.from_user_config(user_config)
+        if not hasattr(self, "engine"):
+            self.engine, self.choice = await asyncio.to_thread(choice.load, self.settings), choice
+            self.metrics.model_loaded(self.engine.info)
+            return
+        previous = self._reloading
+        self._reloading = asyncio.create_task(self._reload(choice, previous), name="r3d-cluster-reload")
+
+    async def _reload(self, choice: ModelChoice, previous: asyncio.Task[None] | None) -> None:
+        """Load the new model beside the old one, then switch every session of this replica to it (windows kept
+        under the same frame encoder, reset with a notice under another) once no call uses the old one."""
+        if previous is not None:
+            await previous
+        try:
+            new = await asyncio.to_thread(choice.load, self.settings)
+        except Exception as exc:  # the ingress loaded it first: a failure here is this replica's (memory, files)
+            logger.exception("reload %s: the model did not load; still serving %s", choice.token, self.engine.model_id)
+            self._reloads[choice.token] = Reloaded(0, 0, str(exc))
+            return
+        async with self._gate.switch():
+            old, self.engine, self.choice = self.engine, new, choice
+            kept, reset = self.registry.switch_model(old, new)
+        self._reloads[choice.token] = Reloaded(kept, reset)
+        self.metrics.model_loaded(new.info, reload=True)
+        logger.info("model reloaded: %s -> %s (kept %d, reset %d)", old.model_id, new.model_id, kept, reset)
+
     async def model_info(self) -> ModelInfo:
         return self.engine.info
+
+    async def model_choice(self) -> ModelChoice:
+        return self.choice
 
     async def replica_state(self) -> ReplicaState:
         """This replica's process and the sessions it holds (tests and the benchmark look at where sessions live)."""
@@ -152,7 +243,8 @@ class SessionTier:
                              "resumed on another connection; this connection is closed")]  # fmt: skip
         try:
             session = self._held(session_id)
-            errors = await self._take(session, msgs, t_recv)
+            async with self._gate.use():
+                errors = await self._take(session, msgs, t_recv)
         except ServerError as exc:  # the session is gone (closed, expired, never restored)
             return [*await self._drain(session_id), error_out(exc, fatal=True)]
         replies = [*errors, *await self._drain(session_id)]
@@ -181,7 +273,8 @@ class SessionTier:
         """The sessions this replica holds and its metrics (the ingress's /v1/sessions and /metrics)."""
         self.metrics.session_counts(self.registry.counts())
         sessions = [s.public() for s in self.registry.all()]
-        return ReplicaReport(os.getpid(), sessions, list(self.metrics.registry.collect()), self.stages.samples())
+        return ReplicaReport(os.getpid(), sessions, list(self.metrics.registry.collect()), self.stages.samples(),
+                             self.choice, dict(self._reloads))  # fmt: skip
 
     async def prediction(self, session_id: str, after: int, timeout_s: float) -> AnticipationOut | ErrorOut | None:
         """The session's latest prediction with seq > ``after``, waiting up to ``timeout_s`` (GET .../prediction);
@@ -260,7 +353,7 @@ class SessionTier:
         (per-session state, model/person.py) when the model has a person mask, which comes back updated. Its stages
         (server/cluster/profile.py) from the stamps each frame carried there and back."""
         pre = self.engine.spec.preprocessing
-        job = EncodeJob(session.stream, used, session.person_locator(pre), sent_at=time.perf_counter())
+        job = EncodeJob(session.stream, used, self.choice, session.person_locator(pre), sent_at=time.perf_counter())
         encoded: list[Encoded] = await self.encoder.encode.remote(job)
         received = time.perf_counter()
         if job.locator is not None:

@@ -1,7 +1,8 @@
 """The service on a local Ray cluster (server.cluster) with a real redis-server: streams through Serve's HTTP proxy
-with a real WebSocket client, predictions equal to one r3d-serve process, and a session that survives the SIGKILL of
-the replica that owns it (its window restored from Redis by the new owner, nothing lost with k = 1); the rest of the
-service on the same ingress (health, model, /metrics, session listing, predictions, viewer, batch jobs).
+with a real WebSocket client, predictions equal to one r3d-serve process, a session that survives the SIGKILL of
+the replica that owns it (its window restored from Redis by the new owner, nothing lost with k = 1), model reloads
+that a live session streams through as it does in one process; the rest of the service on the same ingress (health,
+model, /metrics, session listing, predictions, viewer, batch jobs).
 
 One cluster for the module (starting Ray and the three deployments costs tens of seconds on 2 busy cores). The
 cluster is started with ``ray.init`` on loopback rather than ``ray start --head``: the same processes, but
@@ -29,8 +30,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.redis_server import RedisServer, free_port
-from tests.server.conftest import make_settings
-from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv_until, write_recording
+from tests.server.conftest import ServerFactory, make_settings
+from tests.server.helpers import ADMIN_HEADERS, API_HEADERS, frame_msg, hello, open_ws, recv_until, write_recording
 
 pytestmark = [
     pytest.mark.slow,
@@ -116,6 +117,74 @@ def test_cluster_stream_gives_the_predictions_of_one_process(cluster: Cluster, w
         assert a.window == b.window
         np.testing.assert_allclose(list(a.current.probabilities.values()), list(b.current.probabilities.values()),
                                    atol=1e-5)  # fmt: skip
+
+
+def stream_through_reloads(url: str, reloads: dict[int, str]) -> tuple[list[Any], list[Any], dict[int, Any]]:
+    """Stream 18 frames one by one on ``url``, reloading to ``reloads[i]`` before frame i: predictions, notices and
+    the reload answers."""
+    predictions, notices, answers = [], [], {}
+    with open_ws("ws" + url[len("http") :] + "/v1/stream") as ws, httpx.Client(base_url=url, timeout=300) as http:
+        ws.send(hello(backpressure="block"))
+        recv_until(ws, "welcome", timeout=120)
+        for i in range(18):
+            if i in reloads:
+                answers[i] = http.post("/v1/model/reload", json={"model": reloads[i]}, headers=ADMIN_HEADERS)
+            ws.send(frame_msg(i))
+            prediction, others = recv_until(ws, "prediction", timeout=120)
+            assert [m for m in others if m.type == "error"] == []
+            predictions.append(prediction)
+            notices += [m for m in others if m.type == "notice"]
+        ws.send(b"\x81\xa4type\xa3bye")
+    return predictions, notices, answers
+
+
+def test_cluster_reload_keeps_sessions_as_one_process_does(
+    cluster: Cluster, server_factory: ServerFactory, checkpoints: dict[str, Path]
+) -> None:
+    """Reload to other anticipator weights (window kept), then to another frame encoder (window reset with a notice),
+    under a live stream: the same messages and predictions as one r3d-serve doing the same. Before the kill test:
+    docs/scale-out.md, "Found while testing"."""
+    reloads = {6: checkpoints["same_encoder"].name, 12: checkpoints["other_encoder"].name}
+    with httpx.Client(base_url=cluster.url, timeout=300) as http:
+        before = http.get("/v1/model", headers=API_HEADERS).json()
+        stream_key = http.post("/v1/model/reload", json={}, headers=API_HEADERS)
+        missing = http.post("/v1/model/reload", json={"model": "missing.safetensors"}, headers=ADMIN_HEADERS)
+    try:
+        on_cluster, cluster_notices, answers = stream_through_reloads(cluster.url, reloads)
+    finally:  # the tests after this one (and a second module run) expect the base model
+        with httpx.Client(base_url=cluster.url, timeout=300) as http:
+            back = http.post("/v1/model/reload", json={"model": checkpoints["base"].name}, headers=ADMIN_HEADERS)
+    with server_factory() as url:
+        local, local_notices, local_answers = stream_through_reloads(url, reloads)
+    assert back.status_code == 200 and back.json()["model"]["model_id"] == before["model_id"]
+    assert stream_key.status_code == 403 and stream_key.json()["code"] == "forbidden"
+    assert missing.status_code == 404 and missing.json()["code"] == "model_not_found"
+    assert "no model 'missing.safetensors' to reload; available: ['base.safetensors'," in missing.json()["message"]
+    assert [a.status_code for a in answers.values()] == [200, 200]
+    same, other = answers[6].json(), answers[12].json()
+    assert same["previous_model_id"] == before["model_id"]
+    # every session the replicas hold counts: this one and those earlier tests left detached (kept for a reconnect)
+    assert same["sessions_kept"] >= 1 and same["sessions_reset"] == 0
+    assert other["sessions_kept"] == 0 and other["sessions_reset"] >= 1
+    models = [[{**a.json()["model"], "backend_info": None} for a in run.values()] for run in (answers, local_answers)]
+    assert models[0] == models[1]  # but backend_info: its torch thread count is the process's
+    # the session stayed with its owner through both reloads: a session moved to another replica (restored from the
+    # store) would miss the notices its owner sent
+    assert [n.code for n in cluster_notices] == [n.code for n in local_notices] == [
+        "model_reloaded", "window_reset", "model_reloaded"
+    ]  # fmt: skip
+    for a, b in zip(cluster_notices, local_notices, strict=True):
+        assert {**a.details, "model": None} == {**b.details, "model": None}
+    assert [p.window.frames for p in on_cluster] == [*range(1, 13), *range(1, 7)]  # kept, then reset
+    assert [p.model_id for p in on_cluster] == [p.model_id for p in local]
+    assert len({p.model_id for p in on_cluster}) == 3
+    for a, b in zip(on_cluster, local, strict=True):
+        assert a.window == b.window and a.counters == b.counters
+        np.testing.assert_allclose(list(a.current.probabilities.values()), list(b.current.probabilities.values()),
+                                   atol=1e-5)  # fmt: skip
+        assert [f.action for f in a.future] == [f.action for f in b.future]
+        np.testing.assert_allclose([(f.probability, f.start_s) for f in a.future],
+                                   [(f.probability, f.start_s) for f in b.future], atol=1e-5)  # fmt: skip
 
 
 def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> None:
