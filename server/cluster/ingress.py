@@ -14,6 +14,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, WebSocket
@@ -25,9 +26,10 @@ from server.app import create_app
 from server.cluster.profile import CallStamps, StageClock
 from server.errors import NotReady, close_code
 from server.metrics import Metrics
-from server.protocol import ErrorCode, ErrorOut, FrameIn, Hello, ProtocolError, WireModel
+from server.protocol import Backpressure, ErrorCode, ErrorOut, FrameIn, Hello, ProtocolError, WireModel
 from server.settings import Settings
 from server.streaming.connection import WireConnection
+from server.streaming.session import queue_latest_wins
 
 if TYPE_CHECKING:  # app.py binds this module's Ingress
     from server.cluster.app import Deployed
@@ -56,7 +58,9 @@ class ClusterConnection(WireConnection):
         super().__init__(ws, host, settings, authorize=authorize)
         self.sessions = sessions
         self.connection = secrets.token_hex(8)  # names this socket to the session's owner (take-over checks)
-        self._pending: list[FrameIn] = []  # frames read from the socket, not yet sent to the owner
+        self._pending: deque[FrameIn] = deque()  # frames read from the socket, not yet sent to the owner
+        self._dropped: list[tuple[int, float]] = []  # (seq, ts) of those dropped since (latest wins), to report
+        self.backpressure = Backpressure.LATEST_WINS
         self._received: dict[int, float] = {}  # seq -> when the frame was read (the owner's ingress_wait)
         self.stages = host.stages
         self._room = asyncio.Event()
@@ -65,6 +69,7 @@ class ClusterConnection(WireConnection):
 
     async def _hello(self, hello: Hello) -> bool:
         self.encoding = hello.encoding
+        self.backpressure = hello.backpressure
         session_id = hello.session_id or secrets.token_urlsafe(12)
         if self._deliver(await self._call("open", session_id, hello, self.client, self.connection)):
             self.session_id = session_id
@@ -72,18 +77,23 @@ class ClusterConnection(WireConnection):
         return False
 
     async def _frame(self, msg: FrameIn, t_recv: float) -> bool:
-        """Queue the frame for the pump; with ``session_queue_size`` frames waiting, stop reading the socket until
-        the owner took them (the client is pushed back through TCP: 'block' for every session on this path)."""
+        """Queue the frame for the pump: the frames waiting for the FrameEncoder wait here, in a queue of
+        ``session_queue_size`` with the session's policy, as in one process. ``latest_wins`` drops the oldest
+        waiting frames (the owner counts them with the next call: the same counters and notice); ``block`` stops
+        reading the socket until the owner took them (the client is pushed back through TCP)."""
         if self.session_id is None:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "expected a hello before the first frame", seq=msg.seq)
-        while len(self._pending) >= self.settings.session_queue_size and not self._failed:
+        size = self.settings.session_queue_size
+        while self.backpressure is Backpressure.BLOCK and len(self._pending) >= size and not self._failed:
             self._room.clear()
             await self._room.wait()
         if self._failed:
             return False
         self.stages.observe("ingress_parse", time.perf_counter() - t_recv)
         self._received[msg.seq] = t_recv
-        self._pending.append(msg)
+        for dropped in queue_latest_wins(self._pending, msg, size):
+            self._dropped.append((dropped.seq, dropped.ts))
+            self._received.pop(dropped.seq, None)
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._send_frames(self.session_id), name="r3d-cluster-frames")
         return True
@@ -93,10 +103,12 @@ class ClusterConnection(WireConnection):
         a session's frames never overtake each other (calls to a replica are not ordered by Ray)."""
         try:
             while self._pending and not self._failed:
-                batch, self._pending = self._pending, []
+                batch, dropped = list(self._pending), self._dropped
+                self._pending.clear()
+                self._dropped = []
                 self._room.set()
                 stamps = CallStamps([self._received.pop(m.seq, 0.0) for m in batch], time.perf_counter())
-                replies = await self._call("frames", session_id, self.connection, batch, stamps)
+                replies = await self._call("frames", session_id, self.connection, batch, dropped, stamps)
                 self.stages.observe("call_round_trip", time.perf_counter() - stamps.sent_at)
                 if not self._deliver(replies):
                     self._failed = True

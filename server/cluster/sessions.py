@@ -228,10 +228,12 @@ class SessionTier:
         return replies + await self._drain(session.id)
 
     async def frames(
-        self, session_id: str, connection: str, msgs: list[FrameIn], stamps: CallStamps | None = None
-    ) -> list[WireModel]:
-        """Frames of an open session, in order -> the messages they produced (errors, then predictions). ``stamps``:
-        the ingress's, for the profile of the path (server/cluster/profile.py)."""
+        self, session_id: str, connection: str, msgs: list[FrameIn], dropped: list[tuple[int, float]],
+        stamps: CallStamps | None = None,
+    ) -> list[WireModel]:  # fmt: skip
+        """Frames of an open session, in order, after the (seq, ts) of those the ingress's queue dropped before them
+        (latest wins) -> the messages they produced (errors, notices, predictions). ``stamps``: the ingress's, for
+        the profile of the path (server/cluster/profile.py)."""
         t_recv = time.perf_counter()
         if stamps is not None:
             self.stages.observe("to_session", t_recv - stamps.sent_at)
@@ -243,8 +245,9 @@ class SessionTier:
                              "resumed on another connection; this connection is closed")]  # fmt: skip
         try:
             session = self._held(session_id)
+            errors = self._count_dropped(session, dropped)
             async with self._gate.use():
-                errors = await self._take(session, msgs, t_recv)
+                errors += await self._take(session, msgs, t_recv)
         except ServerError as exc:  # the session is gone (closed, expired, never restored)
             return [*await self._drain(session_id), error_out(exc, fatal=True)]
         replies = [*errors, *await self._drain(session_id)]
@@ -293,6 +296,20 @@ class SessionTier:
         return await asyncio.to_thread(session.preview, kind, self.engine)
 
     # --- the frame path ------------------------------------------------------------------------------------------
+
+    def _count_dropped(self, session: Session, dropped: list[tuple[int, float]]) -> list[ErrorOut]:
+        """Frames the ingress's queue dropped: admitted in order as on arrival in one process (counted received and
+        accepted, resampled out or rejected), the accepted ones then counted dropped as a full queue does there."""
+        errors: list[ErrorOut] = []
+        lost = 0
+        for seq, ts in dropped:
+            try:
+                if session.admit_frame(seq, ts) and session.commit_frame(seq, ts):
+                    lost += 1
+            except ProtocolError as exc:
+                errors.append(error_out(exc))
+        session.frames_dropped(lost)
+        return errors
 
     async def _take(self, session: Session, msgs: list[FrameIn], t_recv: float) -> list[ErrorOut]:
         """Resampling decides in order which frames are used (each counted, as on arrival in one process); the used

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -53,6 +53,18 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 }
 OUTBOX_SIZE = 64
 DROP_NOTICE_INTERVAL_S = 1.0
+T = TypeVar("T")
+
+
+def queue_latest_wins(queue: deque[T], item: T, size: int) -> list[T]:
+    """The ``latest_wins`` policy of a session's queue of ``size`` frames: queue ``item``, dropping the oldest frames
+    beyond ``size``; returns the dropped ones (Session.enqueue here, the ingress of a cluster's session there; both
+    count them with Session.frames_dropped)."""
+    dropped = []
+    while len(queue) >= size:
+        dropped.append(queue.popleft())
+    queue.append(item)
+    return dropped
 
 
 @dataclass(frozen=True)
@@ -221,30 +233,32 @@ class Session:
 
     def enqueue(self, frame: PreparedFrame) -> int:
         """Queue a frame; with LATEST_WINS a full queue drops its oldest frames. Returns how many were dropped."""
-        dropped = 0
         with self.lock:
-            while len(self._queue) >= self.queue_size:
-                self._queue.popleft()
-                dropped += 1
-            self._queue.append(frame)
-            if dropped:
-                self.processor.record(FrameOutcome.DROPPED, dropped, "queue_full")
+            dropped = len(queue_latest_wins(self._queue, frame, self.queue_size))
             if len(self._queue) >= self.queue_size:
                 self._room.clear()
-        if dropped:
-            now = time.monotonic()
-            if now - self._last_drop_notice >= DROP_NOTICE_INTERVAL_S:
-                self._last_drop_notice = now
-                total = self.processor.counters.dropped
-                self.send(
-                    Notice(
-                        code=NoticeCode.FRAMES_DROPPED,
-                        message=f"the session's queue of {self.queue_size} frames was full: {total} frames dropped "
-                        "so far (latest wins); send fewer frames or use backpressure 'block'",
-                        details={"dropped": total, "queue_size": self.queue_size},
-                    )
-                )
+        self.frames_dropped(dropped)
         return dropped
+
+    def frames_dropped(self, count: int) -> None:
+        """``count`` accepted frames dropped by the full queue (latest wins): counted (``dropped``, reason
+        ``queue_full``), and the client told by a ``frames_dropped`` notice at most once a second."""
+        if not count:
+            return
+        with self.lock:
+            self.processor.record(FrameOutcome.DROPPED, count, "queue_full")
+            total = self.processor.counters.dropped
+        now = time.monotonic()
+        if now - self._last_drop_notice >= DROP_NOTICE_INTERVAL_S:
+            self._last_drop_notice = now
+            self.send(
+                Notice(
+                    code=NoticeCode.FRAMES_DROPPED,
+                    message=f"the session's queue of {self.queue_size} frames was full: {total} frames dropped "
+                    "so far (latest wins); send fewer frames or use backpressure 'block'",
+                    details={"dropped": total, "queue_size": self.queue_size},
+                )
+            )
 
     async def wait_for_room(self) -> None:
         """BLOCK policy: wait until the queue has room."""

@@ -31,7 +31,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.redis_server import RedisServer, free_port
 from tests.server.conftest import ServerFactory, make_settings
-from tests.server.helpers import ADMIN_HEADERS, API_HEADERS, frame_msg, hello, open_ws, recv_until, write_recording
+from tests.server.helpers import (
+    ADMIN_HEADERS,
+    API_HEADERS,
+    frame_msg,
+    hello,
+    open_ws,
+    recv,
+    recv_until,
+    write_recording,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -185,6 +194,36 @@ def test_cluster_reload_keeps_sessions_as_one_process_does(
         assert [f.action for f in a.future] == [f.action for f in b.future]
         np.testing.assert_allclose([(f.probability, f.start_s) for f in a.future],
                                    [(f.probability, f.start_s) for f in b.future], atol=1e-5)  # fmt: skip
+
+
+def test_cluster_latest_wins_drops_the_oldest_waiting_frames_as_one_process_does(cluster: Cluster) -> None:
+    """Frames sent faster than the cluster encodes them: the ingress's queue (session_queue_size 4) drops the oldest,
+    the owner counts them (dropped, reason queue_full) and says so with a frames_dropped notice, as one process's
+    session queue does (the same Session method); the newest frame is encoded."""
+    n = 40
+    with open_ws(cluster.ws_url) as ws:
+        ws.send(hello(backpressure="latest_wins"))
+        welcome, _ = recv_until(ws, "welcome", timeout=120)
+        for i in range(n):
+            ws.send(frame_msg(i))
+        messages: list[Any] = []
+        while not any(m.type == "prediction" and m.frame_seq == n - 1 for m in messages):
+            messages.append(recv(ws, timeout=120))
+        ws.send(b"\x81\xa4type\xa3bye")
+    predictions = [m for m in messages if m.type == "prediction"]
+    notices = [m for m in messages if m.type == "notice"]
+    last = predictions[-1].counters
+    assert welcome.backpressure == "latest_wins" and welcome.queue_size == 4
+    assert not [m for m in messages if m.type == "error"]
+    assert last.received == last.accepted == n and last.rejected == last.resampled_out == 0
+    assert last.dropped > 0 and len(predictions) == n - last.dropped  # every frame encoded or counted dropped
+    seqs = [p.frame_seq for p in predictions]
+    assert seqs == sorted(seqs) and seqs[-1] == n - 1  # the newest frame is encoded
+    assert notices and {n.code for n in notices} == {"frames_dropped"}
+    first = notices[0]
+    assert first.details["queue_size"] == 4 and 0 < first.details["dropped"] <= last.dropped
+    assert first.message == (f"the session's queue of 4 frames was full: {first.details['dropped']} frames dropped so "
+                             "far (latest wins); send fewer frames or use backpressure 'block'")  # fmt: skip
 
 
 def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> None:
