@@ -27,10 +27,13 @@ import httpx
 import msgpack
 import numpy as np
 import pytest
+import torch
 from prometheus_client.parser import text_string_to_metric_families
 
+from model import R3D, save_checkpoint
+from server.protocol import encode_frame
 from tests.redis_server import RedisServer, free_port
-from tests.server.conftest import ServerFactory, make_settings
+from tests.server.conftest import ServerFactory, make_settings, tiny_config
 from tests.server.helpers import (
     ADMIN_HEADERS,
     API_HEADERS,
@@ -41,6 +44,8 @@ from tests.server.helpers import (
     recv_until,
     write_recording,
 )
+from tests.server.test_person_stream import PRE as PERSON_PRE
+from tests.server.test_person_stream import walker_frame
 
 pytestmark = [
     pytest.mark.slow,
@@ -224,6 +229,48 @@ def test_cluster_latest_wins_drops_the_oldest_waiting_frames_as_one_process_does
     assert first.details["queue_size"] == 4 and 0 < first.details["dropped"] <= last.dropped
     assert first.message == (f"the session's queue of 4 frames was full: {first.details['dropped']} frames dropped so "
                              "far (latest wins); send fewer frames or use backpressure 'block'")  # fmt: skip
+
+
+def test_cluster_person_mask_model_gives_the_predictions_of_one_process(
+    cluster: Cluster, server_factory: ServerFactory, checkpoints: dict[str, Path]
+) -> None:
+    """A model with a person mask (model/person.py) reloaded on the cluster: the session's PersonLocator travels to the
+    stateless FrameEncoder with its frames and back, so its masks, and the predictions, are those of one process. The
+    base model is reloaded after it, for the tests that follow."""
+    cfg = tiny_config()
+    cfg.preprocessing, cfg.depth_encoder = PERSON_PRE, "person"
+    torch.manual_seed(0)
+    path = save_checkpoint(checkpoints["base"].parent / "person_mask.safetensors", R3D(cfg).eval())
+    with httpx.Client(base_url=cluster.url, timeout=300) as http:
+        reload = http.post("/v1/model/reload", json={"model": path.name}, headers=ADMIN_HEADERS)
+    assert reload.status_code == 200, reload.text
+
+    def predictions(url: str) -> list[Any]:
+        out = []
+        with open_ws(url) as ws:
+            ws.send(hello(backpressure="block"))
+            recv_until(ws, "welcome", timeout=120)
+            for i in range(8):
+                ws.send(encode_frame(*walker_frame(i), i / 15.0, i))
+                out.append(recv_until(ws, "prediction", timeout=120)[0])
+            ws.send(b"\x81\xa4type\xa3bye")
+        return out
+
+    try:
+        on_cluster = predictions(cluster.ws_url)
+    finally:
+        with httpx.Client(base_url=cluster.url, timeout=300) as http:
+            back = http.post("/v1/model/reload", json={"model": checkpoints["base"].name}, headers=ADMIN_HEADERS)
+    with server_factory(model_path=path) as url:
+        local = predictions("ws" + url[len("http") :] + "/v1/stream")
+    assert back.status_code == 200
+    assert reload.json()["model"]["model_id"] == on_cluster[0].model_id == local[0].model_id
+    assert [p.frame_seq for p in on_cluster] == [p.frame_seq for p in local] == list(range(8))
+    for a, b in zip(on_cluster, local, strict=True):
+        assert a.window == b.window and a.counters == b.counters
+        np.testing.assert_allclose(list(a.current.probabilities.values()), list(b.current.probabilities.values()),
+                                   atol=1e-5)  # fmt: skip
+        np.testing.assert_allclose([f.probability for f in a.future], [f.probability for f in b.future], atol=1e-5)
 
 
 def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> None:

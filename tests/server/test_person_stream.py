@@ -20,7 +20,7 @@ from tests.server.helpers import H, W, open_ws, recv_until, start
 PRE = Preprocessing(image_size=(120, 160), depth_size=(24, 32), depth_input="metric", person_mask="background")
 
 
-def _frame(i: int) -> tuple[np.ndarray, np.ndarray]:
+def walker_frame(i: int) -> tuple[np.ndarray, np.ndarray]:
     """A wall at 3 m and a 'person' (a nearer box at 1.8 m) walking left to right."""
     rgb = np.full((H, W, 3), 90, np.uint8)
     depth = np.full((H, W), 3000, np.uint16)
@@ -50,12 +50,12 @@ def test_a_session_feeds_its_person_locator_every_frame_in_order(person_server: 
     with open_ws(url) as conn:
         welcome = start(conn, tick_hz=15.0, backpressure="block")
         for i in range(n):
-            conn.send(encode_frame(*_frame(i), i / 15.0, i))
+            conn.send(encode_frame(*walker_frame(i), i / 15.0, i))
         predictions = [recv_until(conn, "prediction")[0] for _ in range(n)]
         session = app.state.runtime.registry.get(welcome.session_id)  # type: ignore[attr-defined]
         locator = session.person_locator(PRE)
     assert [p.frame_seq for p in predictions] == list(range(n))
     reference = PRE.locator()
-    masks = [prepare_inputs(*_frame(i), 0.001, PRE, reference)[1][2] for i in range(n)]
+    masks = [prepare_inputs(*walker_frame(i), 0.001, PRE, reference)[1][2] for i in range(n)]
     assert masks[0].sum() == 0 and all(m.sum() > 0 for m in masks[1:])  # the walker is found once the wall is seen
     np.testing.assert_array_equal(locator.room, reference.room)  # the same room: every frame, in order
