@@ -94,10 +94,14 @@ PUBLISHED: list[dict[str, Any]] = [
     },
 ]
 PUBLISHED_NOTE = (
-    "The published figures are left blank on purpose: the session that wrote this command could read the sources' "
-    "abstracts but not their result tables, and a figure is only entered in training/utd_mhad_report.py "
-    "(PUBLISHED) once confirmed in the cited paper. Each of these works reports depth-based results on UTD-MHAD; "
-    "whether its protocol is this cross-subject split is to be checked together with its figure."
+    "The published figures are left blank on purpose: a figure is entered in training/utd_mhad_report.py "
+    "(PUBLISHED) only once read in the cited paper, and none of these papers' result tables was found in the "
+    "stored copies of public material the sessions can search. Two searches were made: the first reached the "
+    "abstracts only; the second (public repositories' READMEs, reports and LaTeX sources by exact phrase, "
+    "repositories named after the dataset or its methods, stored copies of the papers' arXiv, publisher and mirror "
+    "pages) found the abstracts again, which state no UTD-MHAD figure, and project reports that quote none of these "
+    "papers' depth results. Each of these works reports depth-based results on UTD-MHAD; whether its protocol is "
+    "this cross-subject split is to be checked together with its figure."
 )
 
 
@@ -249,7 +253,8 @@ def model_summary(model: R3D) -> str:
     n_params = sum(p.numel() for p in model.parameters())
     return (
         f"fusion {model.cfg.fusion}, depth encoder {model.cfg.depth_encoder}, depth input {pre.depth_input} "
-        f"{list(pre.depth_size)}{person}, hidden {model.cfg.hidden}, {n_params / 1e6:.2f} M parameters"
+        f"{list(pre.depth_size)}{person}, hidden {model.cfg.hidden}, window {model.cfg.window_s:g} s, horizon "
+        f"{model.cfg.horizon_s:g} s, {n_params / 1e6:.2f} M parameters"
     )
 
 
