@@ -49,6 +49,9 @@ class DataConfig:
     frame_step: int = 1  # paper: keep every frame_step-th frame (DARai: 15 -> 1 fps)
     windows_per_sequence: int = 8  # streaming: random windows drawn per training sequence and epoch
     min_observed_s: float = 1.0  # streaming: shortest observed history of a window (seconds)
+    # streaming: each training window sees its sequence played at a speed drawn from [1 - j, 1 + j] (resampled by
+    # timestamp as the service does, so a faster speed drops more frames); 0 = off
+    speed_jitter: float = 0.0
     val_stride_s: float = 2.0  # streaming: validation/evaluation windows end every val_stride_s seconds
     feature_batch_size: int = 32  # frames per backbone batch when a missing feature cache is built
 
@@ -182,6 +185,7 @@ class TrainConfig:
         need(0 < d.future_fraction <= 1, "data.future_fraction", "a value in (0, 1]", d.future_fraction)
         for key in ("frame_step", "windows_per_sequence", "feature_batch_size"):
             need(getattr(d, key) >= 1, f"data.{key}", "an integer >= 1", getattr(d, key))
+        need(0 <= d.speed_jitter < 0.5, "data.speed_jitter", "a share in [0, 0.5)", d.speed_jitter)
         need(d.min_observed_s > 0, "data.min_observed_s", "a positive number of seconds", d.min_observed_s)
         need(d.val_stride_s > 0, "data.val_stride_s", "a positive number of seconds", d.val_stride_s)
         for key in ("image_size", "depth_size"):

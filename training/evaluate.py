@@ -54,6 +54,7 @@ def protocol_spec(cfg: TrainConfig, model_cfg: R3DConfig, protocol: str | None =
         horizon_s=model_cfg.horizon_s,
         min_observed_s=d.min_observed_s,
         stride_s=d.val_stride_s,
+        speed_jitter=d.speed_jitter,
     )
 
 

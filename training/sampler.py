@@ -57,6 +57,7 @@ class ProtocolSpec:
     horizon_s: float = 8.0
     min_observed_s: float = 1.0
     stride_s: float = 2.0  # streaming evaluation windows
+    speed_jitter: float = 0.0  # streaming training windows: the sequence played at a speed in [1 - j, 1 + j]
 
     @property
     def window_frames(self) -> int:
@@ -139,12 +140,20 @@ def training_windows(
         if spec.protocol == "paper":
             out.extend(w for r in ratios if (w := paper_window(seq, spec, r)) is not None)
             continue
-        idx = timeline(seq, spec)
-        span = _end_range(len(idx), spec)
-        if span is None:
+        if spec.speed_jitter == 0:
+            idx = timeline(seq, spec)
+            span = _end_range(len(idx), spec)
+            if span is None:
+                continue
+            for end in rng.integers(span[0], span[1] + 1, size=windows_per_sequence):
+                out.append(streaming_window(seq, spec, idx, int(end)))
             continue
-        for end in rng.integers(span[0], span[1] + 1, size=windows_per_sequence):
-            out.append(streaming_window(seq, spec, idx, int(end)))
+        for _ in range(windows_per_sequence):  # each window its own speed: timestamps / speed, then resampled
+            speed = 1 + rng.uniform(-spec.speed_jitter, spec.speed_jitter)
+            idx = resample_indices(seq.timestamps / speed, spec.fps)
+            span = _end_range(len(idx), spec)
+            if span is not None:
+                out.append(streaming_window(seq, spec, idx, int(rng.integers(span[0], span[1] + 1))))
     return out
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from training.config import load_config
 from training.features import SequenceFeatures
 from training.sampler import (
     ProtocolSpec,
@@ -122,3 +123,22 @@ def test_window_dataset_flags_transitions_and_collate_pads() -> None:
     assert batch["features"].shape == (2, 5, 4) and float(batch["features"][0, 3:].abs().sum()) == 0
     assert batch["actions"][0].tolist() == [1, NONE, -1, -1, -1, -1, -1, -1]
     assert batch["actions"][1].tolist() == [1, 2, NONE, -1, -1, -1, -1, -1]
+
+
+def test_streaming_speed_jitter_plays_each_window_at_its_own_speed() -> None:
+    # 30 fps source, 10 fps model: every 3rd frame at speed 1; a window at speed s keeps about every 3 s-th frame
+    data = {"a": sequence([0] * 300, fps=30.0, seq_id="a")}
+    steady = spec(protocol="streaming", fps=10.0, window_s=2.0, horizon_s=0.5, min_observed_s=0.5)
+    for w in training_windows(data, steady, [], windows_per_sequence=10, seed=1):
+        assert np.all(np.diff(w.observed) == 3)
+    jittered = spec(protocol="streaming", fps=10.0, window_s=2.0, horizon_s=0.5, min_observed_s=0.5, speed_jitter=0.4)
+    windows = training_windows(data, jittered, [], windows_per_sequence=40, seed=1)
+    steps = [float(np.mean(np.diff(np.concatenate([w.observed, w.future])))) for w in windows]
+    assert len(windows) == 40 and min(steps) < 2.6 and max(steps) > 3.4  # faster and slower than the recording
+    assert all(3 * 0.6 - 0.5 <= step <= 3 * 1.4 + 0.5 for step in steps)
+    for w in windows:
+        assert w.observed[-1] < w.future[0] and len(w.future) == w.horizon == 5
+    again = training_windows(data, jittered, [], windows_per_sequence=40, seed=1)
+    assert [w.observed.tolist() for w in again] == [w.observed.tolist() for w in windows]
+    with pytest.raises(Exception, match="data.speed_jitter"):
+        load_config(None, {"data.speed_jitter": 0.5})
