@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # app.py imports the ingress, which imports this module
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+TIER_ANSWER_S = 5.0  # a session tier that does not answer the health check within this long is not ready
 REPORT_PROBES = 64  # calls spent finding every session replica (fresh ids hash to each with probability 1/N)
 RELOAD_WAIT_S = 300.0  # how long a reload waits for every session replica to load the model and switch
 
@@ -229,6 +230,10 @@ class ClusterService:
                              return_exceptions=True)  # fmt: skip
         await asyncio.to_thread(self.jobs.shutdown, self.settings.shutdown_grace_s)
 
+    async def _model_info(self) -> ModelInfo:
+        info: ModelInfo = await self.sessions.model_info.remote()
+        return info
+
     def _job_engine(self) -> Engine:
         """The model jobs prepare frames and decode outputs with (the FrameEncoder deployment runs it): loaded on
         the first job, the model the tiers serve (job threads call this, never the event loop)."""
@@ -241,9 +246,9 @@ class ClusterService:
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
             try:
-                self._info = await self.sessions.model_info.remote()
+                self._info = await asyncio.wait_for(self._model_info(), TIER_ANSWER_S)
                 self._tier_answers = True
-            except (RayActorError, ActorUnavailableError):
+            except (RayActorError, ActorUnavailableError, TimeoutError):  # a call waits while no replica runs
                 self._tier_answers = False
             try:
                 await asyncio.to_thread(self.jobs.expire)
