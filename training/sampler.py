@@ -140,6 +140,8 @@ def training_windows(
         if spec.protocol == "paper":
             out.extend(w for r in ratios if (w := paper_window(seq, spec, r)) is not None)
             continue
+        # without jitter: one timeline per sequence and the same random draws as before jitter existed, so that
+        # earlier runs' windows are reproduced
         if spec.speed_jitter == 0:
             idx = timeline(seq, spec)
             span = _end_range(len(idx), spec)
