@@ -23,6 +23,8 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,16 +206,23 @@ def _finite_or_not_float(v: Any) -> bool:
     return not isinstance(v, float) or math.isfinite(v)
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to n (None or 0: left as they are) inside the block, restored after it."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainResult:
     """Train (or resume) a model as configured; returns the run folder and history."""
     cfg.validate()
-    threads = torch.get_num_threads()
-    if cfg.run.threads:
-        torch.set_num_threads(cfg.run.threads)
-    try:
+    with torch_threads(cfg.run.threads):  # run.threads applies to this run only
         return _train(cfg, resume)
-    finally:
-        torch.set_num_threads(threads)  # run.threads applies to this run only
 
 
 def _train(cfg: TrainConfig, resume: bool) -> TrainResult:

@@ -31,8 +31,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,7 @@ from training.evaluate import load_for_eval
 from training.features import SequenceFeatures, ensure_features
 from training.importers.utd_mhad import import_utd_mhad
 from training.sampler import resample_indices
-from training.train import train
+from training.train import torch_threads, train
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +104,6 @@ PUBLISHED_NOTE = (
     "papers' depth results. Each of these works reports depth-based results on UTD-MHAD; whether its protocol is "
     "this cross-subject split is to be checked together with its figure."
 )
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to n (None or 0: left as they are) inside the block, restored after it."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def bootstrap_interval(values: list[tuple[float, float]], seed: int = 0) -> tuple[float, float]:
