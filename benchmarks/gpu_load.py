@@ -1,29 +1,33 @@
-"""The service under load on one GPU: `python -m benchmarks.gpu_load --out DIR [--streams 50,100,200,300,400]`.
+"""The service under load on one GPU: `python -m benchmarks.gpu_load --out DIR [--streams 4,8,16] [--servers K]`.
 
 Runs r3d-serve on the GPU (PyTorch CUDA by default: the lent machines have a CPU-only onnxruntime; --backend
 onnxruntime uses the CUDA execution provider where onnxruntime-gpu is installed) and, for each stream count in turn,
 N synthetic 30-fps RGB-D streams against it (benchmarks.loadtest, the load generator split over several processes),
+split over --servers K server processes sharing the GPU (one Python process's GIL caps what one server feeds it),
 until a count misses the goal (p99 frame->prediction < 100 ms, no drops) or the time budget (default 9 minutes)
 would be exceeded. Writes DIR/gpu_load.json and DIR/gpu_load.md: the machine, the model, fp16 parity with fp32 when
 --fp16, and one table row per stream count; the headline is the most streams that met the goal.
 
 The server gets larger encoder batches and more decode threads than the CPU defaults (--encoder-max-batch,
 --decode-threads); every other setting is the service's default. A quick check anywhere:
-    python -m benchmarks.gpu_load --out /tmp/gl --device cpu --backend onnxruntime --streams 1 --seconds 3 --fps 15
+    python -m benchmarks.gpu_load --out /tmp/gl --device cpu --streams 1 --seconds 3 --fps 15
 --extra-path DIR appends DIR to sys.path after the installed packages (packages missing on the GPU machine).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 GOAL = "p99 frame->prediction < 100 ms, no drops"
@@ -45,8 +49,6 @@ def machine(device: str) -> dict[str, Any]:
 def fp16_parity(model: Path, device: str) -> dict[str, Any]:
     """Largest |fp16 - fp32| of the FrameEncoder's tokens and the Anticipator's segmentation logits on camera-like
     random inputs at the model's size, and whether the current action (argmax at the last frame) agrees."""
-    import numpy as np
-
     from export.backends import load_backend
 
     full = load_backend(model, "pytorch", device=device)
@@ -67,8 +69,6 @@ def fp16_parity(model: Path, device: str) -> dict[str, Any]:
 
 
 def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from benchmarks import loadtest
-
     os.environ["R3D_ENCODER_MAX_BATCH"] = str(args.encoder_max_batch)
     os.environ["R3D_DECODE_THREADS"] = str(args.decode_threads)
     rows: list[dict[str, Any]] = []
@@ -77,18 +77,52 @@ def sweep(args: argparse.Namespace) -> list[dict[str, Any]]:
         if time.monotonic() + args.seconds + STARTUP_ALLOWANCE_S > deadline:
             logger.warning("stopping before %d streams: the time budget (%g s) would be exceeded", n, args.budget_s)
             break
-        argv = ["--model", str(args.model), "--backend", args.backend, "--device", args.device, "--streams", str(n),
-                "--fps", str(args.fps), "--tick-hz", str(args.tick_hz), "--seconds", str(args.seconds),
-                "--send-size", args.send_size, "--client-processes", str(min(args.client_processes, n)),
-                "--work-dir", str(args.out / "work")]  # fmt: skip
-        ns = loadtest.build_parser().parse_args(argv + (["--fp16"] if args.fp16 else []))
-        logger.info("%d streams x %g fps for %g s", n, args.fps, args.seconds)
-        report = asyncio.run(loadtest.run(ns))
+        logger.info("%d streams x %g fps for %g s over %d server(s)", n, args.fps, args.seconds, args.servers)
+        report = streams_over_servers(args, n)
         rows.append(report)
         logger.info("%d streams: %s", n, report["verdict"])
         if not report["verdict"].startswith("goal met"):
             break
     return rows
+
+
+def streams_over_servers(args: argparse.Namespace, n: int) -> dict[str, Any]:
+    """n streams split over args.servers r3d-serve processes sharing the GPU: one loadtest each (its own server and
+    load generator), all started together; their send windows begin when each server is ready (within seconds of
+    each other, the servers starting in parallel)."""
+    shares = [len(part) for part in np.array_split(np.arange(n), args.servers) if len(part)]
+    work = args.out / "work" / f"streams-{n}"
+    work.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i, share in enumerate(shares):
+        argv = ["--model", str(args.model), "--backend", args.backend, "--device", args.device, "--streams", str(share),
+                "--fps", str(args.fps), "--tick-hz", str(args.tick_hz), "--seconds", str(args.seconds),
+                "--send-size", args.send_size, "--client-processes", str(max(1, min(args.client_processes, share))),
+                "--work-dir", str(work / f"server-{i}"), "--json", str(work / f"server-{i}.json")]  # fmt: skip
+        argv += ["--fp16"] if args.fp16 else []
+        with (work / f"server-{i}.log").open("wb") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "benchmarks.loadtest", *argv], stdout=log,
+                                          stderr=subprocess.STDOUT))  # fmt: skip
+    failed = [i for i, proc in enumerate(procs) if proc.wait() != 0]
+    if failed:
+        raise RuntimeError(f"loadtest failed for server(s) {failed}; see {work}/server-N.log")
+    return merge([json.loads((work / f"server-{i}.json").read_text()) for i in range(len(shares))])
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row for streams spread over several servers: counts and rates summed, latencies the worst server's,
+    batch sizes and times averaged; the goal is met only when every server met it."""
+    if len(reports) == 1:
+        return reports[0] | {"servers": 1}
+    total = {k: round(sum(r[k] for r in reports), 2) for k in ("streams", "frames_sent_per_s", "frames_used_per_s",
+             "predictions_per_s", "dropped", "unanswered", "server_cpu_cores", "loadgen_cpu_cores")}  # fmt: skip
+    mean = {k: round(float(np.mean([r[k] for r in reports])), 2) for k in ("encode_batch_mean", "encode_ms_per_batch",
+            "anticipate_batch_mean", "anticipate_ms_per_batch", "decode_ms_per_frame")}  # fmt: skip
+    worst = {q: max(r["latency_ms"][q] for r in reports) for q in ("p50", "p95", "p99", "max")}
+    missed = [f"server {i}: {r['verdict']}" for i, r in enumerate(reports) if not r["verdict"].startswith("goal met")]
+    verdict = "; ".join(missed) if missed else f"goal met on every server: worst p99 {worst['p99']} ms, no drops"
+    return {**reports[0], **total, **mean, "latency_ms": worst, "servers": len(reports),
+            "verdict": (f"goal missed ({missed[0]})" if missed else verdict), "per_server": reports}  # fmt: skip
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -107,22 +141,26 @@ def markdown(result: dict[str, Any]) -> str:
         f"**Most streams meeting the goal: {max(met) if met else 'none of those tried'}.**",
         "",
     ]  # fmt: skip
+    if result["servers"] > 1:
+        lines += [f"Streams split evenly over {result['servers']} r3d-serve processes on the one GPU; latencies are "
+                  "the worst server's percentiles, counts and rates the sums.", ""]  # fmt: skip
     if result.get("fp16_parity"):
         p = result["fp16_parity"]
         lines += [f"fp16 against fp32 on this GPU: tokens differ by at most {p['tokens_max_abs_diff']:.2e}, "
                   f"segmentation logits by {p['segment_logits_max_abs_diff']:.2e}; current action agrees: "
                   f"{p['current_action_agrees']}.", ""]  # fmt: skip
     lines += [
-        "| streams | frames used/s | dropped | p50 / p95 / p99 ms | encode batch / ms | anticipate batch / ms "
-        "| server CPU cores | verdict |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| streams | servers | frames used/s | dropped | p50 / p95 / p99 ms | encode batch / ms "
+        "| anticipate batch / ms | server CPU cores | verdict |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lat = r["latency_ms"]
         lines.append(
-            f"| {r['streams']} | {r['frames_used_per_s']} | {r['dropped']} | {lat['p50']} / {lat['p95']} / "
-            f"{lat['p99']} | {r['encode_batch_mean']} / {r['encode_ms_per_batch']} | {r['anticipate_batch_mean']} / "
-            f"{r['anticipate_ms_per_batch']} | {r['server_cpu_cores']} | {r['verdict']} |"
+            f"| {r['streams']} | {r['servers']} | {r['frames_used_per_s']} | {r['dropped']} | {lat['p50']} / "
+            f"{lat['p95']} / {lat['p99']} | {r['encode_batch_mean']} / {r['encode_ms_per_batch']} | "
+            f"{r['anticipate_batch_mean']} / {r['anticipate_ms_per_batch']} | {r['server_cpu_cores']} | "
+            f"{r['verdict']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -136,7 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="pytorch", choices=("pytorch", "onnxruntime", "tensorrt", "auto"))
     p.add_argument("--device", default="cuda")
     p.add_argument("--fp16", action="store_true", help="serve in half precision (parity with fp32 is reported)")
-    p.add_argument("--streams", default="50,100,200,300,400", help="stream counts to try in turn, comma-separated")
+    p.add_argument(
+        "--streams",
+        default="4,8,12,16,24,32,48,64,100,200",
+        help="total stream counts to try in turn, comma-separated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="r3d-serve processes sharing the GPU, the streams split evenly over them (default 1)",
+    )
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--tick-hz", type=float, default=5.0, help="predictions per second per stream")
     p.add_argument("--seconds", type=float, default=20.0, help="per stream count")
@@ -165,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.gpu_load " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": machine(args.device), "model": str(args.model), "backend": args.backend, "device": args.device,
         "fp16": args.fp16, "fps": args.fps, "tick_hz": args.tick_hz, "resolution": "640x480",
-        "send_size": args.send_size,
+        "send_size": args.send_size, "servers": args.servers,
     }  # fmt: skip
     if args.fp16:
         result["fp16_parity"] = fp16_parity(args.model, args.device)
