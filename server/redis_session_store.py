@@ -103,6 +103,13 @@ class RedisSessionStore(SessionStore):
             raise self._unavailable(exc) from exc
         return None if head is None else join_journal(head, log)
 
+    def epoch(self, session_id: str) -> int | None:
+        try:
+            stored = self.client.get(session_keys(session_id)[0])
+        except redis.RedisError as exc:
+            raise self._unavailable(exc) from exc
+        return None if stored is None else int(stored)
+
     def delete(self, session_id: str, epoch: int) -> bool:
         try:
             return bool(self._delete(keys=session_keys(session_id), args=[epoch, self.ttl_ms]))

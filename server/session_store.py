@@ -87,6 +87,10 @@ class SessionStore(ABC):
         """The session as snapshot bytes (``r3d-session-snapshot``), or None when the store has none."""
 
     @abstractmethod
+    def epoch(self, session_id: str) -> int | None:
+        """The owner epoch stored for the session (the last claim's), None when the store has none."""
+
+    @abstractmethod
     def delete(self, session_id: str, epoch: int) -> bool:
         """Forget a closed session and fence any other writer; False when ``epoch`` no longer owned it."""
 
@@ -170,6 +174,11 @@ class MemorySessionStore(SessionStore):
                 return None
             head, log = j.head, list(j.log or [])
         return join_journal(head, log)
+
+    def epoch(self, session_id: str) -> int | None:
+        with self._lock:
+            j = self._journals.get(session_id)
+            return j.epoch if j is not None else self._closed.get(session_id)
 
     def delete(self, session_id: str, epoch: int) -> bool:
         with self._lock:

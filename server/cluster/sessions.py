@@ -7,7 +7,9 @@ hashing of its id (Ray's ConsistentHashRouter), the FrameEncoder runs on its own
 and the Anticipator runs once per ``@serve.batch`` of ticks due on this replica.
 
 A call for a session this replica does not hold (a restarted replica, or a ring that changed) restores it from the
-session store before anything else, as a resume of a journaled session does in one process; sessions are journaled
+session store before anything else, as a resume of a journaled session does in one process; so does a call for a
+session whose copy here another replica claimed since (the ring moved it away, then back after that replica died);
+sessions are journaled
 by the registry every ``session_journal_frames`` encoded frames, so a killed replica loses fewer than that many.
 
 A reload (``reconfigure``: the deployment's ``user_config`` changed, server/cluster/service.py) switches the replica's
@@ -397,17 +399,15 @@ class SessionTier:
     # --- sessions held here --------------------------------------------------------------------------------------
 
     def _held(self, session_id: str) -> Session:
-        """The session, attached here; one this replica does not hold (its replica died, or the ring changed) is
+        """The session, attached here. One this replica does not hold (its replica died, or the ring changed) is
         restored from the session store and claimed, which fences the replica that had it (SessionNotFound if the
-        store has none). Restoring runs on the loop, as the local path's resume does."""
-        registry = self.registry
-        held = any(s.id == session_id for s in registry.all())
-        session = registry.get(session_id, restore=not held)
+        store has none); so is one held here that another replica claimed since (the ring moved it away and back:
+        the copy here is behind), which costs every call one read of the owner epoch. Restoring runs on the loop,
+        as the local path's resume does."""
+        session = self.registry.get(session_id, restore=True)
         if session.state is not SessionState.ATTACHED:  # restored, or detached by housekeeping: its connection lives
             session.transition(SessionState.ATTACHED)
             self._attach(session)
-        if not held:
-            logger.info("session %s taken over (%d tokens in its window)", session_id, len(session.processor.window))
         return session
 
     def _attach(self, session: Session) -> None:

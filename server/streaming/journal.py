@@ -10,7 +10,9 @@ default k = 1), plus the frames still queued for the encoder, which the client r
 
 Ownership: a session's first write claims it (a new owner epoch); a session restored here from the store is claimed
 at once (``claim``), which fences the process that had it. A write refused because another process claimed the
-session since (fenced) ends the session here (``on_fenced``): two processes never both journal one session.
+session since (fenced) ends the session here (``on_fenced``): two processes never both journal one session. Before
+a copy held here is used again after the session may have been claimed elsewhere (a resume, or a cluster replica
+that the ring hands the session back to), ``owns`` asks the store whether the epoch is still this process's.
 
 Outage: when the store cannot be reached the sessions keep streaming in memory; the journal logs one warning, sets
 ``r3d_session_store_up`` to 0 and stops writing from the inference worker; the runtime's housekeeping retries every
@@ -87,6 +89,23 @@ class SessionJournal:
             self._sessions[session.id] = (session, _Durability())
         with self._write_lock:
             self._write([session.id], frame_encoder_id, force=True)
+
+    def owns(self, session: Session) -> bool:
+        """Whether the store still names this process the session's owner: False when another process claimed it
+        since this one last wrote it (the copy here is stale) or a write was already fenced. True before the first
+        write (nothing claimed yet), during an outage (sessions stream in memory) and when the store lost it."""
+        with self._lock:
+            entry = self._sessions.get(session.id)
+        if entry is None:
+            return False
+        epoch = entry[1].epoch
+        if epoch is None or self._down_since is not None:
+            return True
+        try:
+            stored = self.store.epoch(session.id)
+        except StoreUnavailable:  # the next write starts the outage; the copy here is the best there is
+            return True
+        return stored is None or stored == epoch
 
     def forget(self, session: Session) -> None:
         """A closed session: removed from the store (a failure only logs: its keys expire on their own)."""

@@ -104,8 +104,12 @@ class SessionRegistry:
 
     def get(self, session_id: str, *, restore: bool = False, client: str | None = None) -> Session:
         """A session of this server; with ``restore`` (a client resuming it) also one that the session store keeps,
-        restored here and claimed. Reads never restore: a claim takes the session from the server that has it."""
+        restored here and claimed, and the store's in place of a copy here that another process claimed since.
+        Reads never restore: a claim takes the session from the server that has it."""
         session = self._sessions.get(session_id)
+        if session is not None and restore and not self.journal.owns(session):
+            self._drop_stale(session)
+            session = None
         if session is None and restore:
             session = self._restore_from_store(session_id, client)
         if session is None or session.closed:
@@ -138,6 +142,15 @@ class SessionRegistry:
         logger.info("session %s restored from the session store (%d tokens, last frame at %s s)", session_id,
                     len(session.processor.window), session.processor.last_ts)  # fmt: skip
         return session
+
+    def _drop_stale(self, session: Session) -> None:
+        """A copy held here that another process claimed since: it went on there (a resume on another server, or a
+        cluster ring that moved it away and back), so this copy's window is behind. Closed here without touching
+        the store (its stale epoch cannot delete the journal) before the store's is restored."""
+        logger.warning("session %s: another process took it over since this copy was last written; restoring it "
+                       "from the session store", session.id)  # fmt: skip
+        self.metrics.session_fenced()
+        self.close(session, "another server took this session over")
 
     def _taken_over(self, session: Session) -> None:
         """The journal was fenced: another process claimed the session (worker thread)."""

@@ -294,6 +294,49 @@ def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> N
     assert recovered_s < 120
 
 
+def routing_keys(cluster: Cluster, timeout_s: float = 120.0) -> dict[int, str]:
+    """Session replica pid -> a session id that the ring maps to it (probing ids), once the ring has two replicas
+    (an earlier test's kill leaves one until Serve's replacement joins)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        keys: dict[int, str] = {}
+        for key in (f"probe-{i}" for i in range(50)):
+            keys.setdefault(cluster.sessions.options(session_id=key).replica_state.remote().result().pid, key)
+        if len(keys) == 2:
+            return keys
+        time.sleep(1.0)
+    raise AssertionError(f"the ring did not map ids to two session replicas within {timeout_s:g} s")
+
+
+def test_cluster_session_moved_away_and_back_continues_from_the_store(cluster: Cluster) -> None:
+    """The ring moves a session to replica B (which restores and claims it) and back to A, which still holds its
+    copy: A must continue from what B journaled (as after two replica kills in a row), not from its stale copy."""
+    from server.protocol import parse_client_message
+
+    keys = routing_keys(cluster)
+    with open_ws(cluster.ws_url) as ws:
+        ws.send(hello())
+        welcome, _ = recv_until(ws, "welcome", timeout=120)
+        sid = welcome.session_id
+        stream(ws, range(5))
+        states = {
+            pid: cluster.sessions.options(session_id=key).replica_state.remote().result() for pid, key in keys.items()
+        }
+        holders = [pid for pid, state in states.items() if sid in state.sessions]
+        assert len(holders) == 1
+        other = next(key for pid, key in keys.items() if pid != holders[0])
+        # what B answers a call the ring sent it for this session: restored from Redis, claimed, frame 5 taken
+        on_b = cluster.sessions.options(session_id=other).frames.remote(
+            sid, "the connection B was handed", [parse_client_message(frame_msg(5))], []
+        ).result()  # fmt: skip
+        after = stream(ws, range(6, 9))  # the ring still maps the session to A
+        on_a = cluster.sessions.options(session_id=keys[holders[0]]).replica_state.remote().result()
+    assert [m.window.frames for m in on_b if m.type == "prediction"] == [6]
+    assert sid in on_a.sessions
+    assert [(p.frame_seq, p.window.frames) for p in after] == [(6, 7), (7, 8), (8, 9)]
+    assert after[-1].counters.accepted == 9
+
+
 def test_cluster_session_streams_through_a_redis_outage_and_is_journaled_after(cluster: Cluster) -> None:
     from server.redis_session_store import RedisSessionStore
 

@@ -147,6 +147,36 @@ def test_a_server_that_lost_its_session_to_another_is_fenced_and_ends_it(
     assert metric(scraped, "r3d_sessions_fenced_total") == 1
 
 
+def test_a_session_resumed_on_another_server_and_back_continues_from_the_store(
+    checkpoints: dict[str, Path], data_root: Path, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Server a still holds its copy (never written since b claimed the session): a resume back on a must get the
+    window b journaled, not a's, which is 3 frames behind (and would then be fenced at its first write)."""
+
+    def settings(name: str) -> Any:
+        return make_settings(checkpoints["base"], data_root, tmp_path / name, session_store=redis_server.url)
+
+    with BackgroundServer(create_app(settings("a")), settings("a")) as url_a:
+        ws_a = "ws" + url_a[4:] + "/v1/stream"
+        with open_ws(ws_a) as ws:
+            sid = start(ws, backpressure="block").session_id
+            _predictions(ws, range(6))
+        with BackgroundServer(create_app(settings("b")), settings("b")) as url_b:
+            with open_ws("ws" + url_b[4:] + "/v1/stream") as ws:
+                assert start(ws, session_id=sid, backpressure="block").resumed
+                _predictions(ws, range(6, 9))
+        assert httpx.get(f"{url_a}/v1/sessions/{sid}", headers=API_HEADERS).json()["window_frames"] == 6  # stale
+        with open_ws(ws_a) as ws:
+            welcome = start(ws, session_id=sid, backpressure="block")
+            after = _predictions(ws, range(9, 12))
+            ws.send(BYE)
+        scraped = httpx.get(f"{url_a}/metrics").text
+    assert welcome.resumed and welcome.window_frames == 9
+    assert [(p.frame_seq, p.window.frames) for p in after] == [(9, 10), (10, 11), (11, 12)]
+    assert after[-1].counters.accepted == 12  # a's own 6, b's 3 and these 3: every frame counted once
+    assert metric(scraped, "r3d_sessions_fenced_total") == 1 and metric(scraped, "r3d_sessions_restored_total") == 1
+
+
 def test_a_redis_outage_keeps_sessions_streaming_then_resyncs_them(
     checkpoints: dict[str, Path],
     data_root: Path,

@@ -81,6 +81,18 @@ def test_a_stale_owner_is_fenced_and_changes_nothing(store: SessionStore) -> Non
     assert store.write([write(sid, new, entries(4, 1)), write(sid, new, entries(4, 1), replace=True)]) == [FENCED] * 2
 
 
+def test_the_stored_epoch_is_the_last_claim_and_outlives_a_delete_bumped(store: SessionStore) -> None:
+    sid = f"s{time.monotonic_ns()}"
+    assert store.epoch(sid) is None
+    [old] = store.write([write(sid, None, entries(0, 1))])
+    assert store.epoch(sid) == old
+    [new] = store.write([write(sid, None, entries(0, 2))])
+    assert store.epoch(sid) == new == old + 1
+    assert store.write([write(sid, old, entries(2, 1))]) == [FENCED] and store.epoch(sid) == new
+    assert store.delete(sid, new)
+    assert store.epoch(sid) == new + 1  # a closed session's bumped epoch fences its last writers
+
+
 def test_a_journal_the_store_lost_is_reestablished_by_a_whole_window(store: SessionStore) -> None:
     sid = f"s{time.monotonic_ns()}"
     assert store.write([write(sid, 7, entries(0, 1))]) == [LOST]  # an append needs a journal to append to
