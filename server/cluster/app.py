@@ -22,7 +22,7 @@ from ray.serve.config import AutoscalingConfig, RequestRouterConfig
 
 from server.cluster.encoder import FrameEncoder, ModelChoice
 from server.cluster.ingress import Ingress
-from server.cluster.sessions import SessionTier
+from server.cluster.sessions import SessionTier, calls_per_replica
 from server.settings import Settings
 
 APP_NAME = "r3d"
@@ -111,7 +111,7 @@ def deployed_app(deployed: Deployed) -> Application:
     ingress = _versioned(serve.deployment(name="Ingress")(Ingress), deployed).options(
         num_replicas=options.ingress_replicas,
         ray_actor_options={"num_cpus": options.ingress_cpus},
-        max_ongoing_requests=options.session_replicas * _per_replica(settings),
+        max_ongoing_requests=options.session_replicas * calls_per_replica(settings),
     )
     return ingress.bind(deployed, session_tier(deployed))
 
@@ -125,19 +125,13 @@ def _versioned(deployment: Deployment, deployed: Deployed) -> Deployment:
     return deployment.options(version=deployed.generation, _internal=True)
 
 
-def _per_replica(settings: Settings) -> int:
-    """Calls a replica may run at once: a session has at most one call in flight (its connection waits for each
-    frame's answer), and strict affinity leaves a request nowhere else to go, so every session a replica may hold."""
-    return settings.max_sessions + 8
-
-
 def session_tier(deployed: Deployed) -> Application:
     """The session tier bound to its FrameEncoder deployment (the whole service but the ingress), both serving
     ``deployed.model`` (their user_config)."""
     settings, options = deployed.settings, deployed.options
     if problems := options.problems():
         raise ValueError("; ".join(problems))
-    per_replica = _per_replica(settings)
+    per_replica = calls_per_replica(settings)
     encoder = _versioned(serve.deployment(name="FrameEncoder")(FrameEncoder), deployed).options(
         ray_actor_options={"num_cpus": options.encoder_cpus, "num_gpus": options.encoder_gpus},
         autoscaling_config=AutoscalingConfig(

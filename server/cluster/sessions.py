@@ -133,6 +133,12 @@ class ModelGate:
                 self._changed.notify_all()
 
 
+def calls_per_replica(settings: Settings) -> int:
+    """Calls a replica may run at once: a session has at most one call in flight (its connection waits for each
+    frame's answer), and strict affinity leaves a request nowhere else to go, so every session a replica may hold."""
+    return settings.max_sessions + 8
+
+
 class SessionTier:
     """Serve deployment class (wrapped by server.cluster.app.build_app with its replica count and router)."""
 
@@ -154,7 +160,9 @@ class SessionTier:
         self._connections: dict[str, str] = {}  # session id -> the ingress connection that holds it
         self._housekeeping: asyncio.Task[None] | None = None
         self.stages = StageClock()  # the profile of the path: this tier's stages and its frames' FrameEncoder stages
-        configure_batch(self.anticipate, settings.anticipator_max_batch, settings.encoder_max_delay_ms / 1e3)
+        # a batch gathers the ticks of calls running at once: never more than the calls a replica runs
+        batch = min(settings.anticipator_max_batch, calls_per_replica(settings))
+        configure_batch(self.anticipate, batch, settings.encoder_max_delay_ms / 1e3)
 
     @property
     def registry(self) -> SessionRegistry:
