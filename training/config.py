@@ -43,6 +43,9 @@ class DataConfig:
     protocol: str = "streaming"  # "paper": prefix alpha, next 0.5 of the length; "streaming": W s window, H s horizon
     train_split: str = "train"
     val_split: str = "val"  # checkpoint selection split; evaluation uses the test split
+    # 0: the whole split; N: its first N sequences (a run sized down to a machine, e.g. training.report's)
+    max_train_sequences: int = 0
+    max_val_sequences: int = 0
     train_ratios: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.5])  # paper: observation ratios
     val_ratios: list[float] = field(default_factory=lambda: [0.2, 0.3])  # paper: ratios of the selection metric
     future_fraction: float = 0.5  # paper: predict the next future_fraction of the sequence length
@@ -186,6 +189,8 @@ class TrainConfig:
         for key in ("frame_step", "windows_per_sequence", "feature_batch_size"):
             need(getattr(d, key) >= 1, f"data.{key}", "an integer >= 1", getattr(d, key))
         need(0 <= d.speed_jitter < 0.5, "data.speed_jitter", "a share in [0, 0.5)", d.speed_jitter)
+        for key in ("max_train_sequences", "max_val_sequences"):
+            need(getattr(d, key) >= 0, f"data.{key}", "0 (the whole split) or a number of sequences", getattr(d, key))
         need(d.min_observed_s > 0, "data.min_observed_s", "a positive number of seconds", d.min_observed_s)
         need(d.val_stride_s > 0, "data.val_stride_s", "a positive number of seconds", d.val_stride_s)
         for key in ("image_size", "depth_size"):

@@ -13,9 +13,13 @@ next-action accuracy / MoC over the horizon / time-to-next-action error for the 
 also carry, on the same windows, the simple baselines (training.baselines), 95 % bootstrap intervals over test
 sequences, and R3D - other differences as paired bootstraps with a verdict ("not distinguishable" when the interval
 contains 0); a method's per-window hits are averaged over its seeds before pairing. Streaming runs are
-also evaluated under every RGB and depth degradation at severity 2 (training/robustness.py). R3D's first seed gets
-the effective-rank analysis and Figure-2-style spectra. All runs share one feature cache (computed once).
-Writes OUT/results.json, OUT/REPORT.md and OUT/rank_spectra.png.
+also evaluated under every RGB and depth degradation at severity 2 (training/robustness.py; --degradations and
+--severity choose). R3D's first seed gets the effective-rank analysis and Figure-2-style spectra. All runs share one
+feature cache (computed once). Writes OUT/results.json, OUT/REPORT.md and OUT/rank_spectra.png.
+
+Sizing to a machine: --protocols, --train-sequences / --val-sequences (the first N of each split; the test split is
+always whole, so the intervals keep their width), fewer epochs and --ablation-seeds; REPORT.md says what was cut.
+Run N shards at once (--shard I/N), one per core.
 """
 
 from __future__ import annotations
@@ -91,7 +95,6 @@ LABELS = {
     "rtf-no-value-positions": "R3D, decoder values without positions",
     "rtf-position-init-1": "R3D, positional table N(0, 1)",
 }
-SEVERITY = 2
 
 
 @dataclass(frozen=True)
@@ -106,12 +109,12 @@ class Run:
         return f"{self.protocol}-{self.variant}-s{self.seed}"
 
 
-def plan(seeds: list[int], ablation_seeds: list[int]) -> list[Run]:
+def plan(seeds: list[int], ablation_seeds: list[int], protocols: tuple[str, ...] = ("streaming", "paper")) -> list[Run]:
     runs = [Run(p, v, s, o) for p in ("streaming", "paper") for v, o in VARIANTS.items() for s in seeds]
     runs += [Run("paper", v, s, {"model.fusion": "rtf", **o}) for v, o in ABLATIONS.items() for s in ablation_seeds]
     runs += [Run("streaming", v, s, {"model.fusion": "rtf", **o}) for v, o in STREAMING_ABLATIONS.items()
              for s in ablation_seeds]  # fmt: skip
-    return runs
+    return [r for r in runs if r.protocol in protocols]
 
 
 def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
@@ -131,6 +134,8 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "run.progress": False,
         "run.threads": args.threads,
         "data.windows_per_sequence": args.windows_per_sequence,  # streaming windows per sequence and epoch
+        "data.max_train_sequences": args.train_sequences,  # 0: the whole split
+        "data.max_val_sequences": args.val_sequences,
         **run.overrides,
     }
     cfg = load_config(RECIPES[run.protocol], overrides)
@@ -152,8 +157,10 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     }
     if run.protocol == "streaming" and run.variant in VARIANTS:
         record["robustness"] = {
-            name: headline(evaluate_checkpoint(best, args.dataset, split="test", degradation=name, severity=SEVERITY))
-            for name in DEGRADATIONS
+            name: headline(
+                evaluate_checkpoint(best, args.dataset, split="test", degradation=name, severity=args.severity)
+            )
+            for name in args.degradations
         }
     write_json_atomic(done, finite_json(record))
     return record
@@ -325,9 +332,9 @@ def markdown(
             lines.append(f"| {LABELS[v]} | {len(s['seeds'])} | " + " | ".join(cells + flat) + " |")
         robust = {v: s["robustness"] for v, s in variants.items() if "robustness" in s}
         if robust:
-            lines += ["", f"### Robustness ({protocol}, severity {SEVERITY}, next-action accuracy %)", ""]
+            lines += ["", f"### Robustness ({protocol}, {meta['robustness']}, next-action accuracy %)", ""]
             lines += [degradation_table(), ""]
-            names = list(DEGRADATIONS)
+            names = [n for n in DEGRADATIONS if any(n in rob for rob in robust.values())]
             lines += ["| model | clean | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
             for v, rob in robust.items():
                 clean = _cell(variants[v]["headline"].get("next_action_acc"), 100.0)
@@ -357,13 +364,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth-size", type=int, nargs=2, default=[60, 80], metavar=("H", "W"), help="depth map size")
     p.add_argument("--windows-per-sequence", type=int, default=8, help="streaming training windows per sequence/epoch")
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (1 is fastest on a busy machine)")
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        choices=("streaming", "paper"),
+        default=["streaming", "paper"],
+        help="protocols to run (default: both)",
+    )
+    p.add_argument(
+        "--train-sequences",
+        type=int,
+        default=0,
+        help="train on the first N sequences of the train split (0, the default: all of it)",
+    )
+    p.add_argument(
+        "--val-sequences",
+        type=int,
+        default=0,
+        help="select checkpoints on the first N of the val split (0, the default: all of it)",
+    )
+    p.add_argument(
+        "--degradations",
+        nargs="*",
+        choices=list(DEGRADATIONS),
+        default=list(DEGRADATIONS),
+        help="degradations the streaming comparisons are evaluated under (default: all)",
+    )
+    p.add_argument("--severity", type=int, choices=(1, 2, 3), default=2, help="their severity (default: 2)")
     p.add_argument("--only", nargs="*", default=None, help="run only these run names (e.g. streaming-rtf-s1)")
     p.add_argument("--shard", default="0/1", help="I/N: this process trains every N-th run from I (run N at once)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     shard, shards = (int(x) for x in args.shard.split("/"))
-    runs = [r for r in plan(args.seeds, args.ablation_seeds) if args.only is None or r.name in args.only]
+    runs = [r for r in plan(args.seeds, args.ablation_seeds, tuple(args.protocols))
+            if args.only is None or r.name in args.only]  # fmt: skip
     started = time.perf_counter()
     for run in tqdm(runs[shard::shards], desc=f"report runs (shard {args.shard})", unit="run"):
         run_one(run, args)
@@ -383,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         "seeds": f"{args.seeds} (ablations: {args.ablation_seeds})",
         "runs": f"{len(records)} finished" + (f", {len(missing)} missing: {', '.join(missing)}" if missing else ""),
         "streaming windows per sequence and epoch": args.windows_per_sequence,
+        "sized to fit": f"protocols {' and '.join(args.protocols)}; train sequences "
+        f"{args.train_sequences or 'all'}, validation sequences {args.val_sequences or 'all'} (test: the whole split)",
+        "robustness": f"{', '.join(args.degradations) or 'none'} at severity {args.severity}",
         "training wall time (all runs, h)": round(sum(r["train_seconds"] for r in records) / 3600, 2),
         "this invocation's wall time (min)": round((time.perf_counter() - started) / 60, 1),
         "command": recorded_command("python -m training.report", sys.argv[1:] if argv is None else argv),

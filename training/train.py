@@ -235,7 +235,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         raise ConfigError(f"run.out: {out} already holds a run; expected a new folder, or pass --resume to continue it")
 
     dataset = Dataset(d.dataset)
-    train_ids, val_ids = dataset.split(d.train_split), dataset.split(d.val_split)
+    train_ids = dataset.split(d.train_split)[: d.max_train_sequences or None]
+    val_ids = dataset.split(d.val_split)[: d.max_val_sequences or None]
     if not train_ids:
         raise ValueError(f"{dataset.root}: split {d.train_split!r} is empty; expected training sequences")
     fps = dataset.fps / d.frame_step if d.protocol == "paper" else cfg.model.fps

@@ -24,6 +24,12 @@ def test_plan_covers_every_comparison_and_ablation_once() -> None:
     assert ratio.overrides == {"model.fusion": "rtf", "model.exchange_ratio": 0.3}
 
 
+def test_plan_keeps_only_the_protocols_asked_for() -> None:
+    runs = plan([1, 10, 13452], [1], ("streaming",))
+    assert {r.protocol for r in runs} == {"streaming"}
+    assert len(runs) == len(VARIANTS) * 3 + len(STREAMING_ABLATIONS)
+
+
 def _stat(mean: float, std: float = 0.0) -> dict[str, float]:
     return {"mean": mean, "std": std, "n": 3}
 

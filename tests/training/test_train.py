@@ -128,6 +128,24 @@ def test_paper_protocol_selects_by_validation_moc(tiny_dataset: Path, tmp_path: 
     assert meta["config"]["fps"] == 10.0  # paper protocol: the dataset's fps / frame_step
 
 
+def test_a_run_sized_down_trains_and_selects_on_the_first_sequences_of_its_splits(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from rgbd.dataset import Dataset
+
+    cfg = tiny_config(tiny_dataset, tmp_path / "s", **{"optim.epochs": 1, "optim.warmup_epochs": 0,
+                      "data.max_train_sequences": 2, "data.max_val_sequences": 1})  # fmt: skip
+    train(cfg)
+    used = json.loads((tmp_path / "s" / "provenance.json").read_text())["dataset"]
+    splits = Dataset(tiny_dataset)
+    assert len(splits.split("train")) > 2 and len(splits.split("val")) > 1  # the caps cut something
+    assert (used["train"], used["val"]) == (2, 1)
+    with pytest.raises(ConfigError, match="data.max_val_sequences"):
+        tiny_config(tiny_dataset, tmp_path / "bad", **{"data.max_val_sequences": -1})
+
+
 def test_cli_trains_from_a_recipe_with_overrides_then_resumes(tiny_dataset: Path, tmp_path: Path) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(
