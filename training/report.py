@@ -393,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--severity", type=int, choices=(1, 2, 3), default=2, help="their severity (default: 2)")
     p.add_argument("--only", nargs="*", default=None, help="run only these run names (e.g. streaming-rtf-s1)")
     p.add_argument("--shard", default="0/1", help="I/N: this process trains every N-th run from I (run N at once)")
+    p.add_argument("--report-only", action="store_true", help="write the report from the finished runs; train none")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -400,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [r for r in plan(args.seeds, args.ablation_seeds, tuple(args.protocols))
             if args.only is None or r.name in args.only]  # fmt: skip
     started = time.perf_counter()
-    for run in tqdm(runs[shard::shards], desc=f"report runs (shard {args.shard})", unit="run"):
+    for run in tqdm([] if args.report_only else runs[shard::shards], desc=f"report runs (shard {args.shard})",
+                    unit="run"):  # fmt: skip
         run_one(run, args)
     # the report covers every finished run; another shard may still be working on the rest
     finished = [args.out / "runs" / r.name / "eval.json" for r in runs]

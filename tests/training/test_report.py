@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from training.report import (
@@ -99,3 +102,20 @@ def test_paired_comparisons_refuse_runs_evaluated_on_other_windows() -> None:
     other["evaluation"]["windows"] = other["evaluation"]["windows"][:4]  # type: ignore[index]
     with pytest.raises(ValueError, match="evaluated on other windows"):
         paired_comparisons([_record("rtf", 1, [1, 1, 1, 1, 1, 0]), other])
+
+
+def test_report_only_trains_nothing_and_lists_every_run_as_missing(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    from tests.training.train_fixtures import shared_tiny_dataset
+    from training.report import main
+
+    dataset = shared_tiny_dataset(tmp_path_factory)
+    argv = ["--dataset", str(dataset), "--out", str(tmp_path), "--protocols", "streaming", "--seeds", "1",
+            "--train-sequences", "2", "--degradations", "rgb_dark", "--severity", "3", "--report-only"]  # fmt: skip
+    assert main(argv) == 0
+    assert not (tmp_path / "runs").exists()
+    meta = json.loads((tmp_path / "results.json").read_text())["meta"]
+    assert meta["runs"].startswith(f"0 finished, {len(VARIANTS) + len(STREAMING_ABLATIONS)} missing")
+    assert meta["sized to fit"].startswith("protocols streaming; train sequences 2, validation sequences all")
+    assert meta["robustness"] == "rgb_dark at severity 3"
