@@ -11,7 +11,7 @@ the bin's share of predictions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class LogitSets:
     current_labels: torch.Tensor  # (N,)
     action_logits: torch.Tensor  # (M, K + 1)
     action_labels: torch.Tensor  # (M,)
+    current_seqs: list[str] = field(default_factory=list)  # (N,) the sequence of each row: intervals resample them
+    action_seqs: list[str] = field(default_factory=list)  # (M,)
 
 
 def collect_logits(
@@ -42,7 +44,7 @@ def collect_logits(
 ) -> LogitSets:
     """Run the model over windows; the logits are multiplied back by the model's temperatures (i.e. raw)."""
     t_seg, t_act = model.cfg.segment_temperature, model.cfg.action_temperature
-    cur, cur_y, act, act_y = [], [], [], []
+    cur, cur_y, act, act_y, cur_s, act_s = [], [], [], [], [], []
     for ws, out, batch in iterate_outputs(model, data, windows, spec, **kw):
         last = batch["valid"].sum(dim=1) - 1  # (B,)
         rows = torch.arange(len(ws))
@@ -50,15 +52,19 @@ def collect_logits(
         keep = labels >= 0
         cur.append(out.segment_logits[rows, last][keep] * t_seg)
         cur_y.append(labels[keep])
+        cur_s += [w.seq for w, k in zip(ws, keep.tolist(), strict=True) if k]
         slots = batch["actions"] >= 0  # (B, Q)
         act.append(out.action_logits[slots] * t_act)
         act_y.append(batch["actions"][slots])
+        act_s += [w.seq for w, n in zip(ws, slots.sum(dim=1).tolist(), strict=True) for _ in range(n)]
     k = model.cfg.n_classes
     return LogitSets(
         torch.cat(cur) if cur else torch.zeros(0, k),
         torch.cat(cur_y) if cur_y else torch.zeros(0, dtype=torch.long),
         torch.cat(act) if act else torch.zeros(0, k + 1),
         torch.cat(act_y) if act_y else torch.zeros(0, dtype=torch.long),
+        cur_s,
+        act_s,
     )
 
 
@@ -91,6 +97,31 @@ def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins:
         if inside.any():
             ece += float(inside.double().mean() * (correct[inside].mean() - conf[inside].mean()).abs())
     return ece
+
+
+def ece_interval(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    seqs: list[str],
+    bins: int = ECE_BINS,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[float]:
+    """95 % interval of the ECE, resampling whole sequences (as training.baselines' intervals do): per sequence and
+    confidence bin the count, correct and summed confidence, so each resample is a sum of those."""
+    if len(labels) == 0:
+        return [float("nan"), float("nan")]
+    probs = logits.double().softmax(-1)
+    conf, pred = probs.max(-1)
+    correct = (pred == labels).double().numpy()
+    which = np.clip(np.ceil(conf.numpy() * bins).astype(int) - 1, 0, bins - 1)  # (lo, hi] bins, as above
+    names, row = np.unique(np.asarray(seqs), return_inverse=True)
+    stats = np.zeros((len(names), bins, 3))
+    np.add.at(stats, (row, which), np.stack([np.ones_like(correct), correct, conf.numpy()], axis=1))
+    picks = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
+    total = stats[picks].sum(axis=1)  # (resamples, bins, 3)
+    eces = np.abs(total[..., 1] - total[..., 2]).sum(axis=1) / np.maximum(total[..., 0].sum(axis=1), 1.0)
+    return [float(np.percentile(eces, 2.5)), float(np.percentile(eces, 97.5))]
 
 
 def calibration_figures(sets: LogitSets, t_current: float, t_action: float) -> dict[str, float]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rgbd.dataset import Dataset
-from training.calibration import calibration_figures, collect_logits
+from training.calibration import calibration_figures, collect_logits, ece_interval
 from training.evaluate import evaluate_checkpoint, evaluation_split, load_for_eval, protocol_spec, resolve_device
 from training.features import ensure_features
 from training.rank_analysis import dead_channels
@@ -76,7 +76,12 @@ def contract_summary(
     dead = dead_channels(model, data)
     spec = protocol_spec(cfg, model.cfg)
     sets = collect_logits(model, data, evaluation_windows(data, spec), spec, batch_size=batch_size)
-    ece = calibration_figures(sets, model.cfg.segment_temperature, model.cfg.action_temperature)
+    t_current, t_action = model.cfg.segment_temperature, model.cfg.action_temperature
+    ece = calibration_figures(sets, t_current, t_action)
+    ece_ci95 = {
+        "current_after": ece_interval(sets.current_logits / t_current, sets.current_labels, sets.current_seqs),
+        "action_after": ece_interval(sets.action_logits / t_action, sets.action_labels, sets.action_seqs),
+    }
     base = s["baselines"]
     summary: dict[str, Any] = {
         "test_sequences": int(s["sequences"]),
@@ -98,6 +103,7 @@ def contract_summary(
         "baseline_predicted_follower": base["predicted_follower"],
         "current_action_acc_ci95": s["ci95"]["current_action_acc"],
         "dark_s3_next_action_acc_ci95": dark["streaming"]["ci95"]["next_action_acc"],
-        "temperatures": {"current": model.cfg.segment_temperature, "action": model.cfg.action_temperature},
+        "temperatures": {"current": t_current, "action": t_action},
         "calibration": ece,
+        "calibration_ci95": ece_ci95,  # bootstrap over test sequences
     }

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.baselines import FollowerTables, WindowFacts, bootstrap_ci, paired_difference, window_facts
-from training.calibration import expected_calibration_error, fit_temperature
+from training.calibration import ece_interval, expected_calibration_error, fit_temperature
 from training.features import SequenceFeatures
 from training.sampler import Window
 
@@ -74,6 +74,19 @@ def test_ece_is_zero_when_confidence_matches_accuracy_and_the_gap_otherwise() ->
     labels = torch.tensor([0] * 8 + [1] * 2)
     assert expected_calibration_error(logits, labels) == pytest.approx(0.0, abs=1e-9)
     assert expected_calibration_error(logits, torch.tensor([0] * 5 + [1] * 5)) == pytest.approx(0.3)
+
+
+def test_ece_interval_resamples_sequences_and_holds_the_ece_of_the_whole_sample() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(600, 5, generator=g) * 2
+    labels = torch.multinomial(logits.softmax(-1), 1, generator=g).squeeze(1)
+    seqs = [f"s{i // 6}" for i in range(600)]  # 100 sequences of 6 windows
+    lo, hi = ece_interval(logits * 3.0, labels, seqs)
+    assert lo < expected_calibration_error(logits * 3.0, labels) < hi
+    calibrated = ece_interval(logits, labels, seqs)
+    assert calibrated[1] < lo  # overconfidence by 3x is told apart from calibration over 100 sequences
+    one = ece_interval(logits[:6], labels[:6], seqs[:6])  # one sequence: every resample is the sample itself
+    assert one[0] == pytest.approx(one[1]) == pytest.approx(expected_calibration_error(logits[:6], labels[:6]))
 
 
 def test_fit_temperature_recovers_the_overconfidence_factor() -> None:

@@ -109,5 +109,7 @@ def test_r3d_eval_summary_writes_the_contract_at_the_top_level(
     assert summary["dead_depth_channels"] == 0  # the conv encoder has no unit dead by construction
     assert summary["next_action_acc"] == report["results"][0]["clean"]["streaming"]["next_action_acc"]
     assert 0 <= summary["ece_after"] <= 1 and 0 <= summary["dark_s3_next_action_acc"] <= 1
+    for name, (lo, hi) in summary["calibration_ci95"].items():
+        assert lo <= summary["calibration"][f"ece_{name}"] <= hi, name
     markdown = (tmp_path / "results.md").read_text()
     assert "| oracle_follower |" in markdown and "| dead_depth_channels | 0 |" in markdown
