@@ -31,6 +31,7 @@ def test_plan_keeps_only_the_protocols_asked_for() -> None:
     runs = plan([1, 10, 13452], [1], ("streaming",))
     assert {r.protocol for r in runs} == {"streaming"}
     assert len(runs) == len(VARIANTS) * 3 + len(STREAMING_ABLATIONS)
+    assert [r.variant for r in runs[: len(VARIANTS)]] == list(VARIANTS)  # every method's first seed comes first
 
 
 def _stat(mean: float, std: float = 0.0) -> dict[str, float]:
