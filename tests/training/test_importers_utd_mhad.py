@@ -115,6 +115,27 @@ def test_cross_subject_split_tests_the_even_subjects_and_validates_on_train_subj
     assert splits["protocol"] == "cross-subject" and splits["train_subjects"] == [1, 3, 5, 7]
 
 
+def test_whole_subject_validation_holds_out_every_clip_of_the_named_training_subjects(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    ids = {s: [write_clip(raw, a, s, t, 2, modalities="d") for a in (1, 2) for t in (1, 2)] for s in range(1, 9)}
+    args = parser().parse_args(["import", "utd-mhad", str(raw), str(tmp_path / "out"), "--val-subjects", "7",
+                                "--no-progress"])  # fmt: skip
+    assert args.func(args) == 0  # --val-fraction defaults to 0 with --val-subjects
+    ds = Dataset(tmp_path / "out")
+    assert sorted(ds.split("val")) == sorted(ids[7])
+    assert sorted(ds.split("train")) == sorted(i for s in (1, 3, 5) for i in ids[s])
+    assert sorted(ds.split("test")) == sorted(i for s in (2, 4, 6, 8) for i in ids[s])
+    splits = json.loads((tmp_path / "out" / "splits.json").read_text())
+    assert splits["val_subjects"] == [7] and splits["val_fraction"] == 0
+    import_utd_mhad(raw, tmp_path / "all", progress=False, val_fraction=0)  # the final recipe: every clip trains
+    assert Dataset(tmp_path / "all").split("val") == [] and len(Dataset(tmp_path / "all").split("train")) == 16
+    with pytest.raises(ValueError, match="either a validation fraction or validation subjects"):
+        import_utd_mhad(raw, tmp_path / "both", progress=False, val_fraction=0.25, val_subjects=frozenset({7}))
+    with pytest.raises(ValueError, match=r"validation subjects \[2\] must be training subjects"):
+        import_utd_mhad(raw, tmp_path / "even", progress=False, val_fraction=0, val_subjects=frozenset({2}))
+    assert not (tmp_path / "both").exists() and not (tmp_path / "even").exists()  # refused before writing
+
+
 def test_cli_imports_from_a_data_folder_and_inspect_shows_subjects_and_modalities(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

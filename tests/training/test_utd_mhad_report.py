@@ -12,7 +12,7 @@ import pytest
 
 from tests.training.test_importers_utd_mhad import write_clip
 from tests.training.train_fixtures import one_thread
-from training.utd_mhad_report import CLIP_RULE, CLIP_RULES, bootstrap_interval, main, paired_against
+from training.utd_mhad_report import CLIP_RULE, CLIP_RULES, bootstrap_interval, chosen_run, main, paired_against
 
 
 def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() -> None:
@@ -128,3 +128,41 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
         conv["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
     )
     assert "Paired difference" in (conv_out / "REPORT.md").read_text()
+
+
+def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_clip(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    for subject in range(1, 9):
+        for action in (1, 2):
+            for trial in (1, 2):
+                write_clip(raw, action, subject, trial, 8, modalities="d")
+    val_work, out = tmp_path / "work-val", tmp_path / "report"
+    common = ["--raw", str(raw), "--out", str(out), "--epochs", "2", "--no-progress"]
+    with one_thread():
+        assert main([*common, "--work", str(val_work), "--val-subjects", "7", "--validate-only"]) == 0
+    cached = json.loads((val_work / "evaluation.json").read_text())
+    assert "evaluation" not in cached and not out.exists()  # the test subjects stay unseen while choosing
+    assert cached["validation"]["test_clips"] == 4  # subject 7: 2 actions x 2 trials
+    with pytest.raises(SystemExit, match="validation fraction 0 and validation subjects \\[7\\]"):
+        main([*common, "--work", str(val_work)])  # the work folder's split is not the one asked for
+    work = tmp_path / "work"
+    argv = [*common, "--work", str(work), "--val-fraction", "0", "--validation-runs", str(val_work)]
+    with one_thread():
+        assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["split_sizes"] == {"train": 16, "val": 0, "test": 16} and results["validation"] is None
+    (choice,) = results["recipe_choice"]
+    assert choice["val_subjects"] == [7] and choice["train_clips"] == 12 and choice["epochs"] == 2
+    assert choice["clip_accuracy"] == cached["validation"]["clip_accuracy"]
+    report = (out / "REPORT.md").read_text()
+    assert "## Recipe choice on whole-subject validation" in report and "no validation split" in report
+    assert "Choice (chosen_run" in report and "2 epochs, as this report's model does" in report
+
+
+def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewer_epochs() -> None:
+    def run(epochs: int, clip: float, frame: float) -> dict[str, object]:
+        return {"epochs": epochs, "clip_accuracy": {"value": clip}, "frame_accuracy": {"value": frame}}
+
+    assert chosen_run([run(12, 0.80, 0.6), run(15, 0.82, 0.5)])["epochs"] == 15
+    assert chosen_run([run(12, 0.80, 0.6), run(15, 0.80, 0.7)])["epochs"] == 15
+    assert chosen_run([run(15, 0.80, 0.6), run(12, 0.80, 0.6)])["epochs"] == 12

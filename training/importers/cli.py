@@ -139,7 +139,8 @@ def run_utd_mhad(args: argparse.Namespace) -> int:
             Path(args.root),
             Path(args.out),
             train_subjects=frozenset(args.train_subjects),
-            val_fraction=args.val_fraction,
+            val_fraction=utd_mhad.resolve_val_fraction(args.val_fraction, args.val_subjects),
+            val_subjects=frozenset(args.val_subjects),
             seed=args.seed,
             progress=not args.no_progress,
         )
@@ -225,7 +226,18 @@ def register(subparsers: Any) -> None:
         "cross-subject protocol)",
     )
     p.add_argument(
-        "--val-fraction", type=float, default=0.15, help="share of each action's training clips held out (0.15)"
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="share of each action's training clips held out for validation (default 0.15; 0 without "
+        "--val-subjects: all training clips train)",
+    )
+    p.add_argument(
+        "--val-subjects",
+        type=parse_int_set,
+        default=set(),
+        help="training subjects held out whole for validation instead (e.g. 7: train on 1,3,5, validate on people "
+        "the model has not seen)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the validation draw (default: 0)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -19,7 +19,9 @@ unreadable or inconsistent skeleton (frame count differing from depth) or inerti
 imported.
 
 Split (--train-subjects, default the standard cross-subject protocol): subjects 1, 3, 5, 7 train, the others
-test; validation is a seeded --val-fraction of each action's training clips.
+test; validation is a seeded --val-fraction of each action's training clips, or (--val-subjects) whole training
+subjects held out, so that a recipe is chosen on people the model has not seen, as the test subjects are
+(--val-fraction 0 and no --val-subjects: every training subject's clip trains and nothing validates).
 """
 
 from __future__ import annotations
@@ -79,8 +81,17 @@ DEPTH_SHAPE = (240, 320)
 SKELETON_JOINTS = 20
 INERTIAL_CHANNELS = 6
 CROSS_SUBJECT_TRAIN = frozenset({1, 3, 5, 7})
+VAL_FRACTION = 0.15  # the default share of each action's training clips that validates
+
 FILE_RE = re.compile(r"^a(\d+)_s(\d+)_t(\d+)_(depth|skeleton|inertial)\.mat$", re.IGNORECASE)
 MODALITIES = {"depth": ("Depth", "d_depth"), "skeleton": ("Skeleton", "d_skel"), "inertial": ("Inertial", "d_iner")}
+
+
+def resolve_val_fraction(val_fraction: float | None, val_subjects: set[int] | frozenset[int]) -> float:
+    """The validation fraction a command meant: as given, else 0 with whole-subject validation, else VAL_FRACTION."""
+    if val_fraction is not None:
+        return val_fraction
+    return 0.0 if val_subjects else VAL_FRACTION
 
 
 @dataclass(frozen=True)
@@ -193,15 +204,34 @@ def _frames(depth: np.ndarray, label: str) -> Iterator[Frame]:
 
 
 def cross_subject_splits(
-    clips: list[Clip], train_subjects: frozenset[int], val_fraction: float, seed: int
+    clips: list[Clip],
+    train_subjects: frozenset[int],
+    val_fraction: float,
+    seed: int,
+    val_subjects: frozenset[int] = frozenset(),
 ) -> dict[str, list[str]]:
-    """Train subjects' clips -> train/val (a seeded share of each action's clips), the other subjects' -> test."""
+    """Train subjects' clips -> train/val, the other subjects' -> test. Validation is either a seeded share of each
+    action's training clips (val_fraction) or every clip of the training subjects in val_subjects (whole-subject
+    validation; val_fraction must then be 0)."""
     if not 0 <= val_fraction < 1:
         raise ValueError(f"expected a validation fraction in [0, 1), got {val_fraction!r}")
+    if not val_subjects <= train_subjects:
+        raise ValueError(
+            f"validation subjects {sorted(val_subjects)} must be training subjects ({sorted(train_subjects)})"
+        )
+    if val_subjects and val_fraction > 0:
+        raise ValueError(
+            f"expected either a validation fraction or validation subjects, got both ({val_fraction!r} and "
+            f"{sorted(val_subjects)})"
+        )
+    if val_subjects == train_subjects:
+        raise ValueError(f"validation subjects {sorted(val_subjects)} would leave no training subject")
     out: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     by_action: dict[int, list[str]] = {}
     for clip in clips:
-        if clip.subject in train_subjects:
+        if clip.subject in val_subjects:
+            out["val"].append(clip.id)
+        elif clip.subject in train_subjects:
             by_action.setdefault(clip.action, []).append(clip.id)
         else:
             out["test"].append(clip.id)
@@ -219,12 +249,14 @@ def import_utd_mhad(
     out: Path,
     *,
     train_subjects: frozenset[int] = CROSS_SUBJECT_TRAIN,
-    val_fraction: float = 0.15,
+    val_fraction: float = VAL_FRACTION,
+    val_subjects: frozenset[int] = frozenset(),
     seed: int = 0,
     progress: bool = True,
 ) -> ImportReport:
-    """Import UTD-MHAD from `root` into a new depth-only dataset at `out`, split by subject."""
+    """Import UTD-MHAD from `root` into a new depth-only dataset at `out`, split by subject (cross_subject_splits)."""
     root, out = Path(root), Path(out)
+    cross_subject_splits([], train_subjects, val_fraction, seed, val_subjects)  # a bad split is refused before reading
     if _modality_dir(root, "Depth") is None:
         raise FileNotFoundError(f"{root} has no Depth/ folder (nor data/Depth/): expected UTD-MHAD's layout (--help)")
     common.prepare_output(out)
@@ -276,7 +308,7 @@ def import_utd_mhad(
         )
         report.wrote_sequence(meta.num_frames)
         written.append(clip)
-    splits = cross_subject_splits(written, train_subjects, val_fraction, seed)
+    splits = cross_subject_splits(written, train_subjects, val_fraction, seed, val_subjects)
     total = max(1, len(written))
     shares = (len(splits["train"]) / total, len(splits["val"]) / total, len(splits["test"]) / total)
     common.save_splits(
@@ -288,6 +320,7 @@ def import_utd_mhad(
         protocol="cross-subject",
         train_subjects=sorted(train_subjects),
         val_fraction=val_fraction,
+        val_subjects=sorted(val_subjects),
     )
     common.finish(writer, report, modalities=["depth"])
     return report
