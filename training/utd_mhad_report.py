@@ -94,16 +94,23 @@ PUBLISHED: list[dict[str, Any]] = [
         "source": "Z. Ahmad, N. Khan, Towards Improved Human Action Recognition Using Convolutional Neural Networks "
         "and Multimodal Fusion of Depth and Inertial Sensor Data, arXiv:2008.09747 (2020)",
     },
+    {
+        "method": "class-specific CNN and DTW features on raw depth maps, soft-voting ensemble",
+        "input": "depth",
+        "accuracy": None,
+        "source": "J. Trelinski, B. Kwolek, CNN-based and DTW features for human activity recognition on depth maps, "
+        "Neural Computing and Applications (2021), doi:10.1007/s00521-021-06097-1",
+    },
 ]
 PUBLISHED_NOTE = (
     "The published figures are left blank on purpose: a figure is entered in training/utd_mhad_report.py "
     "(PUBLISHED) only once read in the cited paper, and none of these papers' result tables was found in the "
-    "stored copies of public material the sessions can search. Two searches were made: the first reached the "
-    "abstracts only; the second (public repositories' READMEs, reports and LaTeX sources by exact phrase, "
-    "repositories named after the dataset or its methods, stored copies of the papers' arXiv, publisher and mirror "
-    "pages) found the abstracts again, which state no UTD-MHAD figure, and project reports that quote none of these "
-    "papers' depth results. Each of these works reports depth-based results on UTD-MHAD; whether its protocol is "
-    "this cross-subject split is to be checked together with its figure."
+    "stored copies of public material the sessions can search. Three searches were made. The stored web copies "
+    "(arXiv renderings, publisher and mirror pages, the dataset's own page at utdallas.edu) answer with their "
+    "opening text, the abstract, and no abstract states a UTD-MHAD depth figure; public repositories (the authors' "
+    "code for depth-map methods on UTD-MHAD, project reports, READMEs and LaTeX sources searched by exact phrase) "
+    "quote none of these papers' depth results. Each abstract says its paper reports results on UTD-MHAD from depth "
+    "data; whether its protocol is this cross-subject split is to be checked together with its figure."
 )
 
 
