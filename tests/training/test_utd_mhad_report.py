@@ -58,7 +58,8 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
             for trial in (1, 2):
                 write_clip(raw, action, subject, trial, 8, modalities="d")
     out, work = tmp_path / "report", tmp_path / "work"
-    argv = ["--raw", str(raw), "--work", str(work), "--out", str(out), "--epochs", "2", "--no-progress"]
+    argv = ["--raw", str(raw), "--work", str(work), "--out", str(out), "--epochs", "2", "--no-progress",
+            "--val-fraction", "0.25"]  # fmt: skip
     with one_thread():
         assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
@@ -112,7 +113,7 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     for item in ("dataset.json", "splits.json", "sequences"):
         (conv_work / "dataset" / item).symlink_to(work / "dataset" / item)
     argv = ["--work", str(conv_work), "--out", str(conv_out), "--epochs", "2", "--no-progress",
-            "--set", "model.depth_input=minmax", "--set", "model.person_mask=none",
+            "--val-fraction", "0.25", "--set", "model.depth_input=minmax", "--set", "model.person_mask=none",
             "--set", "model.depth_encoder=conv", "--set", "optim.depth_scale_jitter=0",
             "--set", "optim.depth_shift_jitter=0", "--compare-with", str(work)]  # fmt: skip
     with one_thread():
@@ -144,9 +145,9 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
     assert "evaluation" not in cached and not out.exists()  # the test subjects stay unseen while choosing
     assert cached["validation"]["test_clips"] == 4  # subject 7: 2 actions x 2 trials
     with pytest.raises(SystemExit, match="validation fraction 0 and validation subjects \\[7\\]"):
-        main([*common, "--work", str(val_work)])  # the work folder's split is not the one asked for
+        main([*common, "--work", str(val_work), "--val-fraction", "0.25"])  # not the split the folder was made with
     work = tmp_path / "work"
-    argv = [*common, "--work", str(work), "--val-fraction", "0", "--validation-runs", str(val_work)]
+    argv = [*common, "--work", str(work), "--validation-runs", str(val_work)]  # default: every training clip trains
     with one_thread():
         assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
