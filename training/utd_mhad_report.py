@@ -330,7 +330,7 @@ def render_recipe_choice(runs: list[dict[str, Any]], epochs: int) -> list[str]:
     lines += [
         "",
         f"Choice (chosen_run in training/utd_mhad_report.py: the highest validation clip accuracy, then frame "
-        f"accuracy, then the fewer epochs): {chosen['epochs']} epochs, {verdict}.",
+        f"accuracy, then the fewer epochs): {chosen['epochs']} epoch{'s' * (chosen['epochs'] != 1)}, {verdict}.",
         "",
     ]
     return lines
