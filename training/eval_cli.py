@@ -86,7 +86,7 @@ def aggregate(results: list[Any]) -> Any:
     first = results[0]
     if isinstance(first, dict):
         keys = [k for k in first if all(isinstance(r, dict) and k in r for r in results)]
-        return {k: agg for k in keys if (agg := aggregate([r[k] for r in results])) is not None}
+        return {k: agg for k in keys if (agg := aggregate([r[k] for r in results])) not in (None, {})}
     if all(isinstance(r, int | float) and not isinstance(r, bool) for r in results):
         values = np.array(results, dtype=np.float64)
         finite = values[np.isfinite(values)]
