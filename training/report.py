@@ -334,8 +334,8 @@ def markdown(
         robust = {v: s["robustness"] for v, s in variants.items() if "robustness" in s}
         if robust:
             lines += ["", f"### Robustness ({protocol}, {meta['robustness']}, next-action accuracy %)", ""]
-            lines += [degradation_table(), ""]
             names = [n for n in DEGRADATIONS if any(n in rob for rob in robust.values())]
+            lines += [degradation_table(names), ""]
             lines += ["| model | clean | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
             for v, rob in robust.items():
                 clean = _cell(variants[v]["headline"].get("next_action_acc"), 100.0)
@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": f"{recorded_path(dataset.root)} ({len(dataset.sequence_ids)} sequences: "
         + ", ".join(f"{s} {len(dataset.split(s))}" for s in ("train", "val", "test"))
         + f"; {dataset.fps:g} fps)",
-        "epochs": f"streaming {args.streaming_epochs}, paper {args.paper_epochs}",
+        "epochs": ", ".join(f"{p} {getattr(args, f'{p}_epochs')}" for p in args.protocols),
         "seeds": f"{args.seeds} (ablations: {args.ablation_seeds})",
         "runs": f"{len(records)} finished" + (f", {len(missing)} missing: {', '.join(missing)}" if missing else ""),
         "streaming windows per sequence and epoch": args.windows_per_sequence,

@@ -16,7 +16,7 @@ Random parts are seeded by (sequence id, frame index, name, severity): a degrade
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -119,10 +119,10 @@ def degrade_frame(
     return rgb, _DEPTH[name](depth, level, depth_scale, rng)
 
 
-def degradation_table() -> str:
-    """The table of degradations as Markdown (for reports)."""
+def degradation_table(names: Iterable[str] | None = None) -> str:
+    """The table of degradations (these, default all) as Markdown (for reports)."""
     lines = ["| name | modality | effect | unit | severity 1 | 2 | 3 |", "|---|---|---|---|---|---|---|"]
-    for d in DEGRADATIONS.values():
+    for d in (DEGRADATIONS[n] for n in (DEGRADATIONS if names is None else names)):
         lines.append(
             f"| {d.name} | {d.modality} | {d.description} | {d.unit} | " + " | ".join(map(str, d.levels)) + " |"
         )

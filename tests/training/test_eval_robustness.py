@@ -15,6 +15,8 @@ def test_every_degradation_has_three_increasing_or_decreasing_levels() -> None:
         assert len(d.levels) == len(SEVERITIES) and d.modality in ("rgb", "depth")
         assert list(d.levels) in (sorted(d.levels), sorted(d.levels, reverse=True))
     assert degradation_table().count("\n") == len(DEGRADATIONS) + 1
+    assert degradation_table(["rgb_dark"]).splitlines()[2].startswith("| rgb_dark |")
+    assert degradation_table(["rgb_dark"]).count("\n") == 2
 
 
 @pytest.mark.parametrize("name", sorted(DEGRADATIONS))

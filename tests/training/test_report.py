@@ -120,3 +120,4 @@ def test_report_only_trains_nothing_and_lists_every_run_as_missing(
     assert meta["runs"].startswith(f"0 finished, {len(VARIANTS) + len(STREAMING_ABLATIONS)} missing")
     assert meta["sized to fit"].startswith("protocols streaming; train sequences 2, validation sequences all")
     assert meta["robustness"] == "rgb_dark at severity 3"
+    assert meta["epochs"] == "streaming 12"  # the protocols run, not the others
