@@ -284,6 +284,13 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def training_of(work: Path) -> str:
+    """How a finished work folder's model was trained: its epochs and training clips (the checkpoint does not say)."""
+    epochs = json.loads((work / "run" / "summary.json").read_text())["epochs"]
+    train_clips = len(json.loads((work / "dataset" / "splits.json").read_text())["train"])
+    return f"{epochs} epochs on {train_clips} training clips"
+
+
 def validation_run(work: Path) -> dict[str, Any]:
     """One finished --validate-only run (WORK): its recipe's epochs and training split beside its validation scores."""
     validation = json.loads((work / "evaluation.json").read_text()).get("validation")
@@ -340,7 +347,7 @@ def render_recipe_choice(runs: list[dict[str, Any]], epochs: int) -> list[str]:
 
 
 def render_comparison(
-    comparison: dict[str, Any], ev: dict[str, Any], summary: str, timings: dict[str, float | None]
+    comparison: dict[str, Any], ev: dict[str, Any], summary: str, this_training: str, timings: dict[str, float | None]
 ) -> list[str]:
     """The --compare-with section: both recipes on the same test clips and their paired difference."""
     diff = comparison["difference"]
@@ -361,7 +368,8 @@ def render_comparison(
     return [
         "## Against another recipe, same test clips",
         "",
-        f"This model: {summary}. The other: {comparison['model']} (work folder {comparison['work']}).",
+        f"This model: {summary}; {this_training}. The other: {comparison['model']}; {comparison['training']} "
+        f"(work folder {comparison['work']}).",
         "",
         "| recipe | clip accuracy (95 %) | frame accuracy (95 %) | training s |",
         "| --- | --- | --- | --- |",
@@ -467,7 +475,7 @@ def render_report(results: dict[str, Any]) -> str:
     if results["recipe_choice"]:
         lines += render_recipe_choice(results["recipe_choice"], results["train"]["epochs"])
     if results["comparison"] is not None:
-        lines += render_comparison(results["comparison"], ev, results["model"]["summary"], t)
+        lines += render_comparison(results["comparison"], ev, results["model"]["summary"], results["training"], t)
     lines += [
         "## Time on this machine",
         "",
@@ -605,6 +613,7 @@ def run(args: argparse.Namespace) -> int:
             "clip_accuracy": other_eval["clip_accuracy"],
             "frame_accuracy": other_eval["frame_accuracy"],
             "train_s": other_timings.get("train"),
+            "training": training_of(other),
             "difference": paired_against(evaluation, other_eval),
         }
     out.mkdir(parents=True, exist_ok=True)
@@ -620,6 +629,7 @@ def run(args: argparse.Namespace) -> int:
             "summary": model_summary(model) + " (the colour backbone never runs in training or evaluation)",
         },
         "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"]},
+        "training": training_of(work),
         "timings_s": {
             "import (this invocation)": ran["import"],
             "feature cache (this invocation)": ran["features"],

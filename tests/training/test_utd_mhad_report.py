@@ -128,6 +128,7 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     assert clip_diff["difference"] == pytest.approx(
         conv["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
     )
+    assert comparison["training"] == conv["training"] == "2 epochs on 12 training clips"
     assert "Paired difference" in (conv_out / "REPORT.md").read_text()
 
 
