@@ -85,8 +85,11 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     assert results["validation"]["test_clips"] == results["split_sizes"]["val"]
     timings = results["timings_s"]
     assert timings["import (this invocation)"] > 0 and timings["training (this invocation)"] > 0
+    recorded = json.loads((work / "timings.json").read_text())
+    assert results["prep_and_train_s"] == pytest.approx(recorded["import"] + recorded["features"] + recorded["train"])
     report = (out / "REPORT.md").read_text()
     assert f"{100 * ev['clip_accuracy']['value']:.1f} %" in report and "cross-subject" in report
+    assert "against a target of 30 min: within it." in report
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with one_thread():
         assert main(argv) == 0  # everything reused: no import, no training
