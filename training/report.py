@@ -69,10 +69,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "rtf-no-encoder": {"model.temporal_encoder": False},
 }
 # streaming-protocol ablations of the service recipe's choices (each relative to the recipe, one setting changed)
+# (the person mask is an input of the person encoder only: the other depth encoders run without it)
 STREAMING_ABLATIONS: dict[str, dict[str, Any]] = {
-    "rtf-linear-depth": {"model.depth_encoder": "linear"},
-    "rtf-conv-depth": {"model.depth_encoder": "conv"},
-    "rtf-no-rgb-dropout": {"optim.rgb_dropout": 0.0},
+    "rtf-linear-depth": {"model.depth_encoder": "linear", "model.person_mask": "none"},
+    "rtf-conv-depth": {"model.depth_encoder": "conv", "model.person_mask": "none"},
+    "rtf-rgb-dropout-dark": {"optim.rgb_dropout": 0.3, "optim.rgb_dropout_mode": "dark"},
     "rtf-rgb-dropout-zero": {"optim.rgb_dropout": 0.3, "optim.rgb_dropout_mode": "zero"},
     "rtf-no-value-positions": {"model.decoder_value_positions": False},
     "rtf-position-init-1": {"model.position_init_std": 1.0},
@@ -90,7 +91,7 @@ LABELS = {
     "rtf-no-encoder": "R3D, temporal encoder off",
     "rtf-linear-depth": "R3D, the paper's linear depth branch",
     "rtf-conv-depth": "R3D, conv depth encoder",
-    "rtf-no-rgb-dropout": "R3D, no modality dropout",
+    "rtf-rgb-dropout-dark": "R3D, modality dropout with darkened RGB",
     "rtf-rgb-dropout-zero": "R3D, modality dropout with zeroed RGB",
     "rtf-no-value-positions": "R3D, decoder values without positions",
     "rtf-position-init-1": "R3D, positional table N(0, 1)",

@@ -22,7 +22,7 @@ def test_plan_covers_every_comparison_and_ablation_once() -> None:
     names = [r.name for r in runs]
     assert len(names) == len(set(names)) == 2 * len(VARIANTS) * 3 + len(ABLATIONS) + len(STREAMING_ABLATIONS)
     assert "streaming-cen-s13452" in names and "paper-rtf-variance-s1" in names
-    assert "streaming-rtf-linear-depth-s1" in names and "streaming-rtf-no-rgb-dropout-s1" in names
+    assert "streaming-rtf-linear-depth-s1" in names and "streaming-rtf-rgb-dropout-dark-s1" in names
     ratio = next(r for r in runs if r.variant == "rtf-ratio0.3")
     assert ratio.overrides == {"model.fusion": "rtf", "model.exchange_ratio": 0.3}
 
@@ -121,3 +121,12 @@ def test_report_only_trains_nothing_and_lists_every_run_as_missing(
     assert meta["sized to fit"].startswith("protocols streaming; train sequences 2, validation sequences all")
     assert meta["robustness"] == "rgb_dark at severity 3"
     assert meta["epochs"] == "streaming 12"  # the protocols run, not the others
+
+
+def test_every_run_of_the_plan_is_a_valid_configuration_of_its_recipe() -> None:
+    from training.config import load_config
+    from training.report import RECIPES
+
+    for run in plan([1], [1]):
+        cfg = load_config(RECIPES[run.protocol], {"data.dataset": "data/synth", **run.overrides})
+        cfg.model.to_r3d(["walk", "sit", "wave"], fps=15.0)  # ConfigError names what does not go together
