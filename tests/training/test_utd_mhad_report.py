@@ -51,12 +51,17 @@ def test_paired_difference_against_another_recipe_pairs_the_same_clips() -> None
         paired_against(ours, {"clips": [clip_row("a", True, 5, 0), *theirs["clips"][1:]]})
 
 
-def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
+def write_raw_folder(raw: Path) -> Path:
+    """Depth clips of 8 frames for every subject, 2 actions x 2 trials (16 training and 16 test clips)."""
     for subject in range(1, 9):
         for action in (1, 2):
             for trial in (1, 2):
                 write_clip(raw, action, subject, trial, 8, modalities="d")
+    return raw
+
+
+def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -> None:
+    raw = write_raw_folder(tmp_path / "raw")
     out, work = tmp_path / "report", tmp_path / "work"
     argv = ["--raw", str(raw), "--work", str(work), "--out", str(out), "--epochs", "2", "--no-progress",
             "--val-fraction", "0.25"]  # fmt: skip
@@ -136,11 +141,7 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
 
 
 def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_clip(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    for subject in range(1, 9):
-        for action in (1, 2):
-            for trial in (1, 2):
-                write_clip(raw, action, subject, trial, 8, modalities="d")
+    raw = write_raw_folder(tmp_path / "raw")
     val_work, out = tmp_path / "work-val", tmp_path / "report"
     common = ["--raw", str(raw), "--out", str(out), "--epochs", "2", "--no-progress"]
     with one_thread():
