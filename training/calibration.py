@@ -83,20 +83,28 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(fine[int(np.argmin(nll(fine)))])
 
 
+def _bin_sums(logits: torch.Tensor, labels: torch.Tensor, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each prediction's confidence bin ((lo, hi] of ``bins`` equal-width bins) and its (1, correct, confidence)."""
+    conf, pred = logits.double().softmax(-1).max(-1)
+    correct = (pred == labels).double().numpy()
+    which = np.searchsorted(np.linspace(0.0, 1.0, bins + 1), conf.numpy(), side="left") - 1
+    return np.clip(which, 0, bins - 1), np.stack([np.ones_like(correct), correct, conf.numpy()], axis=1)
+
+
+def _ece_of_sums(sums: np.ndarray) -> np.ndarray:
+    """ECE from per-bin sums (..., bins, 3) of (count, correct, confidence): sum over bins of |correct - confidence|
+    over the count, i.e. each bin's |accuracy - confidence| weighted by its share of predictions."""
+    return np.abs(sums[..., 1] - sums[..., 2]).sum(axis=-1) / np.maximum(sums[..., 0].sum(axis=-1), 1.0)
+
+
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
     """ECE of the argmax predictions of softmax(logits) (NaN without samples)."""
     if len(labels) == 0:
         return float("nan")
-    probs = logits.double().softmax(-1)
-    conf, pred = probs.max(-1)
-    correct = (pred == labels).double()
-    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            ece += float(inside.double().mean() * (correct[inside].mean() - conf[inside].mean()).abs())
-    return ece
+    which, rows = _bin_sums(logits, labels, bins)
+    sums = np.zeros((bins, 3))
+    np.add.at(sums, which, rows)
+    return float(_ece_of_sums(sums))
 
 
 def ece_interval(
@@ -107,20 +115,16 @@ def ece_interval(
     resamples: int = 1000,
     seed: int = 0,
 ) -> list[float]:
-    """95 % interval of the ECE, resampling whole sequences (as training.baselines' intervals do): per sequence and
-    confidence bin the count, correct and summed confidence, so each resample is a sum of those."""
+    """95 % interval of the ECE, resampling whole sequences (as training.baselines' intervals do): the bin sums per
+    sequence, so that each resample's are their sum."""
     if len(labels) == 0:
         return [float("nan"), float("nan")]
-    probs = logits.double().softmax(-1)
-    conf, pred = probs.max(-1)
-    correct = (pred == labels).double().numpy()
-    which = np.clip(np.ceil(conf.numpy() * bins).astype(int) - 1, 0, bins - 1)  # (lo, hi] bins, as above
-    names, row = np.unique(np.asarray(seqs), return_inverse=True)
-    stats = np.zeros((len(names), bins, 3))
-    np.add.at(stats, (row, which), np.stack([np.ones_like(correct), correct, conf.numpy()], axis=1))
+    which, rows = _bin_sums(logits, labels, bins)
+    names, seq_row = np.unique(np.asarray(seqs), return_inverse=True)
+    per_seq = np.zeros((len(names), bins, 3))
+    np.add.at(per_seq, (seq_row, which), rows)
     picks = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
-    total = stats[picks].sum(axis=1)  # (resamples, bins, 3)
-    eces = np.abs(total[..., 1] - total[..., 2]).sum(axis=1) / np.maximum(total[..., 0].sum(axis=1), 1.0)
+    eces = _ece_of_sums(per_seq[picks].sum(axis=1))  # (resamples,)
     return [float(np.percentile(eces, 2.5)), float(np.percentile(eces, 97.5))]
 
 
