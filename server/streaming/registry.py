@@ -27,6 +27,7 @@ from server.streaming.session import Session, SessionEvent, SessionState
 from server.streaming.snapshot import parse_snapshot, processor_state, snapshot_document
 
 logger = logging.getLogger(__name__)
+TAKEN_OVER = "another server took this session over"  # the close reason when another process owns a session
 RETRY_UNKNOWN_S = 10.0  # Retry-After when every slot is held by a live stream (no known end)
 RETRY_STORE_S = 2.0  # Retry-After when the session store is unreachable
 
@@ -145,17 +146,16 @@ class SessionRegistry:
 
     def _drop_stale(self, session: Session) -> None:
         """A copy held here that another process claimed since: it went on there (a resume on another server, or a
-        cluster ring that moved it away and back), so this copy's window is behind. Closed here without touching
-        the store (its stale epoch cannot delete the journal) before the store's is restored."""
+        cluster ring that moved it away and back), so this copy's window is behind. Closed here before the store's is
+        restored; the close's delete carries the stale epoch, so the store refuses it and the journal stays."""
         logger.warning("session %s: another process took it over since this copy was last written; restoring it "
                        "from the session store", session.id)  # fmt: skip
         self.metrics.session_fenced()
-        self.close(session, "another server took this session over")
+        self.close(session, TAKEN_OVER)
 
     def _taken_over(self, session: Session) -> None:
         """The journal was fenced: another process claimed the session (worker thread)."""
-        reason = "another server took this session over"
-        self.loop.call_soon_threadsafe(self.close, session, reason)
+        self.loop.call_soon_threadsafe(self.close, session, TAKEN_OVER)
 
     def all(self) -> list[Session]:
         return list(self._sessions.values())
