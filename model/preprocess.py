@@ -18,8 +18,11 @@ because the model sees 160x120 colour and 80x60 depth while cameras send 640x480
     "metric": metres standardised by fixed statistics, (m - depth_mean_m) / depth_std_m, holes 0, plus the
              validity mask as a second channel, so a hole is told apart from a near surface: (2, h, w).
   With `Preprocessing.person_mask` "background" or "segmented" (metric only), a third channel marks the person
-  (model.person.PersonLocator): (3, h, w). The "background" locator keeps state per stream, so callers hold one
-  `PersonLocator` per sequence or session and feed it every frame in order (`Preprocessing.locator()` makes one).
+  (model.person.PersonLocator): (3, h, w). `Preprocessing.color_view` "frame+person" (which needs a person mask) has
+  the frozen backbone pool a crop of the colour image around that mask too (model.r3d.color_features): the inputs
+  stay the same two arrays, the crop is cut in the FrameEncoder. The "background" locator keeps state per stream,
+  so callers hold one `PersonLocator` per sequence or session and feed it every frame in order
+  (`Preprocessing.locator()` makes one).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from model.person import PERSON_MASKS, PersonLocator, PersonMask
 
 DepthInput = Literal["minmax", "metric"]
 DEPTH_INPUTS: tuple[str, ...] = ("minmax", "metric")
+ColorView = Literal["frame", "frame+person"]
+COLOR_VIEWS: tuple[str, ...] = ("frame", "frame+person")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Preprocessing:
     # "none", or where the person is as a third depth channel (model/person.py): "background" (a static camera's
     # running room model) or "segmented" (depth whose background the camera or dataset removed); metric only
     person_mask: PersonMask = "none"
+    # what the frozen backbone pools from the colour image: "frame" (the whole image), or "frame+person" (also a crop
+    # around the person mask: the person covers 3-7 % of a frame, so the whole frame's pooled features are mostly
+    # the room); "frame+person" needs a person mask
+    color_view: ColorView = "frame"
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +80,10 @@ class Preprocessing:
             problems.append(f"person_mask: expected one of {list(PERSON_MASKS)}, got {self.person_mask!r}")
         elif self.person_mask != "none" and self.depth_input != "metric":
             problems.append(f"person_mask {self.person_mask!r} needs depth_input 'metric', got {self.depth_input!r}")
+        if self.color_view not in COLOR_VIEWS:
+            problems.append(f"color_view: expected one of {list(COLOR_VIEWS)}, got {self.color_view!r}")
+        elif self.color_view != "frame" and self.person_mask == "none":
+            problems.append(f"color_view {self.color_view!r} needs a person mask, got person_mask 'none'")
         for name in ("image_size", "depth_size"):
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 1:
@@ -85,6 +98,11 @@ class Preprocessing:
         if self.depth_input != "metric":
             return 1
         return 2 if self.person_mask == "none" else 3
+
+    @property
+    def color_views(self) -> int:
+        """How many pooled backbone features a frame's colour gives: 1 ("frame") or 2 ("frame+person")."""
+        return 1 if self.color_view == "frame" else 2
 
     def locator(self) -> PersonLocator | None:
         """A fresh per-stream PersonLocator for this preprocessing (None when it has no person mask)."""

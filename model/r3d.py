@@ -4,6 +4,8 @@ Kim, Kokilepersaud, Prabhushankar, AlRegib, "Countering Multi-modal Representati
 Fusion", WACV 2026. The network (docs/paper.md section 2), split for real-time use (docs/architecture.md):
 
   FrameEncoder   per frame:  RGB image -> frozen ImageNet CNN -> Linear(F, C) + ReLU      = r_t
+                               (color_view "frame+person": the CNN also pools a crop around the person, found
+                               from depth, and Linear(2F, C) takes both)
                              depth map -> depth encoder                                   = d_t
                                "linear" (the paper): flatten -> Linear(h*w*ch, C) + LayerNorm + ReLU
                                "conv": strided convolutions + GroupNorm + GELU -> spatial pooling -> Linear
@@ -126,26 +128,82 @@ class ConvDepthEncoder(nn.Module):
         return out
 
 
+class PersonBox(NamedTuple):
+    """Where the person mask of a batch of frames is, each (N, 1, 1, 1), in grid_sample's normalised coordinates."""
+
+    cx: torch.Tensor  # centroid
+    cy: torch.Tensor
+    sx: torch.Tensor  # spread (standard deviation)
+    sy: torch.Tensor
+    area: torch.Tensor  # pixels of the mask
+    found: torch.Tensor  # 1.0 where the mask has a pixel, else 0.0
+    half_w: torch.Tensor  # the crop box around the centroid: twice as tall as wide, covering the spread
+    half_h: torch.Tensor
+
+
+# a uniform box of height H has std H / sqrt(12), so +-1.73 std spans it; 20 % margin around that
+BOX_SPREADS = 1.73 * 1.2
+
+
+def person_box(mask: torch.Tensor) -> PersonBox:
+    """Person mask (N, 1, h, w) in {0, 1} -> its PersonBox. Tensor arithmetic only (no data-dependent shapes), so
+    it exports to ONNX and runs batched; an empty mask gives found 0 and a small box at the centre."""
+    _, _, h, w = mask.shape
+    # pixel centres in grid_sample's normalised coordinates (align_corners=False)
+    ys = ((torch.arange(h, dtype=mask.dtype, device=mask.device) + 0.5) / h * 2 - 1).view(1, 1, h, 1)
+    xs = ((torch.arange(w, dtype=mask.dtype, device=mask.device) + 0.5) / w * 2 - 1).view(1, 1, 1, w)
+    area = mask.sum(dim=(2, 3), keepdim=True)  # (N, 1, 1, 1)
+    found = (area > 0).to(mask.dtype)
+    total = area.clamp_min(1.0)
+    cx = (mask * xs).sum(dim=(2, 3), keepdim=True) / total
+    cy = (mask * ys).sum(dim=(2, 3), keepdim=True) / total
+    sx = ((mask * (xs - cx) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
+    sy = ((mask * (ys - cy) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
+    # half-height in normalised y (at least two pixels), tall enough that the half-width (half as many pixels)
+    # also covers the horizontal spread: one normalised x unit is w / h normalised y units
+    half_h = torch.maximum(sy, 2 * sx * w / h) * BOX_SPREADS + 2.0 / h
+    half_w = half_h * h / (2 * w)
+    return PersonBox(cx, cy, sx, sy, area, found, half_w, half_h)
+
+
+def crop_offsets(size: tuple[int, int]) -> torch.Tensor:
+    """A crop's sampling offsets in units of the box's half-size: (ch, cw, 2) as (x, y), for crop_around."""
+    ch, cw = size
+    ys = (torch.arange(ch, dtype=torch.float32) + 0.5) / ch * 2 - 1
+    xs = (torch.arange(cw, dtype=torch.float32) + 0.5) / cw * 2 - 1
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+
+
+def crop_around(x: torch.Tensor, box: PersonBox, offsets: torch.Tensor) -> torch.Tensor:
+    """Maps x (N, ch, H, W) -> the box resampled (bilinear) to the offsets' size (N, ch, h', w'), zero where no
+    person was found. Normalised coordinates do not depend on resolution: a box found on the depth map crops the
+    aligned colour image as well."""
+    n = x.shape[0]
+    grid = torch.stack(
+        [
+            box.cx.view(n, 1, 1) + box.half_w.view(n, 1, 1) * offsets[..., 0],
+            box.cy.view(n, 1, 1) + box.half_h.view(n, 1, 1) * offsets[..., 1],
+        ],
+        dim=-1,
+    )  # (N, h', w', 2)
+    out: torch.Tensor = F.grid_sample(x, grid, align_corners=False) * box.found
+    return out
+
+
 class PersonDepthEncoder(nn.Module):
     """Depth map with a person mask (N, 3, h, w): standardised metres, validity, person (model/person.py) ->
     token (N, C). The whole map goes through ConvDepthEncoder's layers (the room: where the crates and the table
-    are); the person, a few pixels of it, is cropped around the mask and looked at closely:
+    are); the person, a few pixels of it, is cropped around the mask (person_box) and looked at closely:
 
     - where: the mask's centroid and spread (first and second moments), mean depth, area, and whether a person
       was found at all (7 numbers; zeros when the mask is empty);
-    - what pose: a box around the centroid, twice as tall as wide and covering the mask's spread, resampled to CROP
-      (grid_sample, bilinear) from depth relative to the person's mean depth (clipped to +-1 standardised unit) and
-      the mask, then a small CNN.
-
-    Everything is tensor arithmetic on the mask (no data-dependent shapes), so it exports to ONNX (GridSample) and
-    runs batched.
+    - what pose: the person box resampled to CROP from depth relative to the person's mean depth (clipped to +-1
+      standardised unit) and the mask, then a small CNN.
     """
 
     CROP = (32, 16)  # (H, W) of the person crop
     WIDTHS = (16, 32, 64)
     CROP_GRID = (4, 2)
-    # a uniform box of height H has std H / sqrt(12), so +-1.73 std spans it; 20 % margin around that
-    BOX_SPREADS = 1.73 * 1.2
 
     def __init__(self, c: int) -> None:
         super().__init__()
@@ -161,44 +219,38 @@ class PersonDepthEncoder(nn.Module):
         room_dim = ConvDepthEncoder.WIDTHS[-1] * ConvDepthEncoder.GRID[0] * ConvDepthEncoder.GRID[1]
         pose_dim = width_in * self.CROP_GRID[0] * self.CROP_GRID[1]
         self.proj = nn.Linear(room_dim + pose_dim + 7, c)
-        ch, cw = self.CROP
-        # the crop's sampling offsets in units of the box's half-size, (ch, cw, 2) as (x, y) for grid_sample
-        ys = (torch.arange(ch, dtype=torch.float32) + 0.5) / ch * 2 - 1
-        xs = (torch.arange(cw, dtype=torch.float32) + 0.5) / cw * 2 - 1
-        self.register_buffer("offsets", torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1), persistent=False)
+        self.register_buffer("offsets", crop_offsets(self.CROP), persistent=False)
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = depth.shape
+        _, _, h, w = depth.shape
         metres, valid, mask = depth[:, 0:1], depth[:, 1:2], depth[:, 2:3]
-        # pixel centres in grid_sample's normalised coordinates (align_corners=False)
-        ys = ((torch.arange(h, dtype=depth.dtype, device=depth.device) + 0.5) / h * 2 - 1).view(1, 1, h, 1)
-        xs = ((torch.arange(w, dtype=depth.dtype, device=depth.device) + 0.5) / w * 2 - 1).view(1, 1, 1, w)
-        area = mask.sum(dim=(2, 3), keepdim=True)  # (N, 1, 1, 1)
-        found = (area > 0).to(depth.dtype)
-        total = area.clamp_min(1.0)
-        cx = (mask * xs).sum(dim=(2, 3), keepdim=True) / total
-        cy = (mask * ys).sum(dim=(2, 3), keepdim=True) / total
-        sx = ((mask * (xs - cx) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
-        sy = ((mask * (ys - cy) ** 2).sum(dim=(2, 3), keepdim=True) / total).clamp_min(1e-6).sqrt()
-        person_depth = (mask * metres).sum(dim=(2, 3), keepdim=True) / total
-        # half-height in normalised y (at least two pixels), tall enough that the half-width (half as many pixels)
-        # also covers the horizontal spread: one normalised x unit is w / h normalised y units
-        half_h = torch.maximum(sy, 2 * sx * w / h) * self.BOX_SPREADS + 2.0 / h
-        half_w = half_h * h / (2 * w)
-        offsets = self.get_buffer("offsets")
-        grid = torch.stack(
-            [
-                cx.view(n, 1, 1) + half_w.view(n, 1, 1) * offsets[..., 0],
-                cy.view(n, 1, 1) + half_h.view(n, 1, 1) * offsets[..., 1],
-            ],
-            dim=-1,
-        )  # (N, ch, cw, 2)
+        box = person_box(mask)
+        person_depth = (mask * metres).sum(dim=(2, 3), keepdim=True) / box.area.clamp_min(1.0)
         relative = ((metres - person_depth) * valid).clamp(-1.0, 1.0)
-        crop = F.grid_sample(torch.cat([relative, mask], dim=1), grid, align_corners=False) * found
-        where = torch.cat([cx, cy, sx, sy, person_depth, area / (h * w), found], dim=1).flatten(1) * found.flatten(1)
+        crop = crop_around(torch.cat([relative, mask], dim=1), box, self.get_buffer("offsets"))
+        where = torch.cat([box.cx, box.cy, box.sx, box.sy, person_depth, box.area / (h * w), box.found], dim=1)
+        where = where.flatten(1) * box.found.flatten(1)
         room = self.room.pool(self.room.features(depth)).flatten(1)
         out: torch.Tensor = self.proj(torch.cat([room, self.pose(crop), where], dim=1))
         return out
+
+
+COLOR_CROP = (96, 48)  # (H, W) the backbone sees of the person: 24 % of a 120x160 frame's pixels
+
+
+def color_views(image: torch.Tensor, depth: torch.Tensor, view: str) -> list[torch.Tensor]:
+    """The images the frozen backbone pools for a frame's colour: [images (N, 3, H, W)] for "frame"; for
+    "frame+person" also the image cropped around the person mask (depth channel 2, model/person.py) and resampled
+    to COLOR_CROP."""
+    if view == "frame":
+        return [image]
+    return [image, crop_around(image, person_box(depth[:, 2:3]), crop_offsets(COLOR_CROP).to(image))]
+
+
+def color_features(backbone: PooledBackbone, image: torch.Tensor, depth: torch.Tensor, view: str) -> torch.Tensor:
+    """The backbone's pooled features of the colour views, side by side: (N, F x views). One function for the
+    FrameEncoder and the feature cache, so cached features are the served ones."""
+    return torch.cat([backbone(v) for v in color_views(image, depth, view)], dim=1)
 
 
 def build_depth_encoder(name: str, channels: int, size: tuple[int, int], c: int) -> nn.Module:
@@ -315,18 +367,19 @@ class FrameEncoder(nn.Module):
         super().__init__()
         pre = cfg.preprocessing
         self.backbone = backbone  # frozen; None when training from cached features
-        self.rgb_proj = nn.Sequential(nn.Linear(cfg.feature_dim, cfg.hidden), nn.ReLU())
+        self.color_view = pre.color_view
+        self.rgb_proj = nn.Sequential(nn.Linear(cfg.feature_dim * pre.color_views, cfg.hidden), nn.ReLU())
         self.depth_proj = build_depth_encoder(cfg.depth_encoder, pre.depth_channels, pre.depth_size, cfg.hidden)
 
     def project(self, features: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        """Backbone features (N, F) and depth maps (N, ch, h, w) -> tokens (N, 2, C)."""
+        """Backbone features (N, F x colour views) and depth maps (N, ch, h, w) -> tokens (N, 2, C)."""
         return torch.stack([self.rgb_proj(features), self.depth_proj(depth)], dim=1)
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """Normalised images (N, 3, H, W) and depth maps (N, ch, h, w) -> tokens (N, 2, C)."""
         if self.backbone is None:
             raise RuntimeError("this FrameEncoder was built without its backbone; use project() on cached features")
-        return self.project(self.backbone(image), depth)
+        return self.project(color_features(self.backbone, image, depth, self.color_view), depth)
 
 
 class AnticipatorOutput(NamedTuple):
@@ -410,7 +463,7 @@ class R3D(nn.Module):
         return outputs
 
     def forward_features(self, features: torch.Tensor, depths: torch.Tensor, valid: torch.Tensor) -> AnticipatorOutput:
-        """Training from cached backbone features (B, T, F) and depth maps (B, T, ch, h, w)."""
+        """Training from cached backbone features (B, T, F x colour views) and depth maps (B, T, ch, h, w)."""
         b, t = valid.shape
         tokens = self.frame_encoder.project(features.flatten(0, 1), depths.flatten(0, 1))  # (B*T, 2, C)
         outputs: AnticipatorOutput = self.anticipator(tokens.view(b, t, 2, -1), valid)

@@ -26,7 +26,7 @@ import yaml
 
 from model import ConfigError, Preprocessing, R3DConfig
 from model.person import PERSON_MASKS
-from model.preprocess import DEPTH_INPUTS
+from model.preprocess import COLOR_VIEWS, DEPTH_INPUTS
 
 PROTOCOLS = ("paper", "streaming")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -102,6 +102,7 @@ class ModelConfig:
     depth_mean_m: float = _PREPROCESSING.depth_mean_m  # "metric" standardisation
     depth_std_m: float = _PREPROCESSING.depth_std_m
     person_mask: str = _PREPROCESSING.person_mask  # "none", "background" or "segmented" (model/person.py)
+    color_view: str = _PREPROCESSING.color_view  # "frame" or "frame+person" (the backbone also pools a person crop)
 
     def preprocessing(self) -> Preprocessing:
         own: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k in PREPROCESSING_FIELDS
@@ -200,6 +201,9 @@ class TrainConfig:
         need(m.depth_input in DEPTH_INPUTS, "model.depth_input", f"one of {list(DEPTH_INPUTS)}", m.depth_input)
         need(m.depth_std_m > 0, "model.depth_std_m", "a positive number of metres", m.depth_std_m)
         need(m.person_mask in PERSON_MASKS, "model.person_mask", f"one of {list(PERSON_MASKS)}", m.person_mask)
+        need(m.color_view in COLOR_VIEWS, "model.color_view", f"one of {list(COLOR_VIEWS)}", m.color_view)
+        need(m.color_view == "frame" or m.person_mask != "none", "model.color_view",
+             "'frame' when model.person_mask is 'none' (the crop is found by the mask)", m.color_view)  # fmt: skip
         need(o.lr > 0, "optim.lr", "a positive learning rate", o.lr)
         need(o.weight_decay >= 0, "optim.weight_decay", "a non-negative number", o.weight_decay)
         need(o.batch_size >= 1, "optim.batch_size", "an integer >= 1", o.batch_size)

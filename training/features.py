@@ -5,7 +5,8 @@ Layout, one folder per backbone, weights hash, preprocessing and (optional) degr
     DATASET/features/<backbone>-<sha12>-img<H>x<W>-depth<h>x<w>-<min>-<max>m-<depth input>-v<version>
                      [-<degradation>-s<severity>]/
       cache.json        backbone, weights SHA-256, preprocessing, degradation, dataset name and classes
-      <seq>.npz         rgb (T, F) float16 pooled backbone features; depth (T, D, h, w) float16 depth inputs;
+      <seq>.npz         rgb (T, F x colour views) float16 pooled backbone features (model.r3d.color_features);
+                        depth (T, D, h, w) float16 depth inputs;
                         labels (T,) int16 class index, -1 where unknown; timestamps (T,); has_color () bool
 
 A depth-only sequence (no colour camera) is cached without running the backbone on its frames: its rgb rows are
@@ -19,6 +20,9 @@ served ones. Degraded caches degrade the decoded full-size frame first, then cal
 Version 2: the fast input path (v1 resized float tensors with torch; v1 caches are left alone, not reused).
 Version 3: depth resized as uint16 at camera size and converted to float once at model size (v2 converted at camera
 size; the depth inputs differ by up to about 1 mm, model.preprocess.resize_valid_depth); v2 caches are not reused.
+
+A "frame+person" cache (Preprocessing.color_view) takes its whole-frame features from the "frame" cache of the same
+preprocessing where that has the sequence, so only the person crops go through the backbone (a quarter of the cost).
 
 Each sequence file is written atomically, so an interrupted run resumes by skipping the finished sequences.
 """
@@ -42,6 +46,7 @@ from tqdm import tqdm
 from model import Preprocessing, build_backbone, prepare_inputs
 from model.backbones import PooledBackbone
 from model.person import PersonLocator
+from model.r3d import color_views
 from rgbd.dataset import Dataset, SequenceMeta
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from rgbd.frame import MissingColorError
@@ -72,11 +77,18 @@ class CacheSpec:
             key += f"{p.depth_mean_m:g}+-{p.depth_std_m:g}"
         if p.person_mask != "none":
             key += f"-person-{p.person_mask}"
+        if p.color_view != "frame":
+            key += "-color-" + p.color_view.replace("+", "-")
         key += f"-v{CACHE_VERSION}"
         return key + (f"-{self.degradation}-s{self.severity}" if self.degradation else "")
 
     def clean(self) -> CacheSpec:
         return CacheSpec(self.backbone, self.weights_sha256, self.preprocessing)
+
+    def frame_view(self) -> CacheSpec:
+        """The same cache with the whole frame as the only colour view: its rgb is the first F columns of this one."""
+        pre = dataclasses.replace(self.preprocessing, color_view="frame")
+        return CacheSpec(self.backbone, self.weights_sha256, pre, self.degradation, self.severity)
 
     def manifest(self, dataset: Dataset) -> dict[str, Any]:
         p = self.preprocessing
@@ -98,7 +110,7 @@ class SequenceFeatures:
     """One sequence's cached inputs (arrays kept in float16 until a batch is built)."""
 
     id: str
-    rgb: np.ndarray  # (T, F) float16
+    rgb: np.ndarray  # (T, F x colour views) float16
     depth: np.ndarray  # (T, D, h, w) float16
     labels: np.ndarray  # (T,) int64, -1 = unknown
     timestamps: np.ndarray  # (T,) float64 seconds
@@ -156,17 +168,21 @@ class FeatureExtractor:
         return prepare_inputs(color, depth, scale, self.pre, locator)
 
     @torch.inference_mode()
-    def rgb(self, images: np.ndarray) -> np.ndarray:
-        """Prepared images float32 (N, 3, h, w) -> pooled backbone features float16 (N, F)."""
-        x = torch.from_numpy(images).to(self.device)
-        return self.backbone(x).float().cpu().numpy().astype(np.float16)
+    def rgb(self, images: np.ndarray, depths: np.ndarray, frame_features: np.ndarray | None = None) -> np.ndarray:
+        """Prepared images float32 (N, 3, h, w) and their depth inputs (N, D, h', w') -> pooled backbone features
+        float16 (N, F x colour views), model.r3d.color_features. frame_features: the whole frames' (N, F), when
+        known already (the backbone then runs on the other views only)."""
+        x, d = torch.from_numpy(images).to(self.device), torch.from_numpy(depths).to(self.device)
+        views = color_views(x, d, self.pre.color_view)
+        parts = [self.backbone(v).float().cpu().numpy().astype(np.float16) for v in views[frame_features is not None :]]
+        return np.concatenate(([] if frame_features is None else [frame_features]) + parts, axis=1)
 
     def no_color_features(self, n: int) -> np.ndarray:
         """(n, F) features of the image a depth-only frame is given (model.prepare_inputs with no colour)."""
         if self._no_color is None:
-            # only the image is kept: a throwaway locator serves a preprocessing with a person mask
-            image, _ = prepare_inputs(None, np.zeros((1, 1), np.uint16), 0.001, self.pre, self.pre.locator())
-            self._no_color = self.rgb(image[None])
+            # a throwaway locator serves a preprocessing with a person mask (it finds no person in no depth)
+            image, depth = prepare_inputs(None, np.zeros((1, 1), np.uint16), 0.001, self.pre, self.pre.locator())
+            self._no_color = self.rgb(image[None], depth[None])
         return np.repeat(self._no_color, n, axis=0)
 
 
@@ -203,18 +219,28 @@ def build_cache(
     # depth degradations leave RGB untouched: reuse the clean cache's RGB features when they exist
     clean = cache_dir(dataset.root, spec.clean(), cache_root) if degradation else None
     reuse_rgb = bool(clean and DEGRADATIONS[degradation or ""].modality == "depth")
+    frame_view = cache_dir(dataset.root, spec.frame_view(), cache_root) if spec.frame_view() != spec else None
     total = sum(dataset.meta(s).num_frames for s in todo)
     logger.info("feature cache %s: %d of %d sequences to compute (%d frames)", out, len(todo), len(ids), total)
     with tqdm(total=total, unit="frame", desc=f"features {spec.key}", disable=not progress) as bar:
         for seq_id in todo:
             clean_file = clean / f"{seq_id}.npz" if clean else None
-            rgb_reuse = None
-            if reuse_rgb and clean_file is not None and clean_file.is_file():
-                with np.load(clean_file) as z:
-                    rgb_reuse = z["rgb"]
-            arrays = _sequence_arrays(dataset, seq_id, extractor, degradation, severity, batch_size, rgb_reuse, bar)
+            rgb_reuse = _cached_rgb(clean_file) if reuse_rgb and clean_file is not None else None
+            frame_rgb = _cached_rgb(frame_view / f"{seq_id}.npz") if frame_view is not None else None
+            arrays = _sequence_arrays(
+                dataset, seq_id, extractor, degradation, severity, batch_size, rgb_reuse, frame_rgb, bar
+            )
             write_bytes_atomic(out / f"{seq_id}.npz", _encode_npz(arrays))
     return out
+
+
+def _cached_rgb(path: Path) -> np.ndarray | None:
+    """The rgb features of a cache's sequence file, None when the file does not exist."""
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        rgb: np.ndarray = z["rgb"]
+    return rgb
 
 
 def _sequence_arrays(
@@ -225,26 +251,34 @@ def _sequence_arrays(
     severity: int,
     batch_size: int,
     rgb_reuse: np.ndarray | None,
+    frame_rgb: np.ndarray | None,
     bar: tqdm,
 ) -> dict[str, np.ndarray]:
+    """rgb_reuse: the sequence's rgb features, known already; frame_rgb: its whole-frame view's, known already
+    (model.r3d.color_views)."""
     meta = dataset.meta(seq_id)
     times, labels = dataset.labels(seq_id)
     if not meta.has_color:
         rgb_reuse = ex.no_color_features(meta.num_frames)
     rgb_parts: list[np.ndarray] = []
     images: list[np.ndarray] = []
+    batch_depths: list[np.ndarray] = []
     depths: list[np.ndarray] = []
 
     def flush() -> None:
         if rgb_reuse is None:  # colour features are computed only where they are not known already
-            rgb_parts.append(ex.rgb(np.stack(images)))
+            start = len(depths) - len(images)
+            known = None if frame_rgb is None else frame_rgb[start : len(depths)]
+            rgb_parts.append(ex.rgb(np.stack(images), np.stack(batch_depths), known))
         bar.update(len(images))
         images.clear()
+        batch_depths.clear()
 
     locator = ex.pre.locator()  # one per sequence, as one per streaming session
     for color, depth in _raw_frames(dataset, seq_id, meta, degradation, severity):
         image, depth_in = ex.inputs(color, depth, meta.depth_scale, locator)  # every frame arrives at model size
         images.append(image)
+        batch_depths.append(depth_in)
         depths.append(depth_in.astype(np.float16))
         if len(images) >= batch_size:
             flush()

@@ -7,7 +7,8 @@ interrupted one continues from its last completed epoch, so an interrupted repor
   comparisons   {streaming, paper} x {rtf, rgb, depth, concat, attention, cen} x seeds
   ablations     paper protocol, R3D with exchange ratio 0.2 and 0.3, variance selection, temporal encoder off;
                 streaming protocol, R3D with the paper's linear depth branch, the conv depth encoder, modality
-                dropout (zeroed or darkened RGB features) and the decoder changes (value positions, small position init)
+                dropout (zeroed or darkened RGB features), the decoder changes (value positions, small position init)
+                and the colour backbone on a person crop too (color_view frame+person)
 Every run is evaluated on the test split (never the checkpoint-selection split): MoC for the paper protocol,
 next-action accuracy / MoC over the horizon / time-to-next-action error for the streaming one. Streaming results
 also carry, on the same windows, the simple baselines (training.baselines), 95 % bootstrap intervals over test
@@ -77,6 +78,7 @@ STREAMING_ABLATIONS: dict[str, dict[str, Any]] = {
     "rtf-rgb-dropout-zero": {"optim.rgb_dropout": 0.3, "optim.rgb_dropout_mode": "zero"},
     "rtf-no-value-positions": {"model.decoder_value_positions": False},
     "rtf-position-init-1": {"model.position_init_std": 1.0},
+    "rtf-person-color": {"model.color_view": "frame+person"},
 }
 LABELS = {
     "rtf": "R3D (RTF)",

@@ -14,7 +14,7 @@ from export.onnx_export import export_frame_encoder
 from model import R3D, ConfigError, Preprocessing
 from model.person import PersonLocator, largest_region
 from model.preprocess import prepare_depth, preprocess_depth
-from model.r3d import PersonDepthEncoder
+from model.r3d import COLOR_CROP, PersonDepthEncoder, color_views
 from tests.model.conftest import tiny_config
 
 PERSON = Preprocessing(depth_size=(60, 80), depth_input="metric", person_mask="background")
@@ -134,9 +134,38 @@ def test_person_encoder_goes_with_a_person_mask_and_only_with_it() -> None:
         tiny_config(depth_encoder="conv", preprocessing=PERSON)
 
 
-def test_person_frame_encoder_exports_to_onnx_with_parity(tmp_path: Path) -> None:
+def test_color_person_view_is_the_image_cropped_around_the_depth_mask() -> None:
+    """The mask, found on the 60x80 depth map, crops the aligned 120x160 colour image: a bright figure where the
+    mask is fills the middle of the crop, wherever it stands; no person gives an empty crop."""
+    boxes = [(slice(10, 34), slice(8, 16)), (slice(30, 54), slice(60, 68)), None]
+    depths = _maps(boxes)
+    images = torch.zeros(3, 3, 120, 160)
+    images[0, :, 20:68, 16:32] = 2.0  # the same figure at colour resolution (twice the depth map's)
+    images[1, :, 60:108, 120:136] = 2.0
+    images[2, :, 20:68, 16:32] = 2.0  # colour, but no person in depth
+    frame, crop = color_views(images, depths, "frame+person")
+    assert torch.equal(frame, images) and crop.shape == (3, 3, *COLOR_CROP)
+    ch, cw = COLOR_CROP
+    for i in (0, 1):
+        assert crop[i, :, ch // 2 - 8 : ch // 2 + 8, cw // 2 - 4 : cw // 2 + 4].min() > 1.99
+        assert crop[i, :, :, 0].max() < 0.1 and crop[i, :, :, -1].max() < 0.1  # the figure is inside, with a margin
+    assert torch.allclose(crop[0], crop[1], atol=1e-5)
+    assert crop[2].abs().sum() == 0
+    assert color_views(images, depths, "frame") == [images]
+
+
+def test_color_person_view_needs_a_person_mask() -> None:
+    with pytest.raises(ConfigError, match="color_view 'frame\\+person' needs a person mask"):
+        Preprocessing(depth_input="metric", color_view="frame+person")
+    with pytest.raises(ConfigError, match=r"color_view: expected one of \['frame', 'frame\+person'\]"):
+        Preprocessing(color_view="person")  # type: ignore[arg-type]
+    assert Preprocessing(depth_input="metric", person_mask="background", color_view="frame+person").color_views == 2
+
+
+@pytest.mark.parametrize("color_view", ["frame", "frame+person"])
+def test_person_frame_encoder_exports_to_onnx_with_parity(tmp_path: Path, color_view: str) -> None:
     torch.manual_seed(0)
-    pre = Preprocessing(depth_size=(24, 32), depth_input="metric", person_mask="background")
+    pre = Preprocessing(depth_size=(24, 32), depth_input="metric", person_mask="background", color_view=color_view)  # type: ignore[arg-type]
     model = R3D(tiny_config(depth_encoder="person", preprocessing=pre)).eval()
     session = ort.InferenceSession(
         str(export_frame_encoder(model, tmp_path / "fe.onnx")), providers=["CPUExecutionProvider"]

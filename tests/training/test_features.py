@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from model import R3D, Preprocessing, R3DConfig, build_backbone, prepare_inputs, save_checkpoint
+from model.r3d import color_features
 from rgbd.dataset import Dataset, read_depth
 from server.batch.scoring import prepare_source_frame
 from server.batch.sources import open_sequences
@@ -123,6 +125,39 @@ def test_person_mask_is_identical_in_the_cache_a_session_and_batch_scoring(tiny_
     folder = build_cache(ds, extractor, seq_ids=["seq01"], cache_root=tmp_path / "cache", progress=False)
     stored_masks = load_cache(folder, ["seq01"])["seq01"].depth[:, 2]
     np.testing.assert_array_equal(stored_masks, np.stack(masks).astype(np.float16))
+
+
+def test_person_colour_cache_adds_crop_features_and_reuses_the_frame_cache(tiny_dataset: Path, tmp_path: Path) -> None:
+    """color_view frame+person: rgb holds the whole frame's features, then the person crop's. The whole-frame half
+    comes from the frame cache where it exists (bit-identical to computing it), and both halves are what the
+    FrameEncoder computes from the served inputs."""
+    frame_pre = Preprocessing(image_size=(60, 80), depth_size=(30, 40), depth_input="metric", person_mask="background")
+    pre = dataclasses.replace(frame_pre, color_view="frame+person")
+    ds = Dataset(tiny_dataset)
+    frame_ex, person_ex = (
+        FeatureExtractor.build("efficientnet_lite0", frame_pre),
+        FeatureExtractor.build("efficientnet_lite0", pre),
+    )
+    frame = build_cache(ds, frame_ex, seq_ids=["seq01"], cache_root=tmp_path / "a", progress=False)
+    reused = build_cache(ds, person_ex, seq_ids=["seq01"], cache_root=tmp_path / "a", progress=False)
+    fresh = build_cache(ds, person_ex, seq_ids=["seq01"], cache_root=tmp_path / "b", progress=False)
+    assert reused.name == frame.name.replace("-v3", "-color-frame-person-v3")
+    a, b, c = (load_cache(folder, ["seq01"])["seq01"] for folder in (frame, reused, fresh))
+    assert b.rgb.shape == (FRAMES, 2 * 1280)
+    np.testing.assert_array_equal(b.rgb[:, :1280], a.rgb)
+    np.testing.assert_array_equal(b.rgb, c.rgb)
+    np.testing.assert_array_equal(b.depth, a.depth)
+    meta, locator = ds.meta("seq01"), pre.locator()
+    inputs = [
+        person_ex.inputs(*raw, meta.depth_scale, locator) for raw in features._raw_frames(ds, "seq01", meta, None, 0)
+    ]
+    found = [i for i, (_, depth) in enumerate(inputs) if depth[2].any()]
+    assert found, "the tiny world's person should be found in some frame"
+    image, depth = (torch.from_numpy(np.stack(x)) for x in zip(*inputs, strict=True))
+    with torch.no_grad():
+        served = color_features(person_ex.backbone, image, depth, "frame+person").numpy()
+    np.testing.assert_allclose(b.rgb.astype(np.float32), served, rtol=1e-2, atol=1e-2)
+    assert np.abs(served[found, 1280:] - served[found, :1280]).mean() > 0.05  # the crop is a view of its own
 
 
 def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(

@@ -79,6 +79,14 @@ def test_model_problems_come_from_the_model_config() -> None:
         load_config(None, {"data.dataset": "d", "model.fusion": "sum"})
 
 
+def test_colour_person_view_needs_the_person_mask_and_builds_the_model_with_it() -> None:
+    with pytest.raises(ConfigError, match=r"model\.color_view: expected 'frame' when model\.person_mask is 'none'"):
+        load_config(None, {"data.dataset": "d", "model.color_view": "frame+person"})
+    cfg = load_config("training/configs/service.yaml", {"data.dataset": "d", "model.color_view": "frame+person"})
+    model = cfg.model.to_r3d(["walk", "sit"])
+    assert model.preprocessing.color_view == "frame+person" and model.preprocessing.color_views == 2
+
+
 def test_generated_flags_override_and_dump_round_trips(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     add_config_flags(parser)
