@@ -21,8 +21,10 @@ Version 2: the fast input path (v1 resized float tensors with torch; v1 caches a
 Version 3: depth resized as uint16 at camera size and converted to float once at model size (v2 converted at camera
 size; the depth inputs differ by up to about 1 mm, model.preprocess.resize_valid_depth); v2 caches are not reused.
 
-A "frame+person" cache (Preprocessing.color_view) takes its whole-frame features from the "frame" cache of the same
-preprocessing where that has the sequence, so only the person crops go through the backbone (a quarter of the cost).
+The whole frame's colour features depend on the backbone, its weights, the image size and a colour degradation,
+not on the depth settings: a cache takes them from another cache of the same dataset that has them (e.g. a cache
+without the person mask from one with it, a depth degradation from the clean cache, a "frame+person" cache
+(Preprocessing.color_view) from the "frame" one, whose person crops alone then go through the backbone).
 
 Each sequence file is written atomically, so an interrupted run resumes by skipping the finished sequences.
 """
@@ -82,13 +84,12 @@ class CacheSpec:
         key += f"-v{CACHE_VERSION}"
         return key + (f"-{self.degradation}-s{self.severity}" if self.degradation else "")
 
-    def clean(self) -> CacheSpec:
-        return CacheSpec(self.backbone, self.weights_sha256, self.preprocessing)
-
-    def frame_view(self) -> CacheSpec:
-        """The same cache with the whole frame as the only colour view: its rgb is the first F columns of this one."""
-        pre = dataclasses.replace(self.preprocessing, color_view="frame")
-        return CacheSpec(self.backbone, self.weights_sha256, pre, self.degradation, self.severity)
+    @property
+    def colour_degradation(self) -> tuple[str | None, int]:
+        """The degradation the colour image gets: (None, 0) when clean or when only depth is degraded."""
+        if self.degradation is None or DEGRADATIONS[self.degradation].modality == "depth":
+            return None, 0
+        return self.degradation, self.severity
 
     def manifest(self, dataset: Dataset) -> dict[str, Any]:
         p = self.preprocessing
@@ -216,31 +217,51 @@ def build_cache(
     todo = [s for s in ids if not (out / f"{s}.npz").is_file()]
     if not todo:
         return out
-    # depth degradations leave RGB untouched: reuse the clean cache's RGB features when they exist
-    clean = cache_dir(dataset.root, spec.clean(), cache_root) if degradation else None
-    reuse_rgb = bool(clean and DEGRADATIONS[degradation or ""].modality == "depth")
-    frame_view = cache_dir(dataset.root, spec.frame_view(), cache_root) if spec.frame_view() != spec else None
+    sources = _frame_feature_sources(out, spec, dataset)
     total = sum(dataset.meta(s).num_frames for s in todo)
     logger.info("feature cache %s: %d of %d sequences to compute (%d frames)", out, len(todo), len(ids), total)
     with tqdm(total=total, unit="frame", desc=f"features {spec.key}", disable=not progress) as bar:
         for seq_id in todo:
-            clean_file = clean / f"{seq_id}.npz" if clean else None
-            rgb_reuse = _cached_rgb(clean_file) if reuse_rgb and clean_file is not None else None
-            frame_rgb = _cached_rgb(frame_view / f"{seq_id}.npz") if frame_view is not None else None
-            arrays = _sequence_arrays(
-                dataset, seq_id, extractor, degradation, severity, batch_size, rgb_reuse, frame_rgb, bar
-            )
+            frame_rgb = _known_frame_features(sources, seq_id, dataset.meta(seq_id).num_frames, extractor)
+            arrays = _sequence_arrays(dataset, seq_id, extractor, degradation, severity, batch_size, frame_rgb, bar)
             write_bytes_atomic(out / f"{seq_id}.npz", _encode_npz(arrays))
     return out
 
 
-def _cached_rgb(path: Path) -> np.ndarray | None:
-    """The rgb features of a cache's sequence file, None when the file does not exist."""
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        rgb: np.ndarray = z["rgb"]
-    return rgb
+def _frame_feature_sources(out: Path, spec: CacheSpec, dataset: Dataset) -> list[Path]:
+    """The other caches beside `out` whose whole-frame colour features are this cache's: the same dataset, backbone,
+    weights, image size and colour degradation (module docstring)."""
+    sources = []
+    for folder in sorted(out.parent.iterdir()) if out.parent.is_dir() else []:
+        try:
+            man = json.loads((folder / "cache.json").read_text())
+            other = CacheSpec(
+                spec.backbone, spec.weights_sha256, spec.preprocessing, man["degradation"], man["severity"]
+            )
+            same = (
+                folder != out
+                and (man["format"], man["version"], man["dataset"]) == (CACHE_FORMAT, CACHE_VERSION, dataset.name)
+                and (man["backbone"], man["weights_sha256"]) == (spec.backbone, spec.weights_sha256)
+                and man["preprocessing"]["image_size"] == list(spec.preprocessing.image_size)
+                and other.colour_degradation == spec.colour_degradation
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a cache of this version: nothing to take from it
+        if same:
+            sources.append(folder)
+    return sources
+
+
+def _known_frame_features(sources: list[Path], seq_id: str, frames: int, ex: FeatureExtractor) -> np.ndarray | None:
+    """The sequence's whole-frame features (T, F) from the first source cache that has them, else None."""
+    for folder in sources:
+        path = folder / f"{seq_id}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                rgb: np.ndarray = z["rgb"][:, : ex.backbone.feature_dim]
+            if len(rgb) == frames:
+                return rgb
+    return None
 
 
 def _sequence_arrays(
@@ -250,23 +271,22 @@ def _sequence_arrays(
     degradation: str | None,
     severity: int,
     batch_size: int,
-    rgb_reuse: np.ndarray | None,
     frame_rgb: np.ndarray | None,
     bar: tqdm,
 ) -> dict[str, np.ndarray]:
-    """rgb_reuse: the sequence's rgb features, known already; frame_rgb: its whole-frame view's, known already
-    (model.r3d.color_views)."""
+    """frame_rgb: the sequence's whole-frame features (model.r3d.color_views' first view), when known already."""
     meta = dataset.meta(seq_id)
     times, labels = dataset.labels(seq_id)
+    rgb_known = frame_rgb if ex.pre.color_views == 1 else None
     if not meta.has_color:
-        rgb_reuse = ex.no_color_features(meta.num_frames)
+        rgb_known = ex.no_color_features(meta.num_frames)
     rgb_parts: list[np.ndarray] = []
     images: list[np.ndarray] = []
     batch_depths: list[np.ndarray] = []
     depths: list[np.ndarray] = []
 
     def flush() -> None:
-        if rgb_reuse is None:  # colour features are computed only where they are not known already
+        if rgb_known is None:  # colour features are computed only where they are not known already
             start = len(depths) - len(images)
             known = None if frame_rgb is None else frame_rgb[start : len(depths)]
             rgb_parts.append(ex.rgb(np.stack(images), np.stack(batch_depths), known))
@@ -284,7 +304,7 @@ def _sequence_arrays(
             flush()
     if images:
         flush()
-    rgb_all = rgb_reuse if rgb_reuse is not None else np.concatenate(rgb_parts)
+    rgb_all = rgb_known if rgb_known is not None else np.concatenate(rgb_parts)
     return {
         "rgb": rgb_all,
         "depth": np.stack(depths),

@@ -160,6 +160,29 @@ def test_person_colour_cache_adds_crop_features_and_reuses_the_frame_cache(tiny_
     assert np.abs(served[found, 1280:] - served[found, :1280]).mean() > 0.05  # the crop is a view of its own
 
 
+def test_a_cache_takes_whole_frame_features_from_another_with_the_same_colour_input(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Colour does not depend on the depth settings: a cache without the person mask takes its rgb from one with it
+    (the backbone does not run); a cache of another image size is not a source."""
+    ds = Dataset(tiny_dataset)
+    person = Preprocessing(image_size=(60, 80), depth_size=(30, 40), depth_input="metric", person_mask="background")
+    source = build_cache(ds, FeatureExtractor.build("efficientnet_lite0", person), seq_ids=["seq00"],
+                         cache_root=tmp_path, progress=False)  # fmt: skip
+    plain = FeatureExtractor.build("efficientnet_lite0", dataclasses.replace(person, person_mask="none"))
+    calls: list[int] = []
+    plain.backbone.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
+    folder = build_cache(ds, plain, seq_ids=["seq00"], cache_root=tmp_path, progress=False)
+    assert calls == []
+    a, b = load_cache(source, ["seq00"])["seq00"], load_cache(folder, ["seq00"])["seq00"]
+    np.testing.assert_array_equal(a.rgb, b.rgb)
+    assert a.depth.shape[1] == 3 and b.depth.shape[1] == 2
+    other_size = FeatureExtractor.build("efficientnet_lite0", dataclasses.replace(person, image_size=(30, 40)))
+    other_size.backbone.register_forward_hook(lambda _m, args, _out: calls.append(len(args[0])))
+    build_cache(ds, other_size, seq_ids=["seq00"], cache_root=tmp_path, progress=False)
+    assert sum(calls) == FRAMES
+
+
 def test_build_cache_skips_finished_sequences_and_redoes_missing_ones(
     tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
 ) -> None:
