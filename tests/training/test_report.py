@@ -8,6 +8,7 @@ import pytest
 from training.report import (
     ABLATIONS,
     STREAMING_ABLATIONS,
+    STREAMING_CANDIDATES,
     VARIANTS,
     comparison_lines,
     curve_flattened,
@@ -20,9 +21,11 @@ from training.report import (
 def test_plan_covers_every_comparison_and_ablation_once() -> None:
     runs = plan([1, 10, 13452], [1])
     names = [r.name for r in runs]
-    assert len(names) == len(set(names)) == 2 * len(VARIANTS) * 3 + len(ABLATIONS) + len(STREAMING_ABLATIONS)
+    expected = (2 * len(VARIANTS) + len(STREAMING_CANDIDATES)) * 3 + len(ABLATIONS) + len(STREAMING_ABLATIONS)
+    assert len(names) == len(set(names)) == expected
     assert "streaming-cen-s13452" in names and "paper-rtf-variance-s1" in names
     assert "streaming-rtf-linear-depth-s1" in names and "streaming-rtf-rgb-dropout-dark-s1" in names
+    assert "streaming-rtf-person-color-s13452" in names and "paper-rtf-person-color-s1" not in names
     ratio = next(r for r in runs if r.variant == "rtf-ratio0.3")
     assert ratio.overrides == {"model.fusion": "rtf", "model.exchange_ratio": 0.3}
 
@@ -30,7 +33,7 @@ def test_plan_covers_every_comparison_and_ablation_once() -> None:
 def test_plan_keeps_only_the_protocols_asked_for() -> None:
     runs = plan([1, 10, 13452], [1], ("streaming",))
     assert {r.protocol for r in runs} == {"streaming"}
-    assert len(runs) == len(VARIANTS) * 3 + len(STREAMING_ABLATIONS)
+    assert len(runs) == (len(VARIANTS) + len(STREAMING_CANDIDATES)) * 3 + len(STREAMING_ABLATIONS)
     assert [r.variant for r in runs[: len(VARIANTS)]] == list(VARIANTS)  # every method's first seed comes first
 
 
@@ -117,7 +120,9 @@ def test_report_only_trains_nothing_and_lists_every_run_as_missing(
     assert main(argv) == 0
     assert not (tmp_path / "runs").exists()
     meta = json.loads((tmp_path / "results.json").read_text())["meta"]
-    assert meta["runs"].startswith(f"0 finished, {len(VARIANTS) + len(STREAMING_ABLATIONS)} missing")
+    assert meta["runs"].startswith(
+        f"0 finished, {len(VARIANTS) + len(STREAMING_CANDIDATES) + len(STREAMING_ABLATIONS)} missing"
+    )
     assert meta["sized to fit"].startswith("protocols streaming; train sequences 2, validation sequences all")
     assert meta["robustness"] == "rgb_dark at severity 3"
     assert meta["epochs"] == "streaming 12"  # the protocols run, not the others
