@@ -98,7 +98,11 @@ class CacheSpec:
             "version": CACHE_VERSION,
             "backbone": self.backbone,
             "weights_sha256": self.weights_sha256,
-            "preprocessing": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(p).items()},
+            "preprocessing": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(p).items()
+                if (k, v) != ("color_view", "frame")
+            },  # as written before colour views: still valid
             "degradation": self.degradation,
             "severity": self.severity,
             "dataset": dataset.name,

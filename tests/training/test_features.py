@@ -142,6 +142,9 @@ def test_person_colour_cache_adds_crop_features_and_reuses_the_frame_cache(tiny_
     reused = build_cache(ds, person_ex, seq_ids=["seq01"], cache_root=tmp_path / "a", progress=False)
     fresh = build_cache(ds, person_ex, seq_ids=["seq01"], cache_root=tmp_path / "b", progress=False)
     assert reused.name == frame.name.replace("-v3", "-color-frame-person-v3")
+    # a whole-frame cache's manifest is the one written before colour views existed: those caches stay valid
+    manifests = [json.loads((folder / "cache.json").read_text())["preprocessing"] for folder in (frame, reused)]
+    assert "color_view" not in manifests[0] and manifests[1]["color_view"] == "frame+person"
     a, b, c = (load_cache(folder, ["seq01"])["seq01"] for folder in (frame, reused, fresh))
     assert b.rgb.shape == (FRAMES, 2 * 1280)
     np.testing.assert_array_equal(b.rgb[:, :1280], a.rgb)
