@@ -57,6 +57,9 @@ from training.robustness import DEGRADATIONS, degrade_frame, parse_degradation
 logger = logging.getLogger(__name__)
 CACHE_FORMAT = "r3d-feature-cache"
 CACHE_VERSION = 3
+# Preprocessing fields added after caches of this version were written: a manifest leaves them out at the value
+# that turns them off, as those caches were written, so that they stay valid
+LATER_FIELDS = {"person_mask": "none", "color_view": "frame"}
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,9 @@ class CacheSpec:
             "version": CACHE_VERSION,
             "backbone": self.backbone,
             "weights_sha256": self.weights_sha256,
-            "preprocessing": {
-                k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(p).items()
-                if (k, v) != ("color_view", "frame")
-            },  # as written before colour views: still valid
+            "preprocessing": _without_later_fields(
+                {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(p).items()}
+            ),
             "degradation": self.degradation,
             "severity": self.severity,
             "dataset": dataset.name,
@@ -191,10 +192,16 @@ class FeatureExtractor:
         return np.repeat(self._no_color, n, axis=0)
 
 
+def _without_later_fields(preprocessing: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in preprocessing.items() if LATER_FIELDS.get(k, object()) != v}
+
+
 def _prepare_dir(path: Path, manifest: dict[str, Any]) -> None:
     man_path = path / "cache.json"
     if man_path.is_file():
         old = json.loads(man_path.read_text())
+        if isinstance(old.get("preprocessing"), dict):  # written with a later field at its off value, or without it
+            old["preprocessing"] = _without_later_fields(old["preprocessing"])
         if old != manifest:
             raise ValueError(f"feature cache {path} was built for {old}, expected {manifest}; remove it or use --out")
         return

@@ -214,6 +214,24 @@ def test_cache_built_for_other_settings_is_refused(
         build_cache(Dataset(tiny_dataset), extractor, seq_ids=["seq00"], cache_root=tmp_path, progress=False)
 
 
+def test_a_manifest_with_or_without_the_later_fields_at_their_off_values_is_the_same_cache(
+    tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
+) -> None:
+    """Caches written before person_mask / color_view existed lack them; caches written since with them off name
+    them: both stay valid for the same settings, and a later field turned on is another cache."""
+    ds = Dataset(tiny_dataset)
+    folder = build_cache(ds, extractor, seq_ids=["seq00"], cache_root=tmp_path, progress=False)
+    manifest = json.loads((folder / "cache.json").read_text())
+    assert not {"person_mask", "color_view"} & set(manifest["preprocessing"])
+    manifest["preprocessing"] |= {"person_mask": "none", "color_view": "frame"}
+    (folder / "cache.json").write_text(json.dumps(manifest))
+    assert build_cache(ds, extractor, seq_ids=["seq00", "seq01"], cache_root=tmp_path, progress=False) == folder
+    manifest["preprocessing"]["person_mask"] = "background"
+    (folder / "cache.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="was built for"):
+        build_cache(ds, extractor, seq_ids=["seq02"], cache_root=tmp_path, progress=False)
+
+
 def test_depth_degradation_reuses_clean_rgb_and_changes_depth(
     tiny_dataset: Path, extractor: FeatureExtractor, tmp_path: Path
 ) -> None:
