@@ -166,7 +166,7 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
         "headline": headline(evaluation),
         "evaluation": evaluation,
     }
-    if run.protocol == "streaming" and run.variant in VARIANTS:
+    if run.protocol == "streaming" and (run.variant in VARIANTS or run.variant in STREAMING_CANDIDATES):
         record["robustness"] = {
             name: headline(
                 evaluate_checkpoint(best, args.dataset, split="test", degradation=name, severity=args.severity)
