@@ -184,7 +184,8 @@ class FeatureExtractor:
         return np.concatenate(([] if frame_features is None else [frame_features]) + parts, axis=1)
 
     def no_color_features(self, n: int) -> np.ndarray:
-        """(n, F) features of the image a depth-only frame is given (model.prepare_inputs with no colour)."""
+        """(n, F x colour views) features of the image a depth-only frame is given (model.prepare_inputs with no
+        colour)."""
         if self._no_color is None:
             # a throwaway locator serves a preprocessing with a person mask (it finds no person in no depth)
             image, depth = prepare_inputs(None, np.zeros((1, 1), np.uint16), 0.001, self.pre, self.pre.locator())
