@@ -197,15 +197,14 @@ class PersonDepthEncoder(nn.Module):
 
     - where: the mask's centroid and spread (first and second moments), mean depth, area, and whether a person
       was found at all (7 numbers; zeros when the mask is empty);
-    - what pose: the person box resampled to CROP from depth relative to the person's mean depth (clipped to +-1
-      standardised unit) and the mask, then a small CNN.
+    - what pose: the person box resampled to `crop` (H, W) from depth relative to the person's mean depth (clipped
+      to +-1 standardised unit) and the mask, then a small CNN.
     """
 
-    CROP = (32, 16)  # (H, W) of the person crop
     WIDTHS = (16, 32, 64)
     CROP_GRID = (4, 2)
 
-    def __init__(self, c: int) -> None:
+    def __init__(self, c: int, crop: tuple[int, int] = (32, 16)) -> None:
         super().__init__()
         self.room = ConvDepthEncoder(3, c)
         layers: list[nn.Module] = []
@@ -219,7 +218,7 @@ class PersonDepthEncoder(nn.Module):
         room_dim = ConvDepthEncoder.WIDTHS[-1] * ConvDepthEncoder.GRID[0] * ConvDepthEncoder.GRID[1]
         pose_dim = width_in * self.CROP_GRID[0] * self.CROP_GRID[1]
         self.proj = nn.Linear(room_dim + pose_dim + 7, c)
-        self.register_buffer("offsets", crop_offsets(self.CROP), persistent=False)
+        self.register_buffer("offsets", crop_offsets(crop), persistent=False)
 
     def forward(self, depth: torch.Tensor) -> torch.Tensor:
         _, _, h, w = depth.shape
@@ -253,13 +252,15 @@ def color_features(backbone: PooledBackbone, image: torch.Tensor, depth: torch.T
     return torch.cat([backbone(v) for v in color_views(image, depth, view)], dim=1)
 
 
-def build_depth_encoder(name: str, channels: int, size: tuple[int, int], c: int) -> nn.Module:
+def build_depth_encoder(
+    name: str, channels: int, size: tuple[int, int], c: int, person_crop: tuple[int, int] = (32, 16)
+) -> nn.Module:
     """The depth branch: "linear" (the paper's Linear(h*w*ch -> C) + LayerNorm + ReLU), "conv", or "person" (needs
-    the person-mask channel: Preprocessing.person_mask)."""
+    the person-mask channel: Preprocessing.person_mask; person_crop is the (H, W) it resamples the person to)."""
     if name == "conv":
         return ConvDepthEncoder(channels, c)
     if name == "person":
-        return PersonDepthEncoder(c)
+        return PersonDepthEncoder(c, person_crop)
     h, w = size
     return nn.Sequential(nn.Flatten(1), nn.Linear(h * w * channels, c), nn.LayerNorm(c), nn.ReLU())
 
@@ -277,6 +278,7 @@ class R3DConfig:
     backbone_weights_sha256: str = ""  # filled when the backbone is built; checked when a checkpoint loads
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     depth_encoder: str = "linear"  # one of DEPTH_ENCODERS; "linear" is the paper's branch
+    person_crop: tuple[int, int] = (32, 16)  # (H, W) the person depth encoder resamples the person to
     temporal_encoder: bool = True  # False: memory = fused tokens (the authors' last code version; ablation)
     encoder_layers: int = 2
     heads: int = 8
@@ -296,6 +298,7 @@ class R3DConfig:
         if isinstance(self.preprocessing, dict):
             pre: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocessing.items()}
             self.preprocessing = Preprocessing(**pre)
+        self.person_crop = (int(self.person_crop[0]), int(self.person_crop[1]))  # a list, read from a checkpoint
         problems = []
         if not self.classes or len(set(self.classes)) != len(self.classes) or "NONE" in self.classes:
             problems.append(f"classes: expected distinct names without 'NONE', got {self.classes!r}")
@@ -312,6 +315,8 @@ class R3DConfig:
                 f"depth_encoder 'person' goes with a person mask and only with it; got depth_encoder "
                 f"{self.depth_encoder!r} and preprocessing.person_mask {self.preprocessing.person_mask!r}"
             )
+        if min(self.person_crop) < 4:
+            problems.append(f"person_crop: expected (H, W) of at least 4 pixels each, got {self.person_crop}")
         for name in ("position_init_std", "segment_temperature", "action_temperature"):
             if not getattr(self, name) > 0:
                 problems.append(f"{name}: expected a positive number, got {getattr(self, name)!r}")
@@ -369,7 +374,9 @@ class FrameEncoder(nn.Module):
         self.backbone = backbone  # frozen; None when training from cached features
         self.color_view = pre.color_view
         self.rgb_proj = nn.Sequential(nn.Linear(cfg.feature_dim * pre.color_views, cfg.hidden), nn.ReLU())
-        self.depth_proj = build_depth_encoder(cfg.depth_encoder, pre.depth_channels, pre.depth_size, cfg.hidden)
+        self.depth_proj = build_depth_encoder(
+            cfg.depth_encoder, pre.depth_channels, pre.depth_size, cfg.hidden, cfg.person_crop
+        )
 
     def project(self, features: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
         """Backbone features (N, F x colour views) and depth maps (N, ch, h, w) -> tokens (N, 2, C)."""

@@ -88,7 +88,8 @@ class ModelConfig:
     dropout: float = _r3d_default("dropout")
     n_queries: int = _r3d_default("n_queries")
     max_len: int = _r3d_default("max_len")
-    depth_encoder: str = _r3d_default("depth_encoder")  # "linear" (the paper's Linear(h*w -> C)) or "conv"
+    depth_encoder: str = _r3d_default("depth_encoder")  # "linear" (the paper's Linear(h*w -> C)), "conv", "person"
+    person_crop: tuple[int, int] = _r3d_default("person_crop")  # (H, W) the person depth encoder resamples to
     position_init_std: float = _r3d_default("position_init_std")  # positional table init std
     decoder_value_positions: bool = _r3d_default("decoder_value_positions")  # decoder values carry query positions
     fps: float = _r3d_default("fps")  # streaming: sequences are resampled to it; paper: set to dataset fps / frame_step

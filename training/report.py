@@ -8,7 +8,8 @@ interrupted one continues from its last completed epoch, so an interrupted repor
   ablations     paper protocol, R3D with exchange ratio 0.2 and 0.3, variance selection, temporal encoder off;
                 streaming protocol, R3D with the paper's linear depth branch, the conv depth encoder, modality
                 dropout (zeroed or darkened RGB features) and the decoder changes (value positions, small position init)
-  candidates    streaming protocol, at every seed: R3D with the colour backbone on a person crop too (color_view)
+  candidates    streaming protocol, at every seed: R3D with the colour backbone on a person crop too (color_view),
+                and with the person seen in more detail (depth at 120x160, person crop 64x32)
 Every run is evaluated on the test split (never the checkpoint-selection split): MoC for the paper protocol,
 next-action accuracy / MoC over the horizon / time-to-next-action error for the streaming one. Streaming results
 also carry, on the same windows, the simple baselines (training.baselines), 95 % bootstrap intervals over test
@@ -83,6 +84,7 @@ STREAMING_ABLATIONS: dict[str, dict[str, Any]] = {
 # with R3D is as strong as the methods'
 STREAMING_CANDIDATES: dict[str, dict[str, Any]] = {
     "rtf-person-color": {"model.color_view": "frame+person"},
+    "rtf-person-detail": {"model.depth_size": [120, 160], "model.person_crop": [64, 32]},
 }
 LABELS = {
     "rtf": "R3D (RTF)",
@@ -102,6 +104,7 @@ LABELS = {
     "rtf-no-value-positions": "R3D, decoder values without positions",
     "rtf-position-init-1": "R3D, positional table N(0, 1)",
     "rtf-person-color": "R3D, colour backbone on a person crop too",
+    "rtf-person-detail": "R3D, depth at 120x160, person crop 64x32",
 }
 
 
@@ -137,7 +140,7 @@ def run_one(run: Run, args: argparse.Namespace) -> dict[str, Any]:
     epochs = args.streaming_epochs if run.protocol == "streaming" else args.paper_epochs
     overrides = {
         "data.dataset": str(args.dataset),
-        "model.depth_size": list(args.depth_size),  # one feature cache for every run
+        "model.depth_size": list(args.depth_size),  # one feature cache for every run but those that set their own
         "optim.epochs": epochs,
         "optim.warmup_epochs": max(1.0, epochs / 10),
         "run.seed": run.seed,

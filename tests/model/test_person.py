@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from export.onnx_export import export_frame_encoder
-from model import R3D, ConfigError, Preprocessing
+from model import R3D, ConfigError, Preprocessing, load_checkpoint, save_checkpoint
 from model.person import PersonLocator, largest_region
 from model.preprocess import prepare_depth, preprocess_depth
 from model.r3d import COLOR_CROP, PersonDepthEncoder, color_views
@@ -125,6 +125,22 @@ def test_person_encoder_crop_holds_a_silhouette_wider_than_it_is_tall() -> None:
     mask = captured[0][0, 1]  # (32, 16)
     assert mask[:, 0].max() < 0.05 and mask[:, -1].max() < 0.05  # nothing cut off at the sides
     assert mask[:, 4:12].max() > 0.99  # and the silhouette is there
+
+
+def test_person_crop_size_is_configured_and_survives_a_checkpoint(tmp_path: Path) -> None:
+    """A finer crop on a finer depth map (model.person_crop): the pose CNN sees the person at that size, and a
+    checkpoint (whose config is JSON: lists) rebuilds the same model."""
+    pre = Preprocessing(depth_size=(120, 160), depth_input="metric", person_mask="background")
+    model = R3D(tiny_config(depth_encoder="person", preprocessing=pre, person_crop=(64, 32)), with_backbone=False)
+    captured: list[torch.Tensor] = []
+    model.frame_encoder.depth_proj.pose.register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+    with torch.no_grad():
+        model.frame_encoder.depth_proj(_maps([(slice(20, 68), slice(16, 32))], size=(120, 160)))
+    assert captured[0].shape == (1, 2, 64, 32) and captured[0][0, 1, 24:40, 12:20].min() > 0.99
+    loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model.eval()), with_backbone=False)
+    assert loaded.cfg.person_crop == (64, 32)
+    with pytest.raises(ConfigError, match=r"person_crop: expected \(H, W\) of at least 4 pixels each, got \(2, 16\)"):
+        tiny_config(depth_encoder="person", preprocessing=pre, person_crop=(2, 16))
 
 
 def test_person_encoder_goes_with_a_person_mask_and_only_with_it() -> None:
