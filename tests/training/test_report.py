@@ -75,12 +75,16 @@ def test_curve_flattened_compares_the_last_epochs() -> None:
     assert curve_flattened(flat[:3]) is None
 
 
-def _record(variant: str, seed: int, hits: list[int], baseline: list[int] | None = None) -> dict[str, object]:
+def _record(
+    variant: str, seed: int, hits: list[int], baseline: list[int] | None = None, current: list[int] | None = None
+) -> dict[str, object]:
+    """Six windows over three sequences; `current`: whether each window's current action was named (default: all)."""
     seqs = ["a", "a", "b", "b", "c", "c"]
     windows = [
-        {"seq": q, "hit": h, **({"hit_majority": b} if baseline else {})}
-        for q, h, b in zip(seqs, hits, baseline or hits, strict=True)
-    ]
+        {"seq": q, "hit": h, "current": "sit", "current_pred": "sit" if c else "walk",
+         **({"hit_majority": b} if baseline else {})}
+        for q, h, b, c in zip(seqs, hits, baseline or hits, current or [1] * 6, strict=True)
+    ]  # fmt: skip
     return {"run": f"streaming-{variant}-s{seed}", "protocol": "streaming", "variant": variant,
             "evaluation": {"windows": windows}}  # fmt: skip
 
@@ -99,6 +103,19 @@ def test_paired_comparisons_average_seeds_then_pair_r3d_with_each_method_and_bas
     assert methods["baseline: majority"]["r3d_minus"]["verdict"] == "first better"
     lines = comparison_lines(comp)
     assert any(line.startswith("| baseline: majority | 0.0 | [0.0, 0.0] | +75.0") for line in lines)
+
+
+def test_current_action_comparison_pairs_the_last_frame_hits_without_the_next_action_baselines() -> None:
+    records = [
+        _record("rtf", 1, [0] * 6, baseline=[1] * 6, current=[1, 1, 1, 1, 0, 0]),
+        _record("depth", 1, [1] * 6, current=[1, 1, 0, 0, 0, 0]),
+    ]
+    comp = paired_comparisons(records, "current_action")
+    assert set(comp["methods"]) == {"rtf", "depth"}  # the baselines predict the next action, not the current one
+    assert comp["methods"]["rtf"]["accuracy"] == pytest.approx(4 / 6)
+    assert comp["methods"]["depth"]["r3d_minus"]["difference"] == pytest.approx(2 / 6)
+    lines = comparison_lines(comp, "current-action accuracy")
+    assert lines[1].startswith("## Streaming current-action accuracy with 95 % intervals (6 test windows, 3 sequences")
 
 
 def test_paired_comparisons_refuse_runs_evaluated_on_other_windows() -> None:
