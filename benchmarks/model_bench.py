@@ -1,8 +1,8 @@
 """Benchmark (a command, not a test): FrameEncoder cost per frame, Anticipator cost per tick at several window
 lengths, and the speedup of the incremental path (encode the one new frame, anticipate over cached tokens) over
 recomputing the whole window every tick; then the FrameEncoder of the service recipe's inputs (person-mask depth,
-person depth encoder) per colour view: the whole frame, and the whole frame plus the person crop
-(Preprocessing.color_view), measured in the same run. CPU, eager PyTorch.
+person depth encoder) against the candidates of reports/synthetic (ENCODERS), measured in the same run. CPU, eager
+PyTorch.
 
     python -m benchmarks.model_bench [--windows 100 500 2000] [--repeats 5] [--threads 2] [--chunk 32] [--json FILE]
 """
@@ -15,10 +15,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
-from model.preprocess import COLOR_VIEWS, Preprocessing
+from model.preprocess import Preprocessing
 from model.r3d import R3D, R3DConfig
 from rgbd.files import write_json_atomic
 
@@ -75,34 +76,45 @@ def run(windows: list[int], repeats: int, chunk: int = 32) -> dict[str, object]:
         "frame_encoder_batch": chunk,
         "frame_encoder_ms_per_frame_batched": batched_ms,
         "ticks": rows,
-        "colour_views": colour_view_costs(repeats, chunk),
+        "encoders": encoder_costs(repeats, chunk),
     }
 
 
-def colour_view_costs(repeats: int, chunk: int) -> list[dict[str, object]]:
-    """FrameEncoder ms per frame (batch 1 and batch `chunk`) of the service inputs, per colour view; the views
-    alternate within each repeat, so both see the same machine load."""
-    encoders = {}
-    for view in COLOR_VIEWS:
+# the service recipe's FrameEncoder and the candidates of reports/synthetic, as (Preprocessing, R3DConfig) overrides
+ENCODERS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "service": ({}, {}),
+    "colour on a person crop too": ({"color_view": "frame+person"}, {}),
+    "depth 120x160, person crop 64x32": ({"depth_size": (120, 160)}, {"person_crop": (64, 32)}),
+}
+
+
+def encoder_costs(repeats: int, chunk: int) -> list[dict[str, object]]:
+    """FrameEncoder ms per frame (batch 1 and batch `chunk`) of the service inputs (person-mask depth, the person
+    depth encoder) and of each candidate (ENCODERS); they alternate within each repeat, so all see the same load."""
+    encoders, depths = {}, {}
+    for name, (pre_overrides, cfg_overrides) in ENCODERS.items():
         torch.manual_seed(0)
-        pre = Preprocessing(depth_size=(60, 80), depth_input="metric", person_mask="background", color_view=view)  # type: ignore[arg-type]
-        encoders[view] = R3D(R3DConfig(classes=["a", "b"], preprocessing=pre, depth_encoder="person")).eval()
-    h, w = pre.image_size
-    depths = torch.randn(chunk, 3, 60, 80)
-    depths[:, 1], depths[:, 2] = 1.0, 0.0
-    depths[:, 2, 20:45, 30:40] = 1.0  # a person, 25 x 10 pixels of the depth map
-    images = torch.randn(chunk, 3, h, w)
-    times: dict[tuple[str, int], list[float]] = {(v, n): [] for v in COLOR_VIEWS for n in (1, chunk)}
+        pre = Preprocessing(**{"depth_size": (60, 80), "depth_input": "metric", "person_mask": "background",
+                               **pre_overrides})  # fmt: skip
+        cfg = R3DConfig(classes=["a", "b"], preprocessing=pre, depth_encoder="person", **cfg_overrides)
+        encoders[name] = R3D(cfg).eval()
+        dh, dw = pre.depth_size
+        depth = torch.randn(chunk, 3, dh, dw)
+        depth[:, 1], depth[:, 2] = 1.0, 0.0
+        depth[:, 2, dh // 3 : dh * 3 // 4, dw * 3 // 8 : dw // 2] = 1.0  # a person, a sixth of the map's height
+        depths[name] = depth
+    images = torch.randn(chunk, 3, *pre.image_size)
+    times: dict[tuple[str, int], list[float]] = {(e, n): [] for e in ENCODERS for n in (1, chunk)}
     with torch.inference_mode():
         for i in range(repeats * 4 + 1):
-            for (view, n), samples in times.items():
+            for (name, n), samples in times.items():
                 t0 = time.perf_counter()
-                encoders[view].frame_encoder(images[:n], depths[:n])
+                encoders[name].frame_encoder(images[:n], depths[name][:n])
                 if i:  # the first round warms up
                     samples.append((time.perf_counter() - t0) * 1e3 / n)
-    base = {n: statistics.median(times[("frame", n)]) for n in (1, chunk)}
-    return [{"color_view": v, "batch": n, "ms_per_frame": statistics.median(s),
-             "vs_frame": statistics.median(s) / base[n]} for (v, n), s in times.items()]  # fmt: skip
+    base = {n: statistics.median(times[("service", n)]) for n in (1, chunk)}
+    return [{"encoder": e, "batch": n, "ms_per_frame": statistics.median(s),
+             "vs_service": statistics.median(s) / base[n]} for (e, n), s in times.items()]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in res["ticks"]:  # type: ignore[attr-defined]
         out.write(f"| {r['T']} | {r['anticipator_ms']:.1f} | {r['incremental_tick_ms']:.1f} | "
                   f"{r['recompute_tick_ms']:.0f} | {r['speedup']:.0f}x |\n")  # fmt: skip
-    out.write("| colour view | batch | FrameEncoder ms/frame | vs whole frame |\n|---|---|---|---|\n")
-    for r in res["colour_views"]:  # type: ignore[attr-defined]
-        out.write(f"| {r['color_view']} | {r['batch']} | {r['ms_per_frame']:.2f} | {r['vs_frame']:.2f}x |\n")
+    out.write("| FrameEncoder | batch | ms/frame | vs service |\n|---|---|---|---|\n")
+    for r in res["encoders"]:  # type: ignore[attr-defined]
+        out.write(f"| {r['encoder']} | {r['batch']} | {r['ms_per_frame']:.2f} | {r['vs_service']:.2f}x |\n")
     if args.json:
         write_json_atomic(args.json, res)
     return 0

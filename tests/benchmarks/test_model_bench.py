@@ -21,7 +21,7 @@ def test_model_bench_at_a_batch_other_than_32_prints_and_writes_it(
     res = json.loads(out_json.read_text())
     assert res["frame_encoder_batch"] == 2 and res["frame_encoder_ms_per_frame_batched"] > 0
     assert [row["T"] for row in res["ticks"]] == [4]
-    views = {(r["color_view"], r["batch"]): r for r in res["colour_views"]}
-    assert sorted(views) == [("frame", 1), ("frame", 2), ("frame+person", 1), ("frame+person", 2)]
-    assert views[("frame", 2)]["vs_frame"] == 1.0 and views[("frame+person", 2)]["ms_per_frame"] > 0
-    assert "| frame+person | 2 |" in out
+    rows = {(r["encoder"], r["batch"]): r for r in res["encoders"]}
+    assert sorted(rows) == sorted((e, n) for e in model_bench.ENCODERS for n in (1, 2))
+    assert rows[("service", 2)]["vs_service"] == 1.0 and rows[("colour on a person crop too", 2)]["ms_per_frame"] > 0
+    assert "| depth 120x160, person crop 64x32 | 2 |" in out
