@@ -143,6 +143,7 @@ class PersonBox(NamedTuple):
 
 # a uniform box of height H has std H / sqrt(12), so +-1.73 std spans it; 20 % margin around that
 BOX_SPREADS = 1.73 * 1.2
+PERSON_CROP = (32, 16)  # (H, W) the person depth encoder resamples the person to, unless configured otherwise
 
 
 def person_box(mask: torch.Tensor) -> PersonBox:
@@ -175,7 +176,7 @@ def crop_offsets(size: tuple[int, int]) -> torch.Tensor:
 
 
 def crop_around(x: torch.Tensor, box: PersonBox, offsets: torch.Tensor) -> torch.Tensor:
-    """Maps x (N, ch, H, W) -> the box resampled (bilinear) to the offsets' size (N, ch, h', w'), zero where no
+    """x (N, ch, H, W) -> the box resampled (bilinear) to the offsets' size (N, ch, h', w'), zero where no
     person was found. Normalised coordinates do not depend on resolution: a box found on the depth map crops the
     aligned colour image as well."""
     n = x.shape[0]
@@ -204,7 +205,7 @@ class PersonDepthEncoder(nn.Module):
     WIDTHS = (16, 32, 64)
     CROP_GRID = (4, 2)
 
-    def __init__(self, c: int, crop: tuple[int, int] = (32, 16)) -> None:
+    def __init__(self, c: int, crop: tuple[int, int] = PERSON_CROP) -> None:
         super().__init__()
         self.room = ConvDepthEncoder(3, c)
         layers: list[nn.Module] = []
@@ -253,7 +254,7 @@ def color_features(backbone: PooledBackbone, image: torch.Tensor, depth: torch.T
 
 
 def build_depth_encoder(
-    name: str, channels: int, size: tuple[int, int], c: int, person_crop: tuple[int, int] = (32, 16)
+    name: str, channels: int, size: tuple[int, int], c: int, person_crop: tuple[int, int] = PERSON_CROP
 ) -> nn.Module:
     """The depth branch: "linear" (the paper's Linear(h*w*ch -> C) + LayerNorm + ReLU), "conv", or "person" (needs
     the person-mask channel: Preprocessing.person_mask; person_crop is the (H, W) it resamples the person to)."""
@@ -278,7 +279,7 @@ class R3DConfig:
     backbone_weights_sha256: str = ""  # filled when the backbone is built; checked when a checkpoint loads
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     depth_encoder: str = "linear"  # one of DEPTH_ENCODERS; "linear" is the paper's branch
-    person_crop: tuple[int, int] = (32, 16)  # (H, W) the person depth encoder resamples the person to
+    person_crop: tuple[int, int] = PERSON_CROP  # (H, W) the person depth encoder resamples the person to
     temporal_encoder: bool = True  # False: memory = fused tokens (the authors' last code version; ablation)
     encoder_layers: int = 2
     heads: int = 8
