@@ -41,6 +41,7 @@ class WindowFacts:
     previous: int
     current: int
     next: int
+    current_for_s: float = 0.0  # how long the current action has been going at the last observed frame (seconds)
 
 
 def window_facts(seq: SequenceFeatures, w: Window, none_index: int) -> WindowFacts:
@@ -51,7 +52,9 @@ def window_facts(seq: SequenceFeatures, w: Window, none_index: int) -> WindowFac
     previous = next(
         (int(x) for x in before if x >= 0 and x != current), -1
     )  # the run before the current one, across the whole sequence
-    return WindowFacts(w.seq, previous, current, change[0] if change else none_index)
+    start = int(w.observed[-1]) - next((i for i, x in enumerate(before) if x != current), len(before)) + 1
+    since = float(seq.timestamps[int(w.observed[-1])] - seq.timestamps[start])
+    return WindowFacts(w.seq, previous, current, change[0] if change else none_index, since)
 
 
 def _most_common(counter: Counter[int]) -> int:

@@ -8,6 +8,7 @@ that overlaps the selection split (the UTKinect defect of the reference code).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -197,8 +198,27 @@ def with_baselines(
         "current_action_acc": bootstrap_ci([r["seq"] for r in known], cur_hits),
         **{f"baseline_{k}": bootstrap_ci(seqs, v) for k, v in base.items()},
     }
+    out["current_action_acc_by_onset"] = by_onset(known, cur_hits)
     out["baselines"] = {k: float(v.mean()) if len(v) else float("nan") for k, v in base.items()}
     out["model_minus_baseline"] = {k: paired_difference(seqs, hits, v) for k, v in base.items()}
+    return out
+
+
+ONSET_BINS_S = (0.5, 1.0, 2.0)  # bin edges of how long the current action has been going at a window's end
+
+
+def by_onset(records: list[dict[str, Any]], hits: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Current-action accuracy by how long the current action has been going at the window's end (record
+    "current_for_s", binned at ONSET_BINS_S): right after an action starts, little of it has been seen."""
+    edges = [0.0, *ONSET_BINS_S, math.inf]
+    since = np.array([r["current_for_s"] for r in records], dtype=np.float64)
+    out = {}
+    for lo, hi in itertools.pairwise(edges):
+        keep = (since >= lo) & (since < hi)
+        name = f">= {lo:g} s" if math.isinf(hi) else f"{lo:g}-{hi:g} s"
+        seqs = [r["seq"] for r, k in zip(records, keep.tolist(), strict=True) if k]
+        out[name] = {"windows": int(keep.sum()), "accuracy": float(hits[keep].mean()) if keep.any() else math.nan,
+                     "ci95": bootstrap_ci(seqs, hits[keep]) if keep.any() else [math.nan, math.nan]}  # fmt: skip
     return out
 
 

@@ -8,6 +8,7 @@ import torch
 
 from training.baselines import FollowerTables, WindowFacts, bootstrap_ci, paired_difference, window_facts
 from training.calibration import ece_interval, expected_calibration_error, fit_temperature
+from training.evaluate import by_onset
 from training.features import SequenceFeatures
 from training.sampler import Window
 
@@ -22,9 +23,20 @@ def test_window_facts_take_previous_run_from_the_whole_sequence_and_next_change_
     labels = np.array([4, 4, 2, 2, 2, 2, 7, 7], dtype=np.int64)
     seq = SequenceFeatures("a", np.zeros((8, 0)), np.zeros((8, 0)), labels, np.arange(8) / 10)
     w = Window("a", observed=np.array([3, 4]), future=np.array([5, 6, 7]), horizon=3, ratio=0, position=5, length=8)
-    assert window_facts(seq, w, NONE) == WindowFacts("a", previous=4, current=2, next=7)
+    # the current action (2) started at frame 2: at the last observed frame (4) it has been going 0.2 s
+    assert window_facts(seq, w, NONE) == WindowFacts("a", previous=4, current=2, next=7, current_for_s=0.2)
     unchanged = Window("a", np.array([6]), np.array([7]), 1, 0, 7, 8)
-    assert window_facts(seq, unchanged, NONE) == WindowFacts("a", previous=2, current=7, next=NONE)
+    assert window_facts(seq, unchanged, NONE) == WindowFacts("a", previous=2, current=7, next=NONE, current_for_s=0.0)
+    first_run = Window("a", np.array([0, 1]), np.array([2]), 1, 0, 2, 8)
+    assert window_facts(seq, first_run, NONE).current_for_s == 0.1  # from the sequence's first frame
+
+
+def test_current_action_accuracy_by_onset_bins_the_windows_by_how_long_the_action_has_gone_on() -> None:
+    records = [{"seq": s, "current_for_s": t} for s, t in [("a", 0.1), ("a", 0.7), ("b", 0.2), ("b", 1.5), ("c", 9.0)]]
+    bins = by_onset(records, np.array([0.0, 1.0, 1.0, 1.0, 1.0]))
+    assert list(bins) == ["0-0.5 s", "0.5-1 s", "1-2 s", ">= 2 s"]
+    assert (bins["0-0.5 s"]["windows"], bins["0-0.5 s"]["accuracy"]) == (2, 0.5)
+    assert bins[">= 2 s"] == {"windows": 1, "accuracy": 1.0, "ci95": [1.0, 1.0]}
 
 
 def test_follower_tables_pick_the_most_frequent_next_with_ties_to_the_lower_class() -> None:
