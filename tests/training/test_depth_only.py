@@ -66,7 +66,7 @@ def test_cache_of_a_depth_only_dataset_holds_depth_and_the_no_colour_features(de
     # the rows are what the server computes for a depth-only frame: the backbone on prepare_inputs' zero image
     image, depth = prepare_inputs(None, ds.frame("seq00", 4).depth, 0.001, pre)
     assert not image.any()
-    np.testing.assert_array_equal(seq.rgb[4], extractor.rgb(image[None])[0])
+    np.testing.assert_array_equal(seq.rgb[4], extractor.rgb(image[None], depth[None])[0])
     np.testing.assert_array_equal(seq.depth[4], depth.astype(np.float16))
     assert folder == cache_dir(depth_only_dataset, extractor.spec())
 
