@@ -285,6 +285,8 @@ def paired_comparisons(records: list[dict[str, Any]], target: str = "next_action
     baseline_rows: dict[str, list[float]] = {}
     for r in records:
         windows = r["evaluation"].get("windows") if r["protocol"] == "streaming" else None
+        if windows and target == "current_action":  # as r3d-eval counts it: windows whose current action is known
+            windows = [w for w in windows if w["current"] >= 0]
         if not windows:
             continue
         ws = [w["seq"] for w in windows]

@@ -81,7 +81,7 @@ def _record(
     """Six windows over three sequences; `current`: whether each window's current action was named (default: all)."""
     seqs = ["a", "a", "b", "b", "c", "c"]
     windows = [
-        {"seq": q, "hit": h, "current": "sit", "current_pred": "sit" if c else "walk",
+        {"seq": q, "hit": h, "current": 1, "current_pred": 1 if c else 0,
          **({"hit_majority": b} if baseline else {})}
         for q, h, b, c in zip(seqs, hits, baseline or hits, current or [1] * 6, strict=True)
     ]  # fmt: skip
@@ -114,6 +114,9 @@ def test_current_action_comparison_pairs_the_last_frame_hits_without_the_next_ac
     assert set(comp["methods"]) == {"rtf", "depth"}  # the baselines predict the next action, not the current one
     assert comp["methods"]["rtf"]["accuracy"] == pytest.approx(4 / 6)
     assert comp["methods"]["depth"]["r3d_minus"]["difference"] == pytest.approx(2 / 6)
+    unknown = _record("rtf", 10, [0] * 6, current=[1, 1, 1, 1, 0, 0])
+    unknown["evaluation"]["windows"][5]["current"] = -1  # type: ignore[index]
+    assert paired_comparisons([unknown], "current_action")["windows"] == 5  # unlabelled windows are not counted
     lines = comparison_lines(comp, "current-action accuracy")
     assert lines[1].startswith("## Streaming current-action accuracy with 95 % intervals (6 test windows, 3 sequences")
 
