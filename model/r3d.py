@@ -299,7 +299,7 @@ class R3DConfig:
         if isinstance(self.preprocessing, dict):
             pre: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocessing.items()}
             self.preprocessing = Preprocessing(**pre)
-        self.person_crop = (int(self.person_crop[0]), int(self.person_crop[1]))  # a list, read from a checkpoint
+        self.person_crop = tuple(int(x) for x in self.person_crop)  # type: ignore[assignment]  # a list, from JSON
         problems = []
         if not self.classes or len(set(self.classes)) != len(self.classes) or "NONE" in self.classes:
             problems.append(f"classes: expected distinct names without 'NONE', got {self.classes!r}")
@@ -316,7 +316,7 @@ class R3DConfig:
                 f"depth_encoder 'person' goes with a person mask and only with it; got depth_encoder "
                 f"{self.depth_encoder!r} and preprocessing.person_mask {self.preprocessing.person_mask!r}"
             )
-        if min(self.person_crop) < 4:
+        if len(self.person_crop) != 2 or min(self.person_crop) < 4:
             problems.append(f"person_crop: expected (H, W) of at least 4 pixels each, got {self.person_crop}")
         for name in ("position_init_std", "segment_temperature", "action_temperature"):
             if not getattr(self, name) > 0:

@@ -141,6 +141,10 @@ def test_person_crop_size_is_configured_and_survives_a_checkpoint(tmp_path: Path
     assert loaded.cfg.person_crop == (64, 32)
     with pytest.raises(ConfigError, match=r"person_crop: expected \(H, W\) of at least 4 pixels each, got \(2, 16\)"):
         tiny_config(depth_encoder="person", preprocessing=pre, person_crop=(2, 16))
+    with pytest.raises(
+        ConfigError, match=r"person_crop: expected \(H, W\) of at least 4 pixels each, got \(64, 32, 3\)"
+    ):
+        tiny_config(depth_encoder="person", preprocessing=pre, person_crop=(64, 32, 3))  # not cut silently to (H, W)
 
 
 def test_person_encoder_goes_with_a_person_mask_and_only_with_it() -> None:
