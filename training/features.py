@@ -62,6 +62,13 @@ CACHE_VERSION = 3
 LATER_FIELDS = {"person_mask": "none", "color_view": "frame"}
 
 
+def colour_degradation(degradation: str | None, severity: int) -> tuple[str | None, int]:
+    """The degradation the colour image gets: (None, 0) when clean or when only depth is degraded."""
+    if degradation is None or DEGRADATIONS[degradation].modality == "depth":
+        return None, 0
+    return degradation, severity
+
+
 @dataclass(frozen=True)
 class CacheSpec:
     """What a feature cache depends on; its key names the cache folder."""
@@ -89,10 +96,7 @@ class CacheSpec:
 
     @property
     def colour_degradation(self) -> tuple[str | None, int]:
-        """The degradation the colour image gets: (None, 0) when clean or when only depth is degraded."""
-        if self.degradation is None or DEGRADATIONS[self.degradation].modality == "depth":
-            return None, 0
-        return self.degradation, self.severity
+        return colour_degradation(self.degradation, self.severity)
 
     def manifest(self, dataset: Dataset) -> dict[str, Any]:
         p = self.preprocessing
@@ -247,15 +251,12 @@ def _frame_feature_sources(out: Path, spec: CacheSpec, dataset: Dataset) -> list
     for folder in sorted(out.parent.iterdir()) if out.parent.is_dir() else []:
         try:
             man = json.loads((folder / "cache.json").read_text())
-            other = CacheSpec(
-                spec.backbone, spec.weights_sha256, spec.preprocessing, man["degradation"], man["severity"]
-            )
             same = (
                 folder != out
                 and (man["format"], man["version"], man["dataset"]) == (CACHE_FORMAT, CACHE_VERSION, dataset.name)
                 and (man["backbone"], man["weights_sha256"]) == (spec.backbone, spec.weights_sha256)
                 and man["preprocessing"]["image_size"] == list(spec.preprocessing.image_size)
-                and other.colour_degradation == spec.colour_degradation
+                and colour_degradation(man["degradation"], man["severity"]) == spec.colour_degradation
             )
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not a cache of this version: nothing to take from it
