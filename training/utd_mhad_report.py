@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from model import R3D
 from rgbd.dataset import Dataset
@@ -386,6 +388,80 @@ def render_comparison(
     ]
 
 
+def run_settings(work: Path) -> dict[str, Any]:
+    """A finished work folder's seed and torch threads, from its run's resolved config."""
+    run = yaml.safe_load((work / "run" / "config.yaml").read_text())["run"]
+    return {"seed": run["seed"], "threads": run.get("threads")}
+
+
+def repeated_runs(work: Path, evaluation: dict[str, Any], others: list[Path]) -> list[dict[str, Any]]:
+    """This run and --repeats (the same recipe run again: another seed or thread count) on the same test clips, so
+    that the report shows how far one run of the recipe is from another. Refused unless each is the same model
+    trained as long on the same clips, so that only the seed and the arithmetic differ."""
+    if not others:
+        return []
+    this = model_summary(load_for_eval(work / "run" / "best.safetensors")[0])
+    rows = []
+    for folder in [work, *others]:
+        scores = json.loads((folder / "evaluation.json").read_text())["evaluation"] if folder != work else evaluation
+        if folder != work:
+            other = model_summary(load_for_eval(folder / "run" / "best.safetensors")[0])
+            if (other, training_of(folder)) != (this, training_of(work)):
+                raise SystemExit(
+                    f"--repeats: {folder} is not this recipe ({other}; {training_of(folder)}), expected {this}; "
+                    f"{training_of(work)} (use --compare-with for another recipe)"
+                )
+            paired_against(evaluation, scores)  # refuses other test clips
+        timings = json.loads((folder / "timings.json").read_text()) if (folder / "timings.json").is_file() else {}
+        rows.append({"work": str(folder), **run_settings(folder), "train_s": timings.get("train"),
+                     "clip_accuracy": scores["clip_accuracy"], "frame_accuracy": scores["frame_accuracy"]})  # fmt: skip
+    return rows
+
+
+def render_repeats(rows: list[dict[str, Any]]) -> list[str]:
+    """The --repeats section: one recipe run several times, and the spread of its test scores."""
+    clip = [r["clip_accuracy"]["value"] for r in rows]
+    frame = [r["frame_accuracy"]["value"] for r in rows]
+    lines = [
+        "## The same recipe run again",
+        "",
+        "The first row is this report's run. The others are the same recipe, the same training clips and epochs, "
+        "with another seed or another number of torch threads (which changes the order of floating-point sums): "
+        "how far one run is from the next, on the same test clips.",
+        "",
+        "| work folder | seed | threads | clip accuracy (95 %) | frame accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        ca, fa = r["clip_accuracy"], r["frame_accuracy"]
+        train_s = "?" if r["train_s"] is None else f"{r['train_s']:.0f}"
+        lines.append(
+            f"| {r['work']} | {r['seed']} | {r['threads'] or 'all'} | {pct(ca['value'])} ({pct(ca['ci95'][0])} – "
+            f"{pct(ca['ci95'][1])}) | {pct(fa['value'])} ({pct(fa['ci95'][0])} – {pct(fa['ci95'][1])}) | {train_s} |"
+        )
+    lines += [
+        "",
+        f"Over these {len(rows)} runs: clip accuracy mean {pct(float(np.mean(clip)))} (lowest {pct(min(clip))}, "
+        f"highest {pct(max(clip))}), frame accuracy mean {pct(float(np.mean(frame)))} (lowest {pct(min(frame))}, "
+        f"highest {pct(max(frame))}).",
+        "",
+    ]
+    return lines
+
+
+def describe_load(results: dict[str, Any]) -> str:
+    """Whether other jobs shared the machine, from the load averages recorded at each stage's end."""
+    load = results["load_average_at_stage_end"]
+    if not load:
+        return "The machine's load during these stages was not recorded (timings from before load.json was kept)."
+    stages = "; ".join(f"{stage} {' / '.join(f'{x:.2f}' for x in values)}" for stage, values in load.items())
+    return (
+        f"Load average (1 / 5 / 15 min) at the end of each stage, as recorded in WORK/load.json: {stages}. Training "
+        f"kept up to {results['threads'] or results['cpus']} of the {results['cpus']} logical CPUs busy; a load well "
+        "above that means other jobs shared them."
+    )
+
+
 def describe_training_split(results: dict[str, Any]) -> str:
     sizes, design = results["split_sizes"], results["validation_design"]
     if design["val_subjects"]:
@@ -476,6 +552,8 @@ def render_report(results: dict[str, Any]) -> str:
     lines += ["", results["published_note"], ""]
     if results["recipe_choice"]:
         lines += render_recipe_choice(results["recipe_choice"], results["train"]["epochs"])
+    if results["repeats"]:
+        lines += render_repeats(results["repeats"])
     if results["comparison"] is not None:
         lines += render_comparison(results["comparison"], ev, results["model"]["summary"], results["training"], t)
     lines += [
@@ -490,7 +568,9 @@ def render_report(results: dict[str, Any]) -> str:
         "",
         "A stage's time covers only the work it did in the run that recorded it: the feature stage skips sequences "
         "already cached (and the import an existing dataset), so they are full build times only in a run that "
-        "started from nothing. Other jobs shared the two cores during every stage.",
+        "started from nothing.",
+        "",
+        describe_load(results),
         "",
         *(
             []
@@ -531,11 +611,16 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float | None] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     ran: dict[str, float | None] = {"import": None, "features": None, "train": None, "evaluate": None}
 
+    load_path = work / "load.json"  # the machine's load average at each stage's end: was the machine shared?
+    load: dict[str, list[float]] = json.loads(load_path.read_text()) if load_path.is_file() else {}
+
     def timed(stage: str, fn: Any) -> Any:
         start = time.perf_counter()
         value = fn()
         ran[stage] = timings[stage] = time.perf_counter() - start
+        load[stage] = [round(x, 2) for x in os.getloadavg()]
         write_json_atomic(timings_path, timings)
+        write_json_atomic(load_path, load)
         return value
 
     dataset_root = work / "dataset"
@@ -653,12 +738,16 @@ def run(args: argparse.Namespace) -> int:
         "prep_and_train_s": (
             sum(timings[k] or 0.0 for k in PREP_AND_TRAIN) if all(timings.get(k) for k in PREP_AND_TRAIN) else None
         ),
+        "load_average_at_stage_end": {k: load[k] for k in timings if k in load},
+        "threads": run_settings(work)["threads"],
+        "cpus": os.cpu_count(),
         "published": PUBLISHED,
         "published_note": PUBLISHED_NOTE,
         "evaluation": evaluation,
         "validation": cached["validation"],
         "comparison": comparison,
         "recipe_choice": [validation_run(Path(w)) for w in args.validation_runs],
+        "repeats": repeated_runs(work, evaluation, [Path(w) for w in args.repeats]),
     }
     write_json_atomic(out / "results.json", results)
     plot_confusion(
@@ -733,6 +822,15 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="WORK",
         help="finished --validate-only work folders: their validation scores are tabulated as the recipe choice",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=Path,
+        nargs="*",
+        default=[],
+        metavar="WORK",
+        help="finished work folders of this same recipe run again (e.g. --set run.seed=2): their test scores are "
+        "tabulated beside this run's, with the spread over runs",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)

@@ -172,3 +172,34 @@ def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewe
     assert chosen_run([run(12, 0.80, 0.6), run(15, 0.82, 0.5)])["epochs"] == 15
     assert chosen_run([run(12, 0.80, 0.6), run(15, 0.80, 0.7)])["epochs"] == 15
     assert chosen_run([run(15, 0.80, 0.6), run(12, 0.80, 0.6)])["epochs"] == 12
+
+
+def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_refused(tmp_path: Path) -> None:
+    raw = write_raw_folder(tmp_path / "raw")
+    work, again, out = tmp_path / "work", tmp_path / "work-seed2", tmp_path / "report"
+    common = ["--out", str(out), "--epochs", "2", "--no-progress"]
+    with one_thread():
+        assert main([*common, "--raw", str(raw), "--work", str(work)]) == 0
+    (again / "dataset").mkdir(parents=True)
+    for item in ("dataset.json", "splits.json", "sequences"):
+        (again / "dataset" / item).symlink_to(work / "dataset" / item)
+    with one_thread():
+        assert main([*common, "--work", str(again), "--set", "run.seed=2"]) == 0
+        assert main([*common, "--work", str(work), "--repeats", str(again)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    first, second = results["repeats"]
+    assert (first["work"], first["seed"], second["work"], second["seed"]) == (str(work), 1, str(again), 2)
+    assert first["clip_accuracy"] == results["evaluation"]["clip_accuracy"]
+    assert second["clip_accuracy"] == json.loads((again / "evaluation.json").read_text())["evaluation"]["clip_accuracy"]
+    mean = (first["clip_accuracy"]["value"] + second["clip_accuracy"]["value"]) / 2
+    report = (out / "REPORT.md").read_text()
+    assert "## The same recipe run again" in report and f"clip accuracy mean {100 * mean:.1f} %" in report
+    # the stages this folder ran recorded the machine's load at their end, and the report quotes it
+    load = json.loads((work / "load.json").read_text())
+    assert set(load) == {"import", "features", "train", "evaluate"} and all(len(v) == 3 for v in load.values())
+    assert results["load_average_at_stage_end"] == load and "as recorded in WORK/load.json" in report
+    # a folder trained longer is another recipe: refused, with where to put it instead
+    summary = json.loads((again / "run" / "summary.json").read_text())
+    (again / "run" / "summary.json").write_text(json.dumps({**summary, "epochs": 3}))
+    with pytest.raises(SystemExit, match="is not this recipe .*3 epochs.*use --compare-with"):
+        main([*common, "--work", str(work), "--repeats", str(again)])
