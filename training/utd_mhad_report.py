@@ -319,6 +319,15 @@ def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return max(runs, key=lambda r: (r["clip_accuracy"]["value"], r["frame_accuracy"]["value"], -r["epochs"]))
 
 
+def score_cells(run: dict[str, Any]) -> str:
+    """A run's table cells: clip and frame accuracy, each with its 95 % interval, then its training seconds."""
+    ca, fa, train_s = run["clip_accuracy"], run["frame_accuracy"], run["train_s"]
+    return (
+        f"{pct(ca['value'])} ({pct(ca['ci95'][0])} – {pct(ca['ci95'][1])}) | {pct(fa['value'])} "
+        f"({pct(fa['ci95'][0])} – {pct(fa['ci95'][1])}) | {'?' if train_s is None else f'{train_s:.0f}'}"
+    )
+
+
 def render_recipe_choice(runs: list[dict[str, Any]], epochs: int) -> list[str]:
     """The --validation-runs section: the candidates scored on whole training subjects held out, and the choice."""
     chosen = chosen_run(runs)
@@ -334,12 +343,7 @@ def render_recipe_choice(runs: list[dict[str, Any]], epochs: int) -> list[str]:
         "| --- | --- | --- | --- | --- |",
     ]
     for r in runs:
-        ca, fa = r["clip_accuracy"], r["frame_accuracy"]
-        train_s = "?" if r["train_s"] is None else f"{r['train_s']:.0f}"
-        lines.append(
-            f"| {r['work']} | {r['epochs']} | {pct(ca['value'])} ({pct(ca['ci95'][0])} – {pct(ca['ci95'][1])}) | "
-            f"{pct(fa['value'])} ({pct(fa['ci95'][0])} – {pct(fa['ci95'][1])}) | {train_s} |"
-        )
+        lines.append(f"| {r['work']} | {r['epochs']} | {score_cells(r)} |")
     verdict = "as this report's model does" if chosen["epochs"] == epochs else f"this report's model has {epochs}"
     lines += [
         "",
@@ -358,11 +362,7 @@ def render_comparison(
     trained = [v for k, v in timings.items() if k.startswith(("training", "train")) and v is not None]
 
     def row(name: str, scores: dict[str, Any], train_s: float | None) -> str:
-        ca, fa = scores["clip_accuracy"], scores["frame_accuracy"]
-        return (
-            f"| {name} | {pct(ca['value'])} ({pct(ca['ci95'][0])} – {pct(ca['ci95'][1])}) | {pct(fa['value'])} "
-            f"({pct(fa['ci95'][0])} – {pct(fa['ci95'][1])}) | {'?' if train_s is None else f'{train_s:.0f}'} |"
-        )
+        return f"| {name} | {score_cells({**scores, 'train_s': train_s})} |"
 
     def difference(key: str) -> str:
         d = diff[key]
@@ -433,12 +433,7 @@ def render_repeats(rows: list[dict[str, Any]]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
-        ca, fa = r["clip_accuracy"], r["frame_accuracy"]
-        train_s = "?" if r["train_s"] is None else f"{r['train_s']:.0f}"
-        lines.append(
-            f"| {r['work']} | {r['seed']} | {r['threads'] or 'all'} | {pct(ca['value'])} ({pct(ca['ci95'][0])} – "
-            f"{pct(ca['ci95'][1])}) | {pct(fa['value'])} ({pct(fa['ci95'][0])} – {pct(fa['ci95'][1])}) | {train_s} |"
-        )
+        lines.append(f"| {r['work']} | {r['seed']} | {r['threads'] or 'all'} | {score_cells(r)} |")
     lines += [
         "",
         f"Over these {len(rows)} runs: clip accuracy mean {pct(float(np.mean(clip)))} (lowest {pct(min(clip))}, "
