@@ -400,21 +400,24 @@ def repeated_runs(work: Path, evaluation: dict[str, Any], others: list[Path]) ->
     trained as long on the same clips, so that only the seed and the arithmetic differ."""
     if not others:
         return []
-    this = model_summary(load_for_eval(work / "run" / "best.safetensors")[0])
-    rows = []
-    for folder in [work, *others]:
-        scores = json.loads((folder / "evaluation.json").read_text())["evaluation"] if folder != work else evaluation
-        if folder != work:
-            other = model_summary(load_for_eval(folder / "run" / "best.safetensors")[0])
-            if (other, training_of(folder)) != (this, training_of(work)):
-                raise SystemExit(
-                    f"--repeats: {folder} is not this recipe ({other}; {training_of(folder)}), expected {this}; "
-                    f"{training_of(work)} (use --compare-with for another recipe)"
-                )
-            paired_against(evaluation, scores)  # refuses other test clips
+
+    def row(folder: Path, scores: dict[str, Any]) -> dict[str, Any]:
         timings = json.loads((folder / "timings.json").read_text()) if (folder / "timings.json").is_file() else {}
-        rows.append({"work": str(folder), **run_settings(folder), "train_s": timings.get("train"),
-                     "clip_accuracy": scores["clip_accuracy"], "frame_accuracy": scores["frame_accuracy"]})  # fmt: skip
+        return {"work": str(folder), **run_settings(folder), "train_s": timings.get("train"),
+                "clip_accuracy": scores["clip_accuracy"], "frame_accuracy": scores["frame_accuracy"]}  # fmt: skip
+
+    this = (model_summary(load_for_eval(work / "run" / "best.safetensors")[0]), training_of(work))
+    rows = [row(work, evaluation)]
+    for folder in others:
+        other = (model_summary(load_for_eval(folder / "run" / "best.safetensors")[0]), training_of(folder))
+        if other != this:
+            raise SystemExit(
+                f"--repeats: {folder} is not this recipe ({'; '.join(other)}), expected {'; '.join(this)} (use "
+                "--compare-with for another recipe)"
+            )
+        scores = json.loads((folder / "evaluation.json").read_text())["evaluation"]
+        paired_against(evaluation, scores)  # refuses other test clips
+        rows.append(row(folder, scores))
     return rows
 
 
