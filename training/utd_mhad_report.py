@@ -394,10 +394,13 @@ def run_settings(work: Path) -> dict[str, Any]:
     return {"seed": run["seed"], "threads": run.get("threads")}
 
 
-def repeated_runs(work: Path, evaluation: dict[str, Any], others: list[Path]) -> list[dict[str, Any]]:
+def repeated_runs(
+    work: Path, evaluation: dict[str, Any], this: tuple[str, str], others: list[Path]
+) -> list[dict[str, Any]]:
     """This run and --repeats (the same recipe run again: another seed or thread count) on the same test clips, so
     that the report shows how far one run of the recipe is from another. Refused unless each is the same model
-    trained as long on the same clips, so that only the seed and the arithmetic differ."""
+    trained as long on the same clips (`this`: the run's model summary and training_of), so that only the seed and
+    the arithmetic differ."""
     if not others:
         return []
 
@@ -406,7 +409,6 @@ def repeated_runs(work: Path, evaluation: dict[str, Any], others: list[Path]) ->
         return {"work": str(folder), **run_settings(folder), "train_s": timings.get("train"),
                 "clip_accuracy": scores["clip_accuracy"], "frame_accuracy": scores["frame_accuracy"]}  # fmt: skip
 
-    this = (model_summary(load_for_eval(work / "run" / "best.safetensors")[0]), training_of(work))
     rows = [row(work, evaluation)]
     for folder in others:
         other = (model_summary(load_for_eval(folder / "run" / "best.safetensors")[0]), training_of(folder))
@@ -698,6 +700,7 @@ def run(args: argparse.Namespace) -> int:
             write_json_atomic(evaluation_path, cached)
     evaluation = cached["evaluation"]
     model, _, _ = load_for_eval(best)
+    recipe = (model_summary(model), training_of(work))  # what --repeats must match
     comparison = None
     if args.compare_with is not None:  # another recipe's work folder, evaluated on the same test clips
         other = Path(args.compare_with)
@@ -722,10 +725,10 @@ def run(args: argparse.Namespace) -> int:
         "validation_design": {"val_fraction": val_fraction, "val_subjects": sorted(val_subjects)},
         "model": {
             "fps": model.cfg.fps,
-            "summary": model_summary(model) + " (the colour backbone never runs in training or evaluation)",
+            "summary": recipe[0] + " (the colour backbone never runs in training or evaluation)",
         },
         "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"]},
-        "training": training_of(work),
+        "training": recipe[1],
         "timings_s": {
             "import (this invocation)": ran["import"],
             "feature cache (this invocation)": ran["features"],
@@ -745,7 +748,7 @@ def run(args: argparse.Namespace) -> int:
         "validation": cached["validation"],
         "comparison": comparison,
         "recipe_choice": [validation_run(Path(w)) for w in args.validation_runs],
-        "repeats": repeated_runs(work, evaluation, [Path(w) for w in args.repeats]),
+        "repeats": repeated_runs(work, evaluation, recipe, [Path(w) for w in args.repeats]),
     }
     write_json_atomic(out / "results.json", results)
     plot_confusion(
