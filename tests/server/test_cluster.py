@@ -296,16 +296,32 @@ def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> N
 
 def routing_keys(cluster: Cluster, timeout_s: float = 120.0) -> dict[int, str]:
     """Session replica pid -> a session id that the ring maps to it (probing ids), once the ring has two replicas
-    (an earlier test's kill leaves one until Serve's replacement joins)."""
+    (an earlier test's kill leaves one until Serve's replacement joins). Each router learns of the replacement on its
+    own, so this also waits until the ingress's ring has both: sessions it opens land on each replica (a CI run once
+    saw the ingress's ring take the replacement in while this test's session was streaming, which moved it)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        keys: dict[int, str] = {}
+
+    def holder(session_id: str) -> int:
+        return cluster.sessions.options(session_id=session_id).replica_state.remote().result().pid
+
+    keys: dict[int, str] = {}
+    while len(keys) < 2 and time.monotonic() < deadline:
+        keys = {}
         for key in (f"probe-{i}" for i in range(50)):
-            keys.setdefault(cluster.sessions.options(session_id=key).replica_state.remote().result().pid, key)
-        if len(keys) == 2:
-            return keys
-        time.sleep(1.0)
-    raise AssertionError(f"the ring did not map ids to two session replicas within {timeout_s:g} s")
+            keys.setdefault(holder(key), key)
+        if len(keys) < 2:
+            time.sleep(1.0)
+    landed: set[int] = set()
+    while len(keys) == 2 and landed != set(keys) and time.monotonic() < deadline:
+        with open_ws(cluster.ws_url) as ws:
+            ws.send(hello())
+            sid = recv_until(ws, "welcome", timeout=120)[0].session_id
+            states = [cluster.sessions.options(session_id=key).replica_state.remote().result() for key in keys.values()]
+            landed |= {state.pid for state in states if sid in state.sessions}
+            ws.send(b"\x81\xa4type\xa3bye")
+    if len(keys) < 2 or landed != set(keys):
+        raise AssertionError(f"the rings did not map ids to two session replicas within {timeout_s:g} s")
+    return keys
 
 
 def test_cluster_session_moved_away_and_back_continues_from_the_store(cluster: Cluster) -> None:
