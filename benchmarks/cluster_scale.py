@@ -126,7 +126,8 @@ def on_cluster(
     import ray
     from ray import serve
 
-    from server.cluster.app import ClusterOptions, build_app
+    from server.cluster.app import build_app
+    from server.cluster.options import ClusterOptions
     from server.cluster.profile import medians_ms
 
     temp = tempfile.mkdtemp(prefix="r3d-ray-", dir="/tmp")

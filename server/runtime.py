@@ -30,6 +30,7 @@ from server.model_store import model_by_id, resolve_model_path
 from server.protocol import AnticipationOut, HealthOut, ModelInfo, ReloadOut, SessionList
 from server.session_store import open_session_store
 from server.settings import Settings
+from server.streaming.connection import StreamConnection, WireConnection
 from server.streaming.journal import SessionJournal
 from server.streaming.preview import PreviewKind
 from server.streaming.registry import SessionRegistry
@@ -37,8 +38,6 @@ from server.streaming.worker import InferenceWorker
 
 if TYPE_CHECKING:
     from fastapi import WebSocket
-
-    from server.streaming.connection import WireConnection
 
 logger = logging.getLogger(__name__)
 HOUSEKEEPING_S = 1.0
@@ -177,8 +176,6 @@ class Runtime:
         )  # fmt: skip
 
     def connection(self, ws: WebSocket, authorize: Callable[[], None]) -> WireConnection:
-        from server.streaming.connection import StreamConnection  # it imports this module's types
-
         return StreamConnection(ws, self, self.settings, authorize=authorize)
 
     async def list_sessions(self) -> SessionList:

@@ -12,16 +12,15 @@ WebSockets and move every session).
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ray import serve
 from ray.serve import Application, Deployment
 from ray.serve.config import AutoscalingConfig, RequestRouterConfig
 
-from server.cluster.encoder import FrameEncoder, ModelChoice
+from server.cluster.encoder import FrameEncoder
 from server.cluster.ingress import Ingress
+from server.cluster.options import ClusterOptions, Deployed, replica_range
 from server.cluster.sessions import SessionTier, calls_per_replica
 from server.settings import Settings
 
@@ -33,59 +32,11 @@ HASH_ROUTING: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class ClusterOptions:
-    """How the service spreads over the cluster (the command's flags; docs/scale-out.md)."""
-
-    session_replicas: int = 2  # replicas of the session tier; sessions are spread over them by their id
-    session_cpus: float = 1.0  # CPUs Ray reserves per session replica (the Anticipator runs there)
-    encoder_min_replicas: int = 1
-    encoder_max_replicas: int = 1
-    encoder_target_queue: float = 8.0  # autoscaling: requests (a session call's frames each) per FrameEncoder replica
-    encoder_cpus: float = 1.0
-    encoder_gpus: float = 0.0
-    ingress_replicas: int = 1
-    ingress_cpus: float = 0.0  # the ingress only relays: it holds sockets, not models
-
-    def problems(self) -> list[str]:
-        out = []
-        if self.session_replicas < 1:
-            out.append(f"--session-replicas: expected at least 1, got {self.session_replicas}")
-        if not 1 <= self.encoder_min_replicas <= self.encoder_max_replicas:
-            out.append(
-                "--encoder-replicas: expected 1 <= MIN <= MAX, got "
-                f"{self.encoder_min_replicas}..{self.encoder_max_replicas}"
-            )
-        if self.ingress_replicas < 1:
-            out.append(f"--ingress-replicas: expected at least 1, got {self.ingress_replicas}")
-        for name in ("session_cpus", "encoder_cpus", "encoder_gpus", "ingress_cpus"):
-            if getattr(self, name) < 0:
-                out.append(f"--{name.replace('_', '-')}: expected 0 or more, got {getattr(self, name)}")
-        return out
-
-
-@dataclass(frozen=True)
-class Deployed:
-    """What the application was deployed with; the ingress deploys it again with another model to reload."""
-
-    settings: Settings
-    options: ClusterOptions
-    model: ModelChoice = field(default_factory=ModelChoice)
-    # every deployment's version, fixed for the application's life: a new one (another `r3d-serve --cluster`)
-    # replaces the replicas as Serve always does; the same one with another user_config reconfigures them
-    generation: str | None = field(default_factory=lambda: secrets.token_hex(8))
-
-    def with_model(self, model: ModelChoice) -> Deployed:
-        return replace(self, model=model)
-
-
 def from_config(args: dict[str, Any]) -> Application:
     """Serve's application builder (``import_path: server.cluster.app:from_config`` in a Serve config file or a
     KubeRay RayService, deploy/kuberay/rayservice.yaml): the settings from the replica's environment (``R3D_*``, as
     r3d-serve reads them) and ``args`` naming ClusterOptions fields; ``encoder_replicas`` may be ``N`` or
     ``MIN..MAX``. Unknown or bad args raise ValueError naming them."""
-    from server.cluster.cli import replica_range
-
     fields = set(ClusterOptions.__dataclass_fields__)
     given = dict(args)
     if "encoder_replicas" in given:
@@ -113,7 +64,7 @@ def deployed_app(deployed: Deployed) -> Application:
         ray_actor_options={"num_cpus": options.ingress_cpus},
         max_ongoing_requests=options.session_replicas * calls_per_replica(settings),
     )
-    return ingress.bind(deployed, session_tier(deployed))
+    return ingress.bind(deployed, session_tier(deployed), deployed_app)
 
 
 def _versioned(deployment: Deployment, deployed: Deployed) -> Deployment:

@@ -17,7 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from server.cli import build_parser, checked_settings, configure_logging
+from server.cluster.options import ClusterOptions, replica_range
+from server.service_flags import build_parser, checked_settings, configure_logging
 
 logger = logging.getLogger(__name__)
 PROG = "r3d-serve --cluster"
@@ -47,17 +48,6 @@ def cluster_parser() -> argparse.ArgumentParser:
     return p
 
 
-def replica_range(text: str) -> tuple[int, int]:
-    """'N' or 'MIN..MAX' -> (min, max); ValueError saying what was expected."""
-    low, sep, high = text.partition("..")
-    try:
-        lo = int(low)
-        hi = int(high) if sep else lo
-    except ValueError:
-        raise ValueError(f"--encoder-replicas: expected N or MIN..MAX (e.g. 1..4), got {text!r}") from None
-    return lo, hi
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = cluster_parser().parse_args(argv)
     settings = checked_settings(args, PROG)
@@ -68,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         sys.stderr.write(f"{PROG}: {exc}\n")
         return 2
-    from server.cluster.app import APP_NAME, ClusterOptions, build_app  # imports ray: only when deploying
+    from server.cluster.app import APP_NAME, build_app  # imports ray: only when deploying
 
     options = ClusterOptions(
         session_replicas=args.session_replicas, session_cpus=args.session_cpus, encoder_min_replicas=lo,

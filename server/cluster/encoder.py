@@ -19,19 +19,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 from ray import serve
 
 from model.person import PersonLocator
+from server.cluster.options import ModelChoice
 from server.cluster.profile import EncodeStamps
 from server.engine import Engine
-from server.model_store import model_by_id
 from server.protocol import ErrorCode, FrameIn, ProtocolError, SessionCreate, StreamStatus
-from server.runtime import open_engine
 from server.settings import Settings
 from server.streaming.health import pixel_status
 from server.streaming.ingest import prepare_frame
@@ -40,36 +38,6 @@ from server.streaming.session import PreparedFrame
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 ENGINES_KEPT = 2  # models a FrameEncoder replica holds: during a reload, session replicas switch one after another
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """The model the session tier and the FrameEncoder serve: both deployments' ``user_config``. Serve hands it to
-    every replica's ``reconfigure`` (after the constructor, and in place, without a restart, when a reload deploys
-    another one), and to every replica it starts later (a restart, autoscaling)."""
-
-    model: str | None = None  # an id of models_dir (as POST /v1/model/reload names it); None: the settings' model
-    backend: str | None = None  # None: the settings' backend
-    token: str = ""  # new for every reload: reloading the same files is another config, so Serve reconfigures again
-
-    def user_config(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_user_config(cls, config: dict[str, Any]) -> ModelChoice:
-        return cls(**config)
-
-    def source(self, settings: Settings) -> Path:
-        """The files it names: ModelNotFound (listing what models_dir has) for an unknown id."""
-        if self.model is None:
-            assert settings.model_path is not None  # checked by the command before deploying
-            return settings.model_path
-        return model_by_id(settings.models_dir, self.model)
-
-    def load(self, settings: Settings) -> Engine:
-        """Load and warm up the model (ModelError naming the id when it cannot be loaded)."""
-        source = self.source(settings)
-        return open_engine(source, self.backend or settings.backend, settings, self.model or source.name)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ both serve the same routes, error handling and OpenAPI document; only this objec
 
 | route | on the cluster |
 | --- | --- |
-| ``/v1/stream`` | ``ClusterConnection``: every call goes to the session's owner (server/cluster/ingress.py) |
+| ``/v1/stream`` | ``ClusterConnection``: every call goes to the session's owner (server/cluster/connection.py) |
 | ``/healthz``, ``/readyz``, ``/v1/model`` | the session tier's model, refreshed every second |
 | ``/metrics`` | the ingress's registry and every session replica's, each sample labelled ``replica`` |
 | ``GET /v1/sessions`` | the sessions of every session replica |
@@ -29,19 +29,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from fastapi import WebSocket
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from ray import serve
 from ray.exceptions import ActorUnavailableError, RayActorError
+from ray.serve import Application
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 from ray.serve.schema import ReplicaState
 
 from server.batch.jobs import JobManager
-from server.cluster.encoder import ModelChoice
-from server.cluster.ingress import RETRY_PAUSE_S, ClusterConnection, IngressHost
+from server.cluster.connection import RETRY_PAUSE_S, ClusterConnection, IngressHost
+from server.cluster.options import Deployed, ModelChoice
 from server.cluster.sessions import Reloaded, ReplicaReport
 from server.engine import Engine
 from server.errors import Forbidden, ModelError, NotReady, ServerError
@@ -49,9 +50,6 @@ from server.metrics import Metrics
 from server.protocol import AnticipationOut, ErrorOut, HealthOut, ModelInfo, ReloadOut, SessionList
 from server.runtime import HOUSEKEEPING_S, server_version
 from server.streaming.preview import PreviewKind
-
-if TYPE_CHECKING:  # app.py imports the ingress, which imports this module
-    from server.cluster.app import Deployed
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -100,9 +98,10 @@ class ClusterService:
 
     def __init__(
         self, deployed: Deployed, host: IngressHost, sessions: DeploymentHandle, encoder: DeploymentHandle,
-        app_name: str, info: ModelInfo,
+        app_name: str, info: ModelInfo, redeploy: Callable[[Deployed], Application],
     ) -> None:  # fmt: skip
         self.deployed = deployed
+        self.redeploy = redeploy  # Deployed -> the application a reload runs (server.cluster.app.deployed_app)
         self.settings = settings = deployed.settings
         self.host = host
         self.metrics: Metrics = host.metrics
@@ -118,11 +117,14 @@ class ClusterService:
         self._reloading = asyncio.Lock()
 
     @classmethod
-    async def start(cls, deployed: Deployed, host: IngressHost, sessions: DeploymentHandle) -> ClusterService:
+    async def start(
+        cls, deployed: Deployed, host: IngressHost, sessions: DeploymentHandle,
+        redeploy: Callable[[Deployed], Application],
+    ) -> ClusterService:  # fmt: skip
         app_name = serve.get_replica_context().app_name
         encoder = serve.get_deployment_handle("FrameEncoder", app_name)
         info: ModelInfo = await sessions.model_info.remote()
-        service = cls(deployed, host, sessions, encoder, app_name, info)
+        service = cls(deployed, host, sessions, encoder, app_name, info, redeploy)
         service._housekeeping = asyncio.create_task(service._housekeep(), name="r3d-ingress-housekeeping")
         return service
 
@@ -178,8 +180,6 @@ class ClusterService:
         loaded here first (ModelNotFound, ModelError: nothing changes), then deployed as the session tier's and
         FrameEncoder's user_config (server/cluster/app.py); answers once every session replica switched, with the
         sessions they kept and reset."""
-        from server.cluster.app import deployed_app  # app.py imports the ingress, which imports this module
-
         if self.deployed.generation is None:
             raise Forbidden(
                 "this application was deployed from a Serve config (a RayService): reload by changing the "
@@ -193,7 +193,7 @@ class ClusterService:
             choice = ModelChoice(model_id or current.model, backend, secrets.token_hex(8))
             engine = await asyncio.to_thread(choice.load, self.settings)
             deployed = self.deployed.with_model(choice)
-            await asyncio.to_thread(serve.run, deployed_app(deployed), name=self.app_name, route_prefix="/")
+            await asyncio.to_thread(serve.run, self.redeploy(deployed), name=self.app_name, route_prefix="/")
             self.deployed = deployed
             with self._engine_lock:
                 self._engine = engine  # the jobs' preprocessing and decoding follow the model

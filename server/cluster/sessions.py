@@ -40,7 +40,8 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from export.interface import AnticipatorResult
-from server.cluster.encoder import Encoded, EncodeJob, ModelChoice, configure_batch
+from server.cluster.encoder import Encoded, EncodeJob, configure_batch
+from server.cluster.options import ModelChoice
 from server.cluster.profile import CallStamps, StageClock
 from server.engine import Engine
 from server.errors import ServerError, SessionNotFound, error_out

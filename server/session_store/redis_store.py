@@ -20,7 +20,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from server.session_store import JournalWrite, SessionStore, StoreUnavailable, join_journal, public_url
+from server.session_store.store import JournalWrite, SessionStore, StoreUnavailable, join_journal, public_url
 
 __all__ = ["RedisSessionStore", "session_keys"]
 

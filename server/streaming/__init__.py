@@ -5,7 +5,7 @@ ingest_frame       timestamp checks and resampling, decode in the pool, the sess
 Session            lifecycle state machine, bounded input queue, delivery of messages (session.py)
 SessionRegistry    the server's sessions: create, attach, detach, close, reap, model switch, snapshots
 InferenceWorker    the thread that owns the model: batches frames across sessions, runs due ticks (worker.py)
-SessionJournal     writes sessions' windows to the session store (server/session_store.py) so they survive (journal.py)
+SessionJournal     writes sessions' windows to the session store (server/session_store/) so they survive (journal.py)
 StreamProcessor    per-stream logic shared with batch scoring: resampling, window, tick grid (processor.py)
 SlotGrid           resampling and tick decisions by timestamp (resampler.py); TokenWindow the token window
 """

@@ -18,8 +18,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -47,12 +48,11 @@ from server.protocol import (
 )
 from server.settings import Settings
 from server.streaming.ingest import ingest_frame
+from server.streaming.registry import SessionRegistry
 from server.streaming.session import OUTBOX_SIZE, Session, put_latest_wins
+from server.streaming.worker import InferenceWorker
 
-if TYPE_CHECKING:  # the runtime owns the streaming package's objects; importing it here would be a cycle
-    from server.runtime import Runtime
-
-__all__ = ["ConnectionHost", "StreamConnection", "WireConnection", "welcome_messages"]
+__all__ = ["ConnectionHost", "LocalHost", "StreamConnection", "WireConnection", "welcome_messages"]
 
 logger = logging.getLogger(__name__)
 SEND_DRAIN_TIMEOUT_S = 2.0
@@ -90,6 +90,18 @@ class ConnectionHost(Protocol):
 
     @property
     def connections(self) -> set[Any]: ...
+
+
+class LocalHost(ConnectionHost, Protocol):
+    """What a connection whose session lives in this process uses of it (server.runtime.Runtime): the session
+    registry, the inference worker and the pool that decodes frames."""
+
+    registry: SessionRegistry
+    worker: InferenceWorker
+    decode_pool: ThreadPoolExecutor
+
+    @property
+    def engine(self) -> Engine: ...
 
 
 class WireConnection:
@@ -288,7 +300,7 @@ class StreamConnection(WireConnection):
     """A WebSocket client whose session lives in this process (the runtime's registry and inference worker)."""
 
     def __init__(
-        self, ws: WebSocket, runtime: Runtime, settings: Settings, *, authorize: Callable[[], None] = lambda: None
+        self, ws: WebSocket, runtime: LocalHost, settings: Settings, *, authorize: Callable[[], None] = lambda: None
     ) -> None:
         super().__init__(ws, runtime, settings, authorize=authorize)
         self.runtime = runtime

@@ -1,4 +1,4 @@
-"""The session journal: what a server writes to its session store (server/session_store.py) so that a session's
+"""The session journal: what a server writes to its session store (server/session_store/) so that a session's
 window and counters outlive the process (docs/scale-out.md, "Durable sessions (Redis)").
 
 The inference worker calls ``flush`` after each encoder batch, once its ticks are decoded and before their

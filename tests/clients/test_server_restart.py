@@ -25,7 +25,7 @@ import pytest
 
 from clients.sdk import Backpressure, Client, ReconnectPolicy, SessionCreate, SessionLoss
 from clients.stream_cli import main
-from server.redis_session_store import RedisSessionStore
+from server.session_store.redis_store import RedisSessionStore
 from tests.clients.conftest import FPS, H, W, pattern_frame
 from tests.redis_server import RedisServer
 

@@ -70,7 +70,8 @@ class Cluster:
 def cluster(
     checkpoints: dict[str, Path], data_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    from server.cluster.app import APP_NAME, ClusterOptions, build_app
+    from server.cluster.app import APP_NAME, build_app
+    from server.cluster.options import ClusterOptions
 
     with RedisServer(tmp_path_factory.mktemp("redis")) as redis:
         temp = tempfile.mkdtemp(prefix="r3d-ray-", dir="/tmp")  # Ray's socket paths must stay short
@@ -354,7 +355,7 @@ def test_cluster_session_moved_away_and_back_continues_from_the_store(cluster: C
 
 
 def test_cluster_session_streams_through_a_redis_outage_and_is_journaled_after(cluster: Cluster) -> None:
-    from server.redis_session_store import RedisSessionStore
+    from server.session_store.redis_store import RedisSessionStore
 
     with open_ws(cluster.ws_url) as ws:
         ws.send(hello())

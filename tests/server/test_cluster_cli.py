@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from server.cli import build_parser
 from server.cli import main as serve_main
-from server.cluster.cli import replica_range
+from server.cluster.options import replica_range
+from server.service_flags import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,7 @@ def test_replica_range_refuses_words_saying_the_form() -> None:
 
 
 def test_cluster_options_name_every_bad_flag() -> None:
-    from server.cluster.app import ClusterOptions
+    from server.cluster.options import ClusterOptions
 
     problems = ClusterOptions(session_replicas=0, encoder_min_replicas=3, encoder_max_replicas=2,
                               encoder_gpus=-1).problems()  # fmt: skip

@@ -24,8 +24,8 @@ from benchmarks.loadtest import metric, wait_ready
 from server.app import create_app
 from server.cli import main
 from server.protocol import pack
-from server.redis_session_store import RedisSessionStore
 from server.serving import BackgroundServer
+from server.session_store.redis_store import RedisSessionStore
 from tests.redis_server import RedisServer, free_port
 from tests.server.conftest import API_KEY, make_settings
 from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv_until, start

@@ -1,4 +1,4 @@
-"""Session stores (server/session_store.py): the in-process store and a real redis-server answer the same journal
+"""Session stores (server/session_store/): the in-process store and a real redis-server answer the same journal
 writes the same way: claims, appends trimmed to the window, ownership fencing, closing, a lost journal re-established
 by a whole-window write; an unreachable Redis fails fast; a malformed URL is refused saying what was expected."""
 
