@@ -295,8 +295,14 @@ def training_of(work: Path) -> str:
     return f"{epochs} epochs on {train_clips} training clips"
 
 
+def model_inputs(model: R3D) -> dict[str, list[int]]:
+    """What a recipe's depth-only model looks at: the depth map's and the person crop's (H, W)."""
+    return {"depth_size": list(model.cfg.preprocessing.depth_size), "person_crop": list(model.cfg.person_crop)}
+
+
 def validation_run(work: Path) -> dict[str, Any]:
-    """One finished --validate-only run (WORK): its recipe's epochs and training split beside its validation scores."""
+    """One finished --validate-only run (WORK): its recipe (epochs, inputs) and training split beside its validation
+    scores."""
     validation = json.loads((work / "evaluation.json").read_text()).get("validation")
     if validation is None:
         raise SystemExit(f"--validation-runs: {work} has no validation result (run it with --validate-only first)")
@@ -305,6 +311,7 @@ def validation_run(work: Path) -> dict[str, Any]:
     return {
         "work": str(work),
         "epochs": json.loads((work / "run" / "summary.json").read_text())["epochs"],
+        **model_inputs(load_for_eval(work / "run" / "best.safetensors")[0]),
         "train_clips": len(splits["train"]),
         "val_subjects": splits.get("val_subjects", []),
         "val_clips": validation["test_clips"],
@@ -315,8 +322,16 @@ def validation_run(work: Path) -> dict[str, Any]:
 
 
 def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The recipe choice rule: the highest validation clip accuracy, then frame accuracy, then the fewer epochs."""
-    return max(runs, key=lambda r: (r["clip_accuracy"]["value"], r["frame_accuracy"]["value"], -r["epochs"]))
+    """The recipe choice rule: the highest validation clip accuracy, then frame accuracy, then the fewer epochs,
+    then the fewer depth pixels (the cheaper recipe)."""
+    return max(runs, key=lambda r: (r["clip_accuracy"]["value"], r["frame_accuracy"]["value"], -r["epochs"],
+                                    -int(np.prod(r.get("depth_size", [0])))))  # fmt: skip
+
+
+def describe_recipe(run: dict[str, Any]) -> str:
+    """'15 epochs, depth 60x80, person crop 32x16'."""
+    (dh, dw), (ch, cw) = run["depth_size"], run["person_crop"]
+    return f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}"
 
 
 def score_cells(run: dict[str, Any]) -> str:
@@ -328,7 +343,7 @@ def score_cells(run: dict[str, Any]) -> str:
     )
 
 
-def render_recipe_choice(runs: list[dict[str, Any]], epochs: int) -> list[str]:
+def render_recipe_choice(runs: list[dict[str, Any]], this: dict[str, Any]) -> list[str]:
     """The --validation-runs section: the candidates scored on whole training subjects held out, and the choice."""
     chosen = chosen_run(runs)
     subjects = ", ".join(str(s) for s in chosen["val_subjects"]) or "none"
@@ -339,16 +354,19 @@ def render_recipe_choice(runs: list[dict[str, Any]], epochs: int) -> list[str]:
         f"as above, on every clip of training subject {subjects} ({chosen['val_clips']} clips): people it had not "
         "seen, as the test subjects are. The test subjects were not evaluated for these runs.",
         "",
-        "| work folder | epochs | validation clip accuracy (95 %) | validation frame accuracy (95 %) | training s |",
-        "| --- | --- | --- | --- | --- |",
+        "| work folder | epochs | depth input | person crop | validation clip accuracy (95 %) | validation frame "
+        "accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in runs:
-        lines.append(f"| {r['work']} | {r['epochs']} | {score_cells(r)} |")
-    verdict = "as this report's model does" if chosen["epochs"] == epochs else f"this report's model has {epochs}"
+        (dh, dw), (ch, cw) = r["depth_size"], r["person_crop"]
+        lines.append(f"| {r['work']} | {r['epochs']} | {dh}x{dw} | {ch}x{cw} | {score_cells(r)} |")
+    same = describe_recipe(chosen) == describe_recipe(this)
+    verdict = "as this report's model does" if same else f"this report's model has {describe_recipe(this)}"
     lines += [
         "",
         f"Choice (chosen_run in training/utd_mhad_report.py: the highest validation clip accuracy, then frame "
-        f"accuracy, then the fewer epochs): {chosen['epochs']} epoch{'s' * (chosen['epochs'] != 1)}, {verdict}.",
+        f"accuracy, then the fewer epochs, then the fewer depth pixels): {describe_recipe(chosen)}, {verdict}.",
         "",
     ]
     return lines
@@ -551,7 +569,7 @@ def render_report(results: dict[str, Any]) -> str:
         lines.append(f"| this model (R3D, fusion: depth) | depth | {pct(ca['value'])} | this report |")
     lines += ["", results["published_note"], ""]
     if results["recipe_choice"]:
-        lines += render_recipe_choice(results["recipe_choice"], results["train"]["epochs"])
+        lines += render_recipe_choice(results["recipe_choice"], results["train"])
     if results["repeats"]:
         lines += render_repeats(results["repeats"])
     if results["comparison"] is not None:
@@ -727,7 +745,7 @@ def run(args: argparse.Namespace) -> int:
             "fps": model.cfg.fps,
             "summary": recipe[0] + " (the colour backbone never runs in training or evaluation)",
         },
-        "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"]},
+        "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"], **model_inputs(model)},
         "training": recipe[1],
         "timings_s": {
             "import (this invocation)": ran["import"],

@@ -159,19 +159,25 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
     assert results["split_sizes"] == {"train": 16, "val": 0, "test": 16} and results["validation"] is None
     (choice,) = results["recipe_choice"]
     assert choice["val_subjects"] == [7] and choice["train_clips"] == 12 and choice["epochs"] == 2
+    assert choice["depth_size"] == results["train"]["depth_size"] == [60, 80]  # the recipe's, read from the models
+    assert choice["person_crop"] == results["train"]["person_crop"] == [32, 16]
     assert choice["clip_accuracy"] == cached["validation"]["clip_accuracy"]
     report = (out / "REPORT.md").read_text()
     assert "## Recipe choice on whole-subject validation" in report and "no validation split" in report
-    assert "Choice (chosen_run" in report and "2 epochs, as this report's model does" in report
+    assert "Choice (chosen_run" in report
+    assert "2 epochs, depth 60x80, person crop 32x16, as this report's model does" in report
 
 
-def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewer_epochs() -> None:
-    def run(epochs: int, clip: float, frame: float) -> dict[str, object]:
-        return {"epochs": epochs, "clip_accuracy": {"value": clip}, "frame_accuracy": {"value": frame}}
+def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewer_epochs_then_pixels() -> None:
+    def run(epochs: int, clip: float, frame: float, depth: tuple[int, int] = (60, 80)) -> dict[str, object]:
+        return {"epochs": epochs, "clip_accuracy": {"value": clip}, "frame_accuracy": {"value": frame},
+                "depth_size": list(depth)}  # fmt: skip
 
     assert chosen_run([run(12, 0.80, 0.6), run(15, 0.82, 0.5)])["epochs"] == 15
     assert chosen_run([run(12, 0.80, 0.6), run(15, 0.80, 0.7)])["epochs"] == 15
     assert chosen_run([run(15, 0.80, 0.6), run(12, 0.80, 0.6)])["epochs"] == 12
+    assert chosen_run([run(15, 0.80, 0.6, (90, 120)), run(15, 0.80, 0.6)])["depth_size"] == [60, 80]
+    assert chosen_run([run(15, 0.80, 0.6), run(15, 0.81, 0.6, (90, 120))])["depth_size"] == [90, 120]
 
 
 def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_refused(tmp_path: Path) -> None:
