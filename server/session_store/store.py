@@ -13,20 +13,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
 
-__all__ = [
-    "FENCED",
-    "LOST",
-    "REDIS_SCHEMES",
-    "JournalWrite",
-    "MemorySessionStore",
-    "SessionStore",
-    "StoreUnavailable",
-    "check_store_url",
-    "encode_entry",
-    "join_journal",
-    "public_url",
-]
-
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 FENCED = 0  # a write's answer: another owner holds the session (or it was closed); nothing was written
 LOST = -1  # a write's answer: an append found no journal (the store lost it); write the whole window instead
