@@ -254,6 +254,8 @@ def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title:
 def model_summary(model: R3D) -> str:
     pre = model.cfg.preprocessing
     person = "" if pre.person_mask == "none" else f", person mask {pre.person_mask}"
+    if model.cfg.depth_encoder == "person":
+        person += f", person crop {model.cfg.person_crop[0]}x{model.cfg.person_crop[1]}"
     n_params = sum(p.numel() for p in model.parameters())
     return (
         f"fusion {model.cfg.fusion}, depth encoder {model.cfg.depth_encoder}, depth input {pre.depth_input} "

@@ -128,9 +128,10 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
         assert main(argv) == 0
     conv = json.loads((conv_out / "results.json").read_text())
     assert "depth encoder conv, depth input minmax" in conv["model"]["summary"]
-    assert "person mask" not in conv["model"]["summary"]
+    assert "person mask" not in conv["model"]["summary"] and "person crop" not in conv["model"]["summary"]
     comparison = conv["comparison"]
-    assert "depth encoder person" in comparison["model"] and "person mask segmented" in comparison["model"]
+    assert "depth encoder person" in comparison["model"]
+    assert "person mask segmented, person crop 32x16" in comparison["model"]
     assert comparison["clip_accuracy"] == ev["clip_accuracy"]
     clip_diff = comparison["difference"]["clip_accuracy"]
     assert clip_diff["difference"] == pytest.approx(
