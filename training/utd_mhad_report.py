@@ -345,24 +345,62 @@ def score_cells(run: dict[str, Any]) -> str:
     )
 
 
+def pooled_by_recipe(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each recipe's validation over every training subject it was held out on (one run per subject): clip accuracy
+    pooled over their clips, frame accuracy the mean over those subjects. Only the recipes validated on the most
+    subjects compete (pooled_by_recipe's rows carry ``competes``): a recipe seen on fewer people is not comparable."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(describe_recipe(r), []).append(r)
+    rows = []
+    for recipe, rs in groups.items():
+        clips = sum(r["val_clips"] for r in rs)
+        rows.append({
+            "recipe": recipe, "epochs": rs[0]["epochs"], "depth_size": rs[0]["depth_size"],
+            "person_crop": rs[0]["person_crop"], "val_subjects": sorted(s for r in rs for s in r["val_subjects"]),
+            "val_clips": clips,
+            "clip_accuracy": {"value": sum(r["clip_accuracy"]["value"] * r["val_clips"] for r in rs) / clips},
+            "frame_accuracy": {"value": float(np.mean([r["frame_accuracy"]["value"] for r in rs]))},
+        })  # fmt: skip
+    most = max(len(r["val_subjects"]) for r in rows)
+    for r in rows:
+        r["competes"] = len(r["val_subjects"]) == most
+    return rows
+
+
 def render_recipe_choice(runs: list[dict[str, Any]], this: dict[str, Any]) -> list[str]:
-    """The --validation-runs section: the candidates scored on whole training subjects held out, and the choice."""
-    chosen = chosen_run(runs)
-    subjects = ", ".join(str(s) for s in chosen["val_subjects"]) or "none"
+    """The --validation-runs section: the candidates scored on whole training subjects held out, and the choice (over
+    the recipes held out on the most subjects, pooled)."""
+    pooled = pooled_by_recipe(runs)
+    chosen = chosen_run([r for r in pooled if r["competes"]])
     lines = [
         "## Recipe choice on whole-subject validation",
         "",
-        f"Each candidate trained on the other training subjects ({chosen['train_clips']} clips) and was scored, "
-        f"as above, on every clip of training subject {subjects} ({chosen['val_clips']} clips): people it had not "
-        "seen, as the test subjects are. The test subjects were not evaluated for these runs.",
+        "Each run trained on the training subjects but one and was scored, as above, on every clip of the one held "
+        "out: people it had not seen, as the test subjects are. The test subjects were not evaluated for these runs.",
         "",
-        "| work folder | epochs | depth input | person crop | validation clip accuracy (95 %) | validation frame "
-        "accuracy (95 %) | training s |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| work folder | held-out subject | epochs | depth input | person crop | validation clip accuracy (95 %) | "
+        "validation frame accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in runs:
         (dh, dw), (ch, cw) = r["depth_size"], r["person_crop"]
-        lines.append(f"| {r['work']} | {r['epochs']} | {dh}x{dw} | {ch}x{cw} | {score_cells(r)} |")
+        held = ", ".join(str(x) for x in r["val_subjects"])
+        lines.append(f"| {r['work']} | {held} ({r['val_clips']} clips) | {r['epochs']} | {dh}x{dw} | {ch}x{cw} | "
+                     f"{score_cells(r)} |")  # fmt: skip
+    if any(len(r["val_subjects"]) > 1 for r in pooled):
+        lines += [
+            "",
+            "Each recipe over the subjects it was held out on (clip accuracy pooled over their clips, frame accuracy "
+            "the mean over the subjects); the recipes held out on the most subjects compete:",
+            "",
+            "| recipe | held-out subjects | clips | clip accuracy | frame accuracy | competes |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in pooled:
+            subjects = ", ".join(str(x) for x in r["val_subjects"])
+            lines.append(f"| {r['recipe']} | {subjects} | {r['val_clips']} | {pct(r['clip_accuracy']['value'])} | "
+                         f"{pct(r['frame_accuracy']['value'])} | {'yes' if r['competes'] else 'no'} |")  # fmt: skip
     same = describe_recipe(chosen) == describe_recipe(this)
     verdict = "as this report's model does" if same else f"this report's model has {describe_recipe(this)}"
     lines += [
@@ -735,6 +773,7 @@ def run(args: argparse.Namespace) -> int:
             "training": training_of(other),
             "difference": paired_against(evaluation, other_eval),
         }
+    choice_runs = [validation_run(Path(w)) for w in args.validation_runs]
     out.mkdir(parents=True, exist_ok=True)
     results = {
         "command": "python -m training.utd_mhad_report " + " ".join(sys.argv[1:]),
@@ -767,7 +806,8 @@ def run(args: argparse.Namespace) -> int:
         "evaluation": evaluation,
         "validation": cached["validation"],
         "comparison": comparison,
-        "recipe_choice": [validation_run(Path(w)) for w in args.validation_runs],
+        "recipe_choice": choice_runs,
+        "recipe_choice_pooled": pooled_by_recipe(choice_runs) if choice_runs else [],
         "repeats": repeated_runs(work, evaluation, recipe, [Path(w) for w in args.repeats]),
     }
     write_json_atomic(out / "results.json", results)

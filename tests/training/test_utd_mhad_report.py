@@ -12,7 +12,15 @@ import pytest
 
 from tests.training.test_importers_utd_mhad import write_clip
 from tests.training.train_fixtures import one_thread
-from training.utd_mhad_report import CLIP_RULE, CLIP_RULES, bootstrap_interval, chosen_run, main, paired_against
+from training.utd_mhad_report import (
+    CLIP_RULE,
+    CLIP_RULES,
+    bootstrap_interval,
+    chosen_run,
+    main,
+    paired_against,
+    pooled_by_recipe,
+)
 
 
 def test_bootstrap_interval_of_a_constant_is_that_constant_and_brackets_a_mix() -> None:
@@ -179,6 +187,26 @@ def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewe
     assert chosen_run([run(15, 0.80, 0.6), run(12, 0.80, 0.6)])["epochs"] == 12
     assert chosen_run([run(15, 0.80, 0.6, (90, 120)), run(15, 0.80, 0.6)])["depth_size"] == [60, 80]
     assert chosen_run([run(15, 0.80, 0.6), run(15, 0.81, 0.6, (90, 120))])["depth_size"] == [90, 120]
+
+
+def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_validated_compete() -> None:
+    def run(subject: int, depth: tuple[int, int], clips: int, clip: float, frame: float) -> dict[str, object]:
+        return {"epochs": 15, "depth_size": list(depth), "person_crop": [32, 16], "val_subjects": [subject],
+                "val_clips": clips, "clip_accuracy": {"value": clip}, "frame_accuracy": {"value": frame}}  # fmt: skip
+
+    runs = [run(7, (60, 80), 100, 0.80, 0.60), run(5, (60, 80), 50, 0.50, 0.40),
+            run(7, (90, 120), 100, 0.70, 0.50), run(5, (90, 120), 50, 0.72, 0.50),
+            run(7, (30, 40), 100, 0.95, 0.90)]  # fmt: skip
+    pooled = {r["recipe"]: r for r in pooled_by_recipe(runs)}
+    base = pooled["15 epochs, depth 60x80, person crop 32x16"]
+    fine = pooled["15 epochs, depth 90x120, person crop 32x16"]
+    assert base["val_subjects"] == [5, 7] and base["val_clips"] == 150
+    assert base["clip_accuracy"]["value"] == pytest.approx((80 + 25) / 150)  # pooled over clips
+    assert base["frame_accuracy"]["value"] == pytest.approx(0.50)  # the mean over subjects
+    assert fine["clip_accuracy"]["value"] == pytest.approx((70 + 36) / 150)
+    # the best single-subject score does not compete with recipes held out on two subjects
+    assert not pooled["15 epochs, depth 30x40, person crop 32x16"]["competes"] and base["competes"]
+    assert chosen_run([r for r in pooled.values() if r["competes"]])["depth_size"] == [90, 120]
 
 
 def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_refused(tmp_path: Path) -> None:
