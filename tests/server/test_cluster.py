@@ -297,57 +297,52 @@ def test_cluster_session_survives_the_kill_of_its_replica(cluster: Cluster) -> N
 
 def routing_keys(cluster: Cluster, timeout_s: float = 120.0) -> dict[int, str]:
     """Session replica pid -> a session id that the ring maps to it (probing ids), once the ring has two replicas
-    (an earlier test's kill leaves one until Serve's replacement joins). Each router learns of the replacement on its
-    own, so this also waits until the ingress's ring has both: sessions it opens land on each replica (a CI run once
-    saw the ingress's ring take the replacement in while this test's session was streaming, which moved it)."""
+    (an earlier test's kill leaves one until Serve's replacement joins)."""
     deadline = time.monotonic() + timeout_s
-
-    def holder(session_id: str) -> int:
-        return cluster.sessions.options(session_id=session_id).replica_state.remote().result().pid
-
-    keys: dict[int, str] = {}
-    while len(keys) < 2 and time.monotonic() < deadline:
-        keys = {}
+    while time.monotonic() < deadline:
+        keys: dict[int, str] = {}
         for key in (f"probe-{i}" for i in range(50)):
-            keys.setdefault(holder(key), key)
-        if len(keys) < 2:
-            time.sleep(1.0)
-    landed: set[int] = set()
-    while len(keys) == 2 and landed != set(keys) and time.monotonic() < deadline:
-        with open_ws(cluster.ws_url) as ws:
-            ws.send(hello())
-            sid = recv_until(ws, "welcome", timeout=120)[0].session_id
-            states = [cluster.sessions.options(session_id=key).replica_state.remote().result() for key in keys.values()]
-            landed |= {state.pid for state in states if sid in state.sessions}
-            ws.send(b"\x81\xa4type\xa3bye")
-    if len(keys) < 2 or landed != set(keys):
-        raise AssertionError(f"the rings did not map ids to two session replicas within {timeout_s:g} s")
-    return keys
+            keys.setdefault(cluster.sessions.options(session_id=key).replica_state.remote().result().pid, key)
+        if len(keys) == 2:
+            return keys
+        time.sleep(1.0)
+    raise AssertionError(f"the ring did not map ids to two session replicas within {timeout_s:g} s")
 
 
 def test_cluster_session_moved_away_and_back_continues_from_the_store(cluster: Cluster) -> None:
     """The ring moves a session to replica B (which restores and claims it) and back to A, which still holds its
-    copy: A must continue from what B journaled (as after two replica kills in a row), not from its stale copy."""
+    copy: A must continue from what B journaled (as after two replica kills in a row), not from its stale copy.
+
+    The ingress's router learns of the killed replica's replacement on its own, at some point after this process's
+    router (seconds to minutes: CI runs saw both), and then moves some sessions once. A session it moved while its
+    first frames streamed is held twice; the scenario then starts again with a new session."""
     from server.protocol import parse_client_message
 
     keys = routing_keys(cluster)
-    with open_ws(cluster.ws_url) as ws:
-        ws.send(hello())
-        welcome, _ = recv_until(ws, "welcome", timeout=120)
-        sid = welcome.session_id
-        stream(ws, range(5))
-        states = {
-            pid: cluster.sessions.options(session_id=key).replica_state.remote().result() for pid, key in keys.items()
-        }
-        holders = [pid for pid, state in states.items() if sid in state.sessions]
-        assert len(holders) == 1
-        other = next(key for pid, key in keys.items() if pid != holders[0])
-        # what B answers a call the ring sent it for this session: restored from Redis, claimed, frame 5 taken
-        on_b = cluster.sessions.options(session_id=other).frames.remote(
-            sid, "the connection B was handed", [parse_client_message(frame_msg(5))], []
-        ).result()  # fmt: skip
-        after = stream(ws, range(6, 9))  # the ring still maps the session to A
-        on_a = cluster.sessions.options(session_id=keys[holders[0]]).replica_state.remote().result()
+    for _ in range(3):
+        with open_ws(cluster.ws_url) as ws:
+            ws.send(hello())
+            welcome, _ = recv_until(ws, "welcome", timeout=120)
+            sid = welcome.session_id
+            stream(ws, range(5))
+            states = {
+                pid: cluster.sessions.options(session_id=key).replica_state.remote().result()
+                for pid, key in keys.items()
+            }
+            holders = [pid for pid, state in states.items() if sid in state.sessions]
+            if len(holders) != 1:  # moved by the ingress's ring update: not the scenario under test
+                ws.send(b"\x81\xa4type\xa3bye")
+                continue
+            other = next(key for pid, key in keys.items() if pid != holders[0])
+            # what B answers a call the ring sent it for this session: restored from Redis, claimed, frame 5 taken
+            on_b = cluster.sessions.options(session_id=other).frames.remote(
+                sid, "the connection B was handed", [parse_client_message(frame_msg(5))], []
+            ).result()  # fmt: skip
+            after = stream(ws, range(6, 9))  # the ring still maps the session to A
+            on_a = cluster.sessions.options(session_id=keys[holders[0]]).replica_state.remote().result()
+        break
+    else:
+        raise AssertionError("three sessions in a row were moved between replicas while their first frames streamed")
     assert [m.window.frames for m in on_b if m.type == "prediction"] == [6]
     assert sid in on_a.sessions
     assert [(p.frame_seq, p.window.frames) for p in after] == [(6, 7), (7, 8), (8, 9)]
@@ -370,7 +365,10 @@ def test_cluster_session_streams_through_a_redis_outage_and_is_journaled_after(c
         stored = None
         seq = 10
         while stored is None and time.monotonic() < deadline:
-            stream(ws, range(seq, seq + 1))  # the resync happens at a flush after the retry interval
+            # the resync happens at a flush after the retry interval (1 s): paced, so that it comes within a few
+            # frames and not after a window's worth (30), which would have trimmed the first frames (a CI run did)
+            time.sleep(0.25)
+            stream(ws, range(seq, seq + 1))
             seq += 1
             stored = RedisSessionStore(cluster.redis.url).load(welcome.session_id)
     assert [p.window.frames for p in during] == [6, 7, 8, 9, 10]
