@@ -327,7 +327,7 @@ def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The recipe choice rule: the highest validation clip accuracy, then frame accuracy, then the fewer epochs,
     then the fewer depth pixels (the cheaper recipe)."""
     return max(runs, key=lambda r: (r["clip_accuracy"]["value"], r["frame_accuracy"]["value"], -r["epochs"],
-                                    -int(np.prod(r.get("depth_size", [0])))))  # fmt: skip
+                                    -int(np.prod(r["depth_size"]))))  # fmt: skip
 
 
 def describe_recipe(run: dict[str, Any]) -> str:
