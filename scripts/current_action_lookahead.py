@@ -17,19 +17,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from model import R3D
 from rgbd.dataset import Dataset
 from rgbd.files import write_json_atomic
-from training.baselines import bootstrap_ci, paired_difference
-from training.evaluate import evaluation_split, iterate_outputs, load_for_eval, protocol_spec
+from training.baselines import bootstrap_ci, paired_difference, window_facts
+from training.evaluate import ONSET_BINS_S, evaluation_split, iterate_outputs, load_for_eval, protocol_spec
 from training.features import SequenceFeatures, ensure_features
 from training.paths import recorded_path
 from training.sampler import ProtocolSpec, Window, evaluation_windows, streaming_window, timeline
 
-ONSET_S = 0.5  # "the first half second of an action", as r3d-eval's current_action_acc_by_onset
+ONSET_S = ONSET_BINS_S[0]  # "the first half second of an action", r3d-eval's first current_action_acc_by_onset bin
 
 
 def segment_predictions(
-    model: Any, data: dict[str, SequenceFeatures], windows: list[Window], spec: ProtocolSpec, back: int
+    model: R3D, data: dict[str, SequenceFeatures], windows: list[Window], spec: ProtocolSpec, back: int
 ) -> np.ndarray:
     """The current-action argmax at the frame ``back`` frames before each window's last one."""
     out: list[int] = []
@@ -37,14 +38,6 @@ def segment_predictions(
         at = batch["valid"].sum(dim=1) - 1 - back
         out += logits.segment_logits[torch.arange(len(ws)), at].argmax(-1).tolist()
     return np.asarray(out)
-
-
-def action_age_s(seq: SequenceFeatures, frame: int) -> float:
-    """Seconds since the action at ``frame`` began."""
-    start = frame
-    while start > 0 and seq.labels[start - 1] == seq.labels[frame]:
-        start -= 1
-    return float(seq.timestamps[frame] - seq.timestamps[start])
 
 
 def measure(checkpoint: Path, root: Path, split: str, later: int) -> dict[str, Any]:
@@ -64,8 +57,9 @@ def measure(checkpoint: Path, root: Path, split: str, later: int) -> dict[str, A
             extended.append(streaming_window(data[w.seq], spec, idx, w.position + later))
     at_end = segment_predictions(model, data, served, spec, 0)
     with_later = segment_predictions(model, data, extended, spec, later)
-    truth = np.asarray([data[w.seq].labels[w.observed[-1]] for w in served])
-    early = np.asarray([action_age_s(data[w.seq], int(w.observed[-1])) < ONSET_S for w in served])
+    facts = [window_facts(data[w.seq], w, model.cfg.none_index) for w in served]
+    truth = np.asarray([f.current for f in facts])
+    early = np.asarray([f.current_for_s < ONSET_S for f in facts])
     seqs = np.asarray([w.seq for w in served])
     groups: dict[str, Any] = {}
     for name, keep in (("all", np.ones_like(early)), (f"first {ONSET_S:g} s", early), ("later", ~early)):
