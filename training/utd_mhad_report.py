@@ -59,7 +59,8 @@ BOOTSTRAP = 2000
 GOAL = 0.80
 PREP_AND_TRAIN = ("import", "features", "train")  # the stages the issue's time target (TIME_TARGET_S) covers
 TIME_TARGET_S = 30 * 60
-EVALUATION_VERSION = 2  # evaluation.json of an older version is recomputed (2: every clip rule is scored)
+EVALUATION_VERSION = 3  # evaluation.json of an older version is recomputed (2: every clip rule is scored; 3: the
+# validation keeps its per-clip rows, so that a recipe pools over its held-out subjects with intervals)
 
 # How a clip's per-frame current-action probabilities (T, K), streamed causally, become its one prediction. Every rule
 # is scored on the validation and the test clips (reports/utd-mhad/REPORT.md lists them all). CLIP_RULE, the headline,
@@ -131,6 +132,21 @@ def bootstrap_interval(values: list[tuple[float, float]], seed: int = 0) -> tupl
     return float(lo), float(hi)
 
 
+def ratio_summary(values: list[tuple[float, float]]) -> dict[str, Any]:
+    """sum(numerator) / sum(denominator) over clips, with its 95 % bootstrap interval over the clips."""
+    arr = np.asarray(values)
+    lo, hi = bootstrap_interval(values)
+    return {"value": float(arr[:, 0].sum() / arr[:, 1].sum()), "ci95": [lo, hi]}
+
+
+def clip_scores(clips: list[dict[str, Any]]) -> dict[str, Any]:
+    """Clip and frame accuracy of per-clip rows (evaluate_clips' ``clips``), each with its 95 % interval."""
+    return {
+        "clip_accuracy": ratio_summary([(float(r["clip_pred"] == r["truth"]), 1.0) for r in clips]),
+        "frame_accuracy": ratio_summary([(float(r["frames_correct"]), float(r["frames"])) for r in clips]),
+    }
+
+
 @torch.inference_mode()
 def stream_clip(model: R3D, seq: SequenceFeatures, fps: float) -> np.ndarray:
     """Per-frame current-action probabilities (T', K) of one clip streamed causally at `fps`: row t is the segment
@@ -172,14 +188,6 @@ def evaluate_clips(run_best: Path, dataset: Dataset, data: dict[str, SequenceFea
             "frames": len(per_frame),
             "frames_correct": int((per_frame == truth).sum()),
         })  # fmt: skip
-    clip_correct = [(float(r["clip_pred"] == r["truth"]), 1.0) for r in clip_rows]
-    frame_correct = [(float(r["frames_correct"]), float(r["frames"])) for r in clip_rows]
-
-    def summary(values: list[tuple[float, float]]) -> dict[str, Any]:
-        arr = np.asarray(values)
-        lo, hi = bootstrap_interval(values)
-        return {"value": float(arr[:, 0].sum() / arr[:, 1].sum()), "ci95": [lo, hi]}
-
     per_class = {
         classes[c]: float(confusion[c, c] / confusion[c].sum()) if confusion[c].sum() else float("nan")
         for c in range(k)
@@ -187,11 +195,11 @@ def evaluate_clips(run_best: Path, dataset: Dataset, data: dict[str, SequenceFea
     return {
         "test_clips": len(clip_rows),
         "test_frames": int(sum(r["frames"] for r in clip_rows)),
-        "clip_accuracy": summary(clip_correct),
+        **clip_scores(clip_rows),
         "clip_accuracy_by_rule": {
-            rule: summary([(float(r["rule_preds"][rule] == r["truth"]), 1.0) for r in clip_rows]) for rule in CLIP_RULES
+            rule: ratio_summary([(float(r["rule_preds"][rule] == r["truth"]), 1.0) for r in clip_rows])
+            for rule in CLIP_RULES
         },
-        "frame_accuracy": summary(frame_correct),
         "per_class_clip_accuracy": per_class,
         "confusion": confusion.tolist(),
         "clips": clip_rows,
@@ -305,9 +313,16 @@ def model_inputs(model: R3D) -> dict[str, list[int]]:
 def validation_run(work: Path) -> dict[str, Any]:
     """One finished --validate-only run (WORK): its recipe (epochs, inputs) and training split beside its validation
     scores."""
-    validation = json.loads((work / "evaluation.json").read_text()).get("validation")
+    cached = json.loads((work / "evaluation.json").read_text())
+    validation = cached.get("validation")
     if validation is None:
         raise SystemExit(f"--validation-runs: {work} has no validation result (run it with --validate-only first)")
+    if cached.get("version") != EVALUATION_VERSION:
+        raise SystemExit(
+            f"--validation-runs: {work} was scored by an older evaluation (version {cached.get('version')}, "
+            f"expected {EVALUATION_VERSION}, which keeps every validation clip): run it again with --validate-only "
+            "and the same --val-subjects and --set options (its training is reused)"
+        )
     splits = json.loads((work / "dataset" / "splits.json").read_text())
     timings = json.loads((work / "timings.json").read_text()) if (work / "timings.json").is_file() else {}
     return {
@@ -319,8 +334,13 @@ def validation_run(work: Path) -> dict[str, Any]:
         "val_clips": validation["test_clips"],
         "clip_accuracy": validation["clip_accuracy"],
         "frame_accuracy": validation["frame_accuracy"],
+        "clips": validation["clips"],
         "train_s": timings.get("train"),
     }
+
+
+def without_clips(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "clips"}
 
 
 def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -346,32 +366,46 @@ def score_cells(run: dict[str, Any]) -> str:
 
 
 def pooled_by_recipe(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each recipe's validation over every training subject it was held out on (one run per subject): clip accuracy
-    pooled over their clips, frame accuracy the mean over those subjects. Only the recipes validated on the most
-    subjects compete (pooled_by_recipe's rows carry ``competes``): a recipe seen on fewer people is not comparable."""
+    """Each recipe's validation over every training subject it was held out on (one run per subject): clip and frame
+    accuracy pooled over their clips, with intervals. Only the recipes validated on the most subjects compete (rows
+    carry ``competes``): a recipe seen on fewer people is not comparable. Each competing recipe but the chosen one
+    carries ``against_chosen``: the chosen minus it, paired over the same held-out clips."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault(describe_recipe(r), []).append(r)
     rows = []
     for recipe, rs in groups.items():
-        clips = sum(r["val_clips"] for r in rs)
+        clips = [c for r in rs for c in r["clips"]]
         rows.append({
             "recipe": recipe, "epochs": rs[0]["epochs"], "depth_size": rs[0]["depth_size"],
             "person_crop": rs[0]["person_crop"], "val_subjects": sorted(s for r in rs for s in r["val_subjects"]),
-            "val_clips": clips,
-            "clip_accuracy": {"value": sum(r["clip_accuracy"]["value"] * r["val_clips"] for r in rs) / clips},
-            "frame_accuracy": {"value": float(np.mean([r["frame_accuracy"]["value"] for r in rs]))},
+            "val_clips": len(clips), **clip_scores(clips), "clips": clips,
         })  # fmt: skip
     most = max(len(r["val_subjects"]) for r in rows)
     for r in rows:
         r["competes"] = len(r["val_subjects"]) == most
+    chosen = chosen_run([r for r in rows if r["competes"]])
+    for r in rows:
+        if r["competes"] and r is not chosen:
+            r["against_chosen"] = paired_against({"clips": chosen["clips"]}, {"clips": r["clips"]})
     return rows
 
 
-def render_recipe_choice(runs: list[dict[str, Any]], this: dict[str, Any]) -> list[str]:
+def paired_sentence(diff: dict[str, Any], first: str, second: str) -> str:
+    """A paired_against result in words: each accuracy's difference, its interval and the verdict."""
+    verdicts = {"first better": f"{first} is better", "second better": f"{second} is better"}
+
+    def part(key: str) -> str:
+        d = diff[key]
+        return (f"{key.replace('_', ' ')} {100 * d['difference']:+.1f} points ({100 * d['ci95'][0]:+.1f} – "
+                f"{100 * d['ci95'][1]:+.1f}), {verdicts.get(d['verdict'], 'not distinguishable')}")  # fmt: skip
+
+    return f"{part('clip_accuracy')}; {part('frame_accuracy')}"
+
+
+def render_recipe_choice(runs: list[dict[str, Any]], pooled: list[dict[str, Any]], this: dict[str, Any]) -> list[str]:
     """The --validation-runs section: the candidates scored on whole training subjects held out, and the choice (over
     the recipes held out on the most subjects, pooled)."""
-    pooled = pooled_by_recipe(runs)
     chosen = chosen_run([r for r in pooled if r["competes"]])
     lines = [
         "## Recipe choice on whole-subject validation",
@@ -391,16 +425,22 @@ def render_recipe_choice(runs: list[dict[str, Any]], this: dict[str, Any]) -> li
     if any(len(r["val_subjects"]) > 1 for r in pooled):
         lines += [
             "",
-            "Each recipe over the subjects it was held out on (clip accuracy pooled over their clips, frame accuracy "
-            "the mean over the subjects); the recipes held out on the most subjects compete:",
+            "Each recipe over the subjects it was held out on (clip and frame accuracy pooled over their clips, 95 % "
+            "bootstrap over those clips); the recipes held out on the most subjects compete:",
             "",
-            "| recipe | held-out subjects | clips | clip accuracy | frame accuracy | competes |",
+            "| recipe | held-out subjects | clips | clip accuracy (95 %) | frame accuracy (95 %) | competes |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for r in pooled:
             subjects = ", ".join(str(x) for x in r["val_subjects"])
-            lines.append(f"| {r['recipe']} | {subjects} | {r['val_clips']} | {pct(r['clip_accuracy']['value'])} | "
-                         f"{pct(r['frame_accuracy']['value'])} | {'yes' if r['competes'] else 'no'} |")  # fmt: skip
+            cells = score_cells({**r, "train_s": None}).rsplit(" | ", 1)[0]  # no training time for a pool
+            lines.append(f"| {r['recipe']} | {subjects} | {r['val_clips']} | {cells} | "
+                         f"{'yes' if r['competes'] else 'no'} |")  # fmt: skip
+        for r in pooled:
+            if "against_chosen" in r:
+                lines += ["", f"Paired difference, {describe_recipe(chosen)} minus {r['recipe']} (95 % bootstrap "
+                          f"over the same {r['val_clips']} held-out clips): "
+                          f"{paired_sentence(r['against_chosen'], 'the first', 'the second')}."]  # fmt: skip
     same = describe_recipe(chosen) == describe_recipe(this)
     verdict = "as this report's model does" if same else f"this report's model has {describe_recipe(this)}"
     lines += [
@@ -422,11 +462,6 @@ def render_comparison(
     def row(name: str, scores: dict[str, Any], train_s: float | None) -> str:
         return f"| {name} | {score_cells({**scores, 'train_s': train_s})} |"
 
-    def difference(key: str) -> str:
-        d = diff[key]
-        return f"{100 * d['difference']:+.1f} points ({100 * d['ci95'][0]:+.1f} – {100 * d['ci95'][1]:+.1f})"
-
-    verdicts = {"first better": "this recipe is better", "second better": "the other recipe is better"}
     return [
         "## Against another recipe, same test clips",
         "",
@@ -438,10 +473,8 @@ def render_comparison(
         row("this report's", ev, trained[0] if trained else None),
         row("the other", comparison, comparison["train_s"]),
         "",
-        f"Paired difference (this minus the other, 95 % bootstrap over test clips): clip accuracy "
-        f"{difference('clip_accuracy')}, {verdicts.get(diff['clip_accuracy']['verdict'], 'not distinguishable')}; "
-        f"frame accuracy {difference('frame_accuracy')}, "
-        f"{verdicts.get(diff['frame_accuracy']['verdict'], 'not distinguishable')}.",
+        f"Paired difference (this minus the other, 95 % bootstrap over test clips): "
+        f"{paired_sentence(diff, 'this recipe', 'the other recipe')}.",
         "",
     ]
 
@@ -609,7 +642,7 @@ def render_report(results: dict[str, Any]) -> str:
         lines.append(f"| this model (R3D, fusion: depth) | depth | {pct(ca['value'])} | this report |")
     lines += ["", results["published_note"], ""]
     if results["recipe_choice"]:
-        lines += render_recipe_choice(results["recipe_choice"], results["train"])
+        lines += render_recipe_choice(results["recipe_choice"], results["recipe_choice_pooled"], results["train"])
     if results["repeats"]:
         lines += render_repeats(results["repeats"])
     if results["comparison"] is not None:
@@ -739,7 +772,8 @@ def run(args: argparse.Namespace) -> int:
                 _, val_data = ensure_features(dataset, trained.backbone, trained.preprocessing, val_ids, progress=False)
                 val = evaluate_clips(best, dataset, val_data)
                 cached["validation"] = {
-                    k: val[k] for k in ("test_clips", "clip_accuracy", "clip_accuracy_by_rule", "frame_accuracy")
+                    k: val[k]
+                    for k in ("test_clips", "clip_accuracy", "clip_accuracy_by_rule", "frame_accuracy", "clips")
                 }
             write_json_atomic(evaluation_path, cached)
         if args.validate_only:  # choosing a recipe: the test subjects stay unseen
@@ -806,8 +840,9 @@ def run(args: argparse.Namespace) -> int:
         "evaluation": evaluation,
         "validation": cached["validation"],
         "comparison": comparison,
-        "recipe_choice": choice_runs,
-        "recipe_choice_pooled": pooled_by_recipe(choice_runs) if choice_runs else [],
+        # per-clip rows stay in the work folders' evaluation.json
+        "recipe_choice": [without_clips(r) for r in choice_runs],
+        "recipe_choice_pooled": [without_clips(r) for r in pooled_by_recipe(choice_runs)] if choice_runs else [],
         "repeats": repeated_runs(work, evaluation, recipe, [Path(w) for w in args.repeats]),
     }
     write_json_atomic(out / "results.json", results)

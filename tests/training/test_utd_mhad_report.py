@@ -17,9 +17,11 @@ from training.utd_mhad_report import (
     CLIP_RULES,
     bootstrap_interval,
     chosen_run,
+    clip_scores,
     main,
     paired_against,
     pooled_by_recipe,
+    render_recipe_choice,
 )
 
 
@@ -157,7 +159,7 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
         assert main([*common, "--work", str(val_work), "--val-subjects", "7", "--validate-only"]) == 0
     cached = json.loads((val_work / "evaluation.json").read_text())
     assert "evaluation" not in cached and not out.exists()  # the test subjects stay unseen while choosing
-    assert cached["validation"]["test_clips"] == 4  # subject 7: 2 actions x 2 trials
+    assert cached["validation"]["test_clips"] == len(cached["validation"]["clips"]) == 4  # 2 actions x 2 trials
     with pytest.raises(SystemExit, match="validation fraction 0 and validation subjects \\[7\\]"):
         main([*common, "--work", str(val_work), "--val-fraction", "0.25"])  # not the split the folder was made with
     work = tmp_path / "work"
@@ -175,6 +177,10 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
     assert "## Recipe choice on whole-subject validation" in report and "no validation split" in report
     assert "Choice (chosen_run" in report
     assert "2 epochs, depth 60x80, person crop 32x16, as this report's model does" in report
+    # a folder scored by an older evaluation (no per-clip rows) is refused, with how to score it again
+    (val_work / "evaluation.json").write_text(json.dumps({**cached, "version": 2}))
+    with pytest.raises(SystemExit, match="older evaluation .*run it again with --validate-only"):
+        main(argv)
 
 
 def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewer_epochs_then_pixels() -> None:
@@ -190,23 +196,40 @@ def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewe
 
 
 def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_validated_compete() -> None:
-    def run(subject: int, depth: tuple[int, int], clips: int, clip: float, frame: float) -> dict[str, object]:
-        return {"epochs": 15, "depth_size": list(depth), "person_crop": [32, 16], "val_subjects": [subject],
-                "val_clips": clips, "clip_accuracy": {"value": clip}, "frame_accuracy": {"value": frame}}  # fmt: skip
+    def run(subject: int, depth: tuple[int, int], hits: int, clips: int, frames_correct: int) -> dict[str, object]:
+        rows = [clip_row(f"s{subject}_c{i}", i < hits, 10, frames_correct) for i in range(clips)]
+        return {"work": f"w-{subject}-{depth[0]}", "epochs": 15, "depth_size": list(depth), "person_crop": [32, 16],
+                "val_subjects": [subject], "val_clips": clips, **clip_scores(rows), "clips": rows,
+                "train_s": None}  # fmt: skip
 
-    runs = [run(7, (60, 80), 100, 0.80, 0.60), run(5, (60, 80), 50, 0.50, 0.40),
-            run(7, (90, 120), 100, 0.70, 0.50), run(5, (90, 120), 50, 0.72, 0.50),
-            run(7, (30, 40), 100, 0.95, 0.90)]  # fmt: skip
+    runs = [run(7, (60, 80), 80, 100, 6), run(5, (60, 80), 25, 50, 4),
+            run(7, (90, 120), 70, 100, 5), run(5, (90, 120), 36, 50, 5),
+            run(7, (30, 40), 95, 100, 9)]  # fmt: skip
     pooled = {r["recipe"]: r for r in pooled_by_recipe(runs)}
     base = pooled["15 epochs, depth 60x80, person crop 32x16"]
     fine = pooled["15 epochs, depth 90x120, person crop 32x16"]
     assert base["val_subjects"] == [5, 7] and base["val_clips"] == 150
     assert base["clip_accuracy"]["value"] == pytest.approx((80 + 25) / 150)  # pooled over clips
-    assert base["frame_accuracy"]["value"] == pytest.approx(0.50)  # the mean over subjects
+    assert base["frame_accuracy"]["value"] == pytest.approx((100 * 6 + 50 * 4) / 1500)  # pooled over frames
+    lo, hi = base["clip_accuracy"]["ci95"]
+    assert lo < (80 + 25) / 150 < hi and hi - lo < 0.2  # a bootstrap interval over the 150 clips
     assert fine["clip_accuracy"]["value"] == pytest.approx((70 + 36) / 150)
     # the best single-subject score does not compete with recipes held out on two subjects
     assert not pooled["15 epochs, depth 30x40, person crop 32x16"]["competes"] and base["competes"]
     assert chosen_run([r for r in pooled.values() if r["competes"]])["depth_size"] == [90, 120]
+    # the chosen recipe against each other competitor, paired over the same clips: +1 clip of 150, indistinguishable
+    paired = base["against_chosen"]
+    assert paired["clip_accuracy"]["difference"] == pytest.approx(1 / 150)
+    assert paired["clip_accuracy"]["verdict"] == "not distinguishable"
+    assert paired["frame_accuracy"]["difference"] == pytest.approx((100 * -1 + 50 * 1) / 1500)
+    assert "against_chosen" not in fine and "against_chosen" not in pooled["15 epochs, depth 30x40, person crop 32x16"]
+    text = "\n".join(render_recipe_choice(runs, list(pooled.values()), {**fine, "person_crop": [32, 16]}))
+    assert "| 15 epochs, depth 60x80, person crop 32x16 | 5, 7 | 150 | 70.0 % (" in text
+    assert (
+        "Paired difference, 15 epochs, depth 90x120, person crop 32x16 minus 15 epochs, depth 60x80, person crop "
+        "32x16 (95 % bootstrap over the same 150 held-out clips): clip accuracy +0.7 points (" in text
+    )
+    assert "as this report's model does" in text
 
 
 def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_refused(tmp_path: Path) -> None:
