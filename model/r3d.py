@@ -57,11 +57,23 @@ class TemporalEncoderLayer(nn.Module):
         self.norm1, self.norm2 = nn.LayerNorm(c), nn.LayerNorm(c)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pos: torch.Tensor, pad: torch.Tensor, blocked: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """blocked: None, or (B * heads, T, T) True where a frame may not attend to a key (causal_blocks)."""
         q = x + pos
-        x = self.norm1(x + self.drop(self.attn(q, q, x, key_padding_mask=pad, need_weights=False)[0]))
+        attended = self.attn(q, q, x, key_padding_mask=pad, attn_mask=blocked, need_weights=False)[0]
+        x = self.norm1(x + self.drop(attended))
         out: torch.Tensor = self.norm2(x + self.drop(self.ffn(x)))
         return out
+
+
+def causal_blocks(valid: torch.Tensor, heads: int) -> torch.Tensor:
+    """valid (B, T) -> (B * heads, T, T) attention mask, True where a frame may not look: every later frame. A
+    padding row is left free (padding keys are masked anyway), so that no row is left with no key to attend to."""
+    t = valid.shape[1]
+    later = torch.ones(t, t, dtype=torch.bool, device=valid.device).triu(diagonal=1)
+    return (later.unsqueeze(0) & valid.unsqueeze(2)).repeat_interleave(heads, dim=0)
 
 
 class ActionDecoder(nn.Module):
@@ -281,6 +293,8 @@ class R3DConfig:
     depth_encoder: str = "linear"  # one of DEPTH_ENCODERS; "linear" is the paper's branch
     person_crop: tuple[int, int] = PERSON_CROP  # (H, W) the person depth encoder resamples the person to
     temporal_encoder: bool = True  # False: memory = fused tokens (the authors' last code version; ablation)
+    causal_encoder: bool = False  # the temporal encoder lets a frame attend only to itself and earlier frames, as the
+    # served last frame does (False: every frame of the window, later ones too, as the paper's encoder)
     encoder_layers: int = 2
     heads: int = 8
     ffn: int = 512
@@ -405,7 +419,7 @@ class Anticipator(nn.Module):
         c, k = cfg.hidden, cfg.n_classes
         exchange, mixer = FUSIONS[cfg.fusion]
         assert exchange in EXCHANGES and mixer in MIXERS
-        self.max_len = cfg.max_len
+        self.max_len, self.heads, self.causal = cfg.max_len, cfg.heads, cfg.causal_encoder
         self.segment_temperature, self.action_temperature = cfg.segment_temperature, cfg.action_temperature
         self.fuser = TokenFuser(c, exchange, mixer, cfg.selection, cfg.exchange_ratio, cfg.dropout)
         self.positions = nn.Embedding(cfg.max_len, c)
@@ -431,8 +445,9 @@ class Anticipator(nn.Module):
         pos = self.positions.weight[:t].unsqueeze(0)  # (1, T, C)
         pad = ~valid
         memory = fused
+        blocked = causal_blocks(valid, self.heads) if self.causal and len(self.encoder) else None
         for layer in self.encoder:
-            memory = layer(memory, pos, pad)
+            memory = layer(memory, pos, pad, blocked)
         queries = self.decoder(memory, pos, pad)  # (B, Q, C)
         return AnticipatorOutput(
             self.action_head(queries) / self.action_temperature,

@@ -82,6 +82,7 @@ class ModelConfig:
     hidden: int = _r3d_default("hidden")
     backbone: str = _r3d_default("backbone")
     temporal_encoder: bool = _r3d_default("temporal_encoder")
+    causal_encoder: bool = _r3d_default("causal_encoder")  # a frame attends only to itself and earlier frames
     encoder_layers: int = _r3d_default("encoder_layers")
     heads: int = _r3d_default("heads")
     ffn: int = _r3d_default("ffn")

@@ -268,7 +268,8 @@ def model_summary(model: R3D) -> str:
     return (
         f"fusion {model.cfg.fusion}, depth encoder {model.cfg.depth_encoder}, depth input {pre.depth_input} "
         f"{list(pre.depth_size)}{person}, hidden {model.cfg.hidden}, window {model.cfg.window_s:g} s, horizon "
-        f"{model.cfg.horizon_s:g} s, {n_params / 1e6:.2f} M parameters"
+        f"{model.cfg.horizon_s:g} s{', causal temporal encoder' * model.cfg.causal_encoder}, {n_params / 1e6:.2f} M "
+        "parameters"
     )
 
 
@@ -305,9 +306,12 @@ def training_of(work: Path) -> str:
     return f"{epochs} epochs on {train_clips} training clips"
 
 
-def model_inputs(model: R3D) -> dict[str, list[int]]:
-    """What a recipe's depth-only model looks at: the depth map's and the person crop's (H, W)."""
-    return {"depth_size": list(model.cfg.preprocessing.depth_size), "person_crop": list(model.cfg.person_crop)}
+def model_traits(model: R3D) -> dict[str, Any]:
+    """What tells the candidate recipes' depth-only models apart: the depth map's and the person crop's (H, W), and
+    whether the temporal encoder is causal."""
+    cfg = model.cfg
+    return {"depth_size": list(cfg.preprocessing.depth_size), "person_crop": list(cfg.person_crop),
+            "causal_encoder": cfg.causal_encoder}  # fmt: skip
 
 
 def validation_run(work: Path) -> dict[str, Any]:
@@ -328,7 +332,7 @@ def validation_run(work: Path) -> dict[str, Any]:
     return {
         "work": str(work),
         "epochs": json.loads((work / "run" / "summary.json").read_text())["epochs"],
-        **model_inputs(load_for_eval(work / "run" / "best.safetensors")[0]),
+        **model_traits(load_for_eval(work / "run" / "best.safetensors")[0]),
         "train_clips": len(splits["train"]),
         "val_subjects": splits.get("val_subjects", []),
         "val_clips": validation["test_clips"],
@@ -351,9 +355,10 @@ def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def describe_recipe(run: dict[str, Any]) -> str:
-    """'15 epochs, depth 60x80, person crop 32x16'."""
+    """'15 epochs, depth 60x80, person crop 32x16' (', causal temporal encoder' when it is)."""
     (dh, dw), (ch, cw) = run["depth_size"], run["person_crop"]
-    return f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}"
+    causal = ", causal temporal encoder" if run["causal_encoder"] else ""
+    return f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}{causal}"
 
 
 def score_cells(run: dict[str, Any]) -> str:
@@ -378,7 +383,8 @@ def pooled_by_recipe(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         clips = [c for r in rs for c in r["clips"]]
         rows.append({
             "recipe": recipe, "epochs": rs[0]["epochs"], "depth_size": rs[0]["depth_size"],
-            "person_crop": rs[0]["person_crop"], "val_subjects": sorted(s for r in rs for s in r["val_subjects"]),
+            "person_crop": rs[0]["person_crop"], "causal_encoder": rs[0]["causal_encoder"],
+            "val_subjects": sorted(s for r in rs for s in r["val_subjects"]),
             "val_clips": len(clips), **clip_scores(clips), "clips": clips,
         })  # fmt: skip
     most = max(len(r["val_subjects"]) for r in rows)
@@ -413,15 +419,16 @@ def render_recipe_choice(runs: list[dict[str, Any]], pooled: list[dict[str, Any]
         "Each run trained on the training subjects but one and was scored, as above, on every clip of the one held "
         "out: people it had not seen, as the test subjects are. The test subjects were not evaluated for these runs.",
         "",
-        "| work folder | held-out subject | epochs | depth input | person crop | validation clip accuracy (95 %) | "
-        "validation frame accuracy (95 %) | training s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| work folder | held-out subject | epochs | depth input | person crop | temporal encoder | validation clip "
+        "accuracy (95 %) | validation frame accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in runs:
         (dh, dw), (ch, cw) = r["depth_size"], r["person_crop"]
         held = ", ".join(str(x) for x in r["val_subjects"])
+        encoder = "causal" if r["causal_encoder"] else "whole window"
         lines.append(f"| {r['work']} | {held} ({r['val_clips']} clips) | {r['epochs']} | {dh}x{dw} | {ch}x{cw} | "
-                     f"{score_cells(r)} |")  # fmt: skip
+                     f"{encoder} | {score_cells(r)} |")  # fmt: skip
     if any(len(r["val_subjects"]) > 1 for r in pooled):
         lines += [
             "",
@@ -820,7 +827,7 @@ def run(args: argparse.Namespace) -> int:
             "fps": model.cfg.fps,
             "summary": recipe[0] + " (the colour backbone never runs in training or evaluation)",
         },
-        "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"], **model_inputs(model)},
+        "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"], **model_traits(model)},
         "training": recipe[1],
         "timings_s": {
             "import (this invocation)": ran["import"],

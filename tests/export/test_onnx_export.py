@@ -150,3 +150,20 @@ def test_fusion_variant_anticipator_onnxruntime_matches_pytorch(tmp_path: Path, 
         got = session.run(None, {"tokens": tokens, "valid": valid})
         for name, r, g in zip(ref._fields, ref, got, strict=True):
             torch.testing.assert_close(torch.from_numpy(g), r, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_causal_encoder_anticipator_onnxruntime_matches_pytorch(tmp_path: Path) -> None:
+    # the causal mask is built from `valid` inside the graph: windows of every length and padding pattern
+    torch.manual_seed(1)
+    cfg = tiny_config(hidden=32, heads=4, ffn=64, max_len=16, window_s=1.0, causal_encoder=True)
+    model = as_if_trained(R3D(cfg, with_backbone=False))
+    session = ort.InferenceSession(
+        str(export_anticipator(model, tmp_path / "a.onnx")), providers=["CPUExecutionProvider"]
+    )
+    for b, t in [(1, 1), (3, 7), (2, 16)]:
+        tokens, valid = _window(b, t, 32, seed=b + t)
+        with torch.no_grad():
+            ref = model.anticipator(torch.from_numpy(tokens), torch.from_numpy(valid))
+        got = session.run(None, {"tokens": tokens, "valid": valid})
+        for name, r, g in zip(ref._fields, ref, got, strict=True):
+            torch.testing.assert_close(torch.from_numpy(g), r, rtol=1e-4, atol=1e-4, msg=name)

@@ -94,3 +94,34 @@ def test_set_temperatures_refuses_non_positive_values() -> None:
     model = R3D(tiny_config(), with_backbone=False)
     with pytest.raises(ValueError, match="expected positive temperatures, got segment=0.0"):
         model.set_temperatures(0.0, 1.0)
+
+
+def test_causal_encoder_keeps_each_frame_blind_to_later_frames_and_the_full_encoder_does_not(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    features = torch.randn(1, 6, tiny_config().feature_dim)
+    _, depths = random_inputs(1, 6)
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    later = features.clone()
+    later[:, 4:] = torch.randn(1, 2, features.shape[2])  # only the last two frames change
+    for causal in (True, False):
+        torch.manual_seed(1)
+        model = R3D(tiny_config(causal_encoder=causal), with_backbone=False).eval()
+        with torch.no_grad():
+            before = model.forward_features(features, depths, valid).segment_logits
+            after = model.forward_features(later, depths, valid).segment_logits
+        assert torch.equal(before[:, :4], after[:, :4]) == causal  # the frames before the change
+        assert not torch.equal(before[:, 4:], after[:, 4:])
+    save_checkpoint(tmp_path / "causal.safetensors", R3D(tiny_config(causal_encoder=True), with_backbone=False))
+    assert load_checkpoint(tmp_path / "causal.safetensors")[0].cfg.causal_encoder
+
+
+def test_causal_encoder_gives_finite_outputs_for_padding_on_either_side() -> None:
+    """A padding row sees no earlier valid frame when the padding comes first: it must still attend somewhere."""
+    torch.manual_seed(0)
+    model = R3D(tiny_config(causal_encoder=True), with_backbone=False).eval()
+    features = torch.randn(2, 5, model.cfg.feature_dim)
+    _, depths = random_inputs(2, 5)
+    valid = torch.tensor([[False, False, True, True, True], [True, True, True, False, False]])
+    with torch.no_grad():
+        out = model.forward_features(features, depths, valid)
+    assert torch.isfinite(out.segment_logits).all() and torch.isfinite(out.action_logits).all()

@@ -172,6 +172,7 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
     assert choice["val_subjects"] == [7] and choice["train_clips"] == 12 and choice["epochs"] == 2
     assert choice["depth_size"] == results["train"]["depth_size"] == [60, 80]  # the recipe's, read from the models
     assert choice["person_crop"] == results["train"]["person_crop"] == [32, 16]
+    assert choice["causal_encoder"] is results["train"]["causal_encoder"] is False
     assert choice["clip_accuracy"] == cached["validation"]["clip_accuracy"]
     report = (out / "REPORT.md").read_text()
     assert "## Recipe choice on whole-subject validation" in report and "no validation split" in report
@@ -196,15 +197,17 @@ def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewe
 
 
 def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_validated_compete() -> None:
-    def run(subject: int, depth: tuple[int, int], hits: int, clips: int, frames_correct: int) -> dict[str, object]:
+    def run(
+        subject: int, depth: tuple[int, int], hits: int, clips: int, frames_correct: int, causal: bool = False
+    ) -> dict[str, object]:
         rows = [clip_row(f"s{subject}_c{i}", i < hits, 10, frames_correct) for i in range(clips)]
         return {"work": f"w-{subject}-{depth[0]}", "epochs": 15, "depth_size": list(depth), "person_crop": [32, 16],
-                "val_subjects": [subject], "val_clips": clips, **clip_scores(rows), "clips": rows,
-                "train_s": None}  # fmt: skip
+                "causal_encoder": causal, "val_subjects": [subject], "val_clips": clips, **clip_scores(rows),
+                "clips": rows, "train_s": None}  # fmt: skip
 
     runs = [run(7, (60, 80), 80, 100, 6), run(5, (60, 80), 25, 50, 4),
             run(7, (90, 120), 70, 100, 5), run(5, (90, 120), 36, 50, 5),
-            run(7, (30, 40), 95, 100, 9)]  # fmt: skip
+            run(7, (30, 40), 95, 100, 9), run(7, (60, 80), 99, 100, 9, causal=True)]  # fmt: skip
     pooled = {r["recipe"]: r for r in pooled_by_recipe(runs)}
     base = pooled["15 epochs, depth 60x80, person crop 32x16"]
     fine = pooled["15 epochs, depth 90x120, person crop 32x16"]
@@ -216,6 +219,8 @@ def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_valid
     assert fine["clip_accuracy"]["value"] == pytest.approx((70 + 36) / 150)
     # the best single-subject score does not compete with recipes held out on two subjects
     assert not pooled["15 epochs, depth 30x40, person crop 32x16"]["competes"] and base["competes"]
+    causal = pooled["15 epochs, depth 60x80, person crop 32x16, causal temporal encoder"]  # a recipe of its own
+    assert causal["val_clips"] == 100 and not causal["competes"]
     assert chosen_run([r for r in pooled.values() if r["competes"]])["depth_size"] == [90, 120]
     # the chosen recipe against each other competitor, paired over the same clips: +1 clip of 150, indistinguishable
     paired = base["against_chosen"]
