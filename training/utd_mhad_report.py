@@ -315,8 +315,8 @@ def model_traits(model: R3D) -> dict[str, Any]:
 
 
 def validation_run(work: Path) -> dict[str, Any]:
-    """One finished --validate-only run (WORK): its recipe (epochs, inputs) and training split beside its validation
-    scores."""
+    """One finished --validate-only run (WORK): its recipe (epochs, model_traits) and training split beside its
+    validation scores and per-clip rows."""
     cached = json.loads((work / "evaluation.json").read_text())
     validation = cached.get("validation")
     if validation is None:
@@ -344,6 +344,7 @@ def validation_run(work: Path) -> dict[str, Any]:
 
 
 def without_clips(row: dict[str, Any]) -> dict[str, Any]:
+    """A validation row for results.json: the per-clip rows stay in the work folder's evaluation.json."""
     return {k: v for k, v in row.items() if k != "clips"}
 
 
@@ -847,7 +848,6 @@ def run(args: argparse.Namespace) -> int:
         "evaluation": evaluation,
         "validation": cached["validation"],
         "comparison": comparison,
-        # per-clip rows stay in the work folders' evaluation.json
         "recipe_choice": [without_clips(r) for r in choice_runs],
         "recipe_choice_pooled": [without_clips(r) for r in pooled_by_recipe(choice_runs)] if choice_runs else [],
         "repeats": repeated_runs(work, evaluation, recipe, [Path(w) for w in args.repeats]),

@@ -133,16 +133,14 @@ def test_load_bundle_after_export_has_the_checkpoint_ids(tiny_bundle: Path, torc
 VARIANTS = [(fusion, "gamma") for fusion in FUSIONS if fusion != "rtf"] + [("rtf", "variance")]
 
 
-@pytest.mark.parametrize(("fusion", "selection"), VARIANTS, ids=[f"{f}-{s}" for f, s in VARIANTS])
-def test_fusion_variant_anticipator_onnxruntime_matches_pytorch(tmp_path: Path, fusion: str, selection: str) -> None:
-    # a small anticipator per variant (the fuser is what differs); the full RTF model is the session bundle
+def _small_anticipator_matches_in_onnxruntime(tmp_path: Path, **overrides: object) -> Path:
+    """Export a small anticipator (hidden 32, windows up to 16 frames) and compare ONNX Runtime with PyTorch on
+    windows of 1, 7 and 16 frames with random padding; returns the exported file."""
     torch.manual_seed(1)
-    cfg = tiny_config(fusion=fusion, selection=selection, hidden=32, heads=4, ffn=64, max_len=16, window_s=1.0,
-                      temporal_encoder=False)  # fmt: skip
+    cfg = tiny_config(hidden=32, heads=4, ffn=64, max_len=16, window_s=1.0, **overrides)
     model = as_if_trained(R3D(cfg, with_backbone=False))
     path = export_anticipator(model, tmp_path / "anticipator.onnx")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert "TopK" not in {n.op_type for n in onnx.load(str(path)).graph.node}
     for b, t in [(1, 1), (3, 7), (2, 16)]:  # T=1: every variance ties at 0, ties go to the lower channel everywhere
         tokens, valid = _window(b, t, 32, seed=b + t)
         with torch.no_grad():
@@ -150,20 +148,18 @@ def test_fusion_variant_anticipator_onnxruntime_matches_pytorch(tmp_path: Path, 
         got = session.run(None, {"tokens": tokens, "valid": valid})
         for name, r, g in zip(ref._fields, ref, got, strict=True):
             torch.testing.assert_close(torch.from_numpy(g), r, rtol=1e-4, atol=1e-4, msg=name)
+    return path
+
+
+@pytest.mark.parametrize(("fusion", "selection"), VARIANTS, ids=[f"{f}-{s}" for f, s in VARIANTS])
+def test_fusion_variant_anticipator_onnxruntime_matches_pytorch(tmp_path: Path, fusion: str, selection: str) -> None:
+    # a small anticipator per variant (the fuser is what differs); the full RTF model is the session bundle
+    path = _small_anticipator_matches_in_onnxruntime(
+        tmp_path, fusion=fusion, selection=selection, temporal_encoder=False
+    )
+    assert "TopK" not in {n.op_type for n in onnx.load(str(path)).graph.node}
 
 
 def test_causal_encoder_anticipator_onnxruntime_matches_pytorch(tmp_path: Path) -> None:
-    # the causal mask is built from `valid` inside the graph: windows of every length and padding pattern
-    torch.manual_seed(1)
-    cfg = tiny_config(hidden=32, heads=4, ffn=64, max_len=16, window_s=1.0, causal_encoder=True)
-    model = as_if_trained(R3D(cfg, with_backbone=False))
-    session = ort.InferenceSession(
-        str(export_anticipator(model, tmp_path / "a.onnx")), providers=["CPUExecutionProvider"]
-    )
-    for b, t in [(1, 1), (3, 7), (2, 16)]:
-        tokens, valid = _window(b, t, 32, seed=b + t)
-        with torch.no_grad():
-            ref = model.anticipator(torch.from_numpy(tokens), torch.from_numpy(valid))
-        got = session.run(None, {"tokens": tokens, "valid": valid})
-        for name, r, g in zip(ref._fields, ref, got, strict=True):
-            torch.testing.assert_close(torch.from_numpy(g), r, rtol=1e-4, atol=1e-4, msg=name)
+    # the causal mask is built from `valid` inside the graph: every window length and padding pattern
+    _small_anticipator_matches_in_onnxruntime(tmp_path, causal_encoder=True)
