@@ -16,6 +16,7 @@ from server.protocol import Hello, encode_frame, pack, parse_server_message
 H, W = 120, 160
 API_HEADERS = {"Authorization": "Bearer test-key-0123456789abcdef"}
 ADMIN_HEADERS = {"Authorization": "Bearer admin-key-0123456789abcdef"}
+BYE = pack({"type": "bye"})  # the client's goodbye
 
 
 def synthetic_frame(i: int, *, h: int = H, w: int = W, dead_depth: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 
 from server.protocol import encode_color, encode_frame, pack
-from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv, recv_until, start, synthetic_frame
-
-BYE = pack({"type": "bye"})
+from tests.server.helpers import API_HEADERS, BYE, frame_msg, hello, open_ws, recv, recv_until, start, synthetic_frame
 
 
 def _truncated_jpeg() -> bytes:

@@ -37,6 +37,7 @@ from tests.server.conftest import ServerFactory, make_settings, tiny_config
 from tests.server.helpers import (
     ADMIN_HEADERS,
     API_HEADERS,
+    BYE,
     frame_msg,
     hello,
     open_ws,
@@ -124,7 +125,7 @@ def test_cluster_stream_gives_the_predictions_of_one_process(cluster: Cluster, w
             ws.send(hello(backpressure="block"))  # no frame dropped by either server's queue
             recv_until(ws, "welcome", timeout=120)
             results.append(stream_at_once(ws, range(12)))
-            ws.send(b"\x81\xa4type\xa3bye")
+            ws.send(BYE)
     on_cluster, local = results
     assert [p.frame_seq for p in on_cluster] == [p.frame_seq for p in local] == list(range(12))
     assert on_cluster[-1].counters == local[-1].counters  # on the way, they depend on when frames arrived
@@ -149,7 +150,7 @@ def stream_through_reloads(url: str, reloads: dict[int, str]) -> tuple[list[Any]
             assert [m for m in others if m.type == "error"] == []
             predictions.append(prediction)
             notices += [m for m in others if m.type == "notice"]
-        ws.send(b"\x81\xa4type\xa3bye")
+        ws.send(BYE)
     return predictions, notices, answers
 
 
@@ -215,7 +216,7 @@ def test_cluster_latest_wins_drops_the_oldest_waiting_frames_as_one_process_does
         messages: list[Any] = []
         while not any(m.type == "prediction" and m.frame_seq == n - 1 for m in messages):
             messages.append(recv(ws, timeout=120))
-        ws.send(b"\x81\xa4type\xa3bye")
+        ws.send(BYE)
     predictions = [m for m in messages if m.type == "prediction"]
     notices = [m for m in messages if m.type == "notice"]
     last = predictions[-1].counters
@@ -254,7 +255,7 @@ def test_cluster_person_mask_model_gives_the_predictions_of_one_process(
             for i in range(8):
                 ws.send(encode_frame(*walker_frame(i), i / 15.0, i))
                 out.append(recv_until(ws, "prediction", timeout=120)[0])
-            ws.send(b"\x81\xa4type\xa3bye")
+            ws.send(BYE)
         return out
 
     try:
@@ -334,7 +335,7 @@ def test_cluster_session_moved_away_and_back_continues_from_the_store(cluster: C
             holders = [pid for pid, state in states.items() if sid in state.sessions]
             if len(holders) != 1:  # moved by the ingress's ring update: not the scenario under test
                 tries.append(f"{sid} held by {len(holders)} of replicas {sorted(states)}")
-                ws.send(b"\x81\xa4type\xa3bye")
+                ws.send(BYE)
                 time.sleep(10.0)
                 continue
             other = next(key for pid, key in keys.items() if pid != holders[0])

@@ -28,9 +28,7 @@ from server.serving import BackgroundServer
 from server.session_store.redis_store import RedisSessionStore
 from tests.redis_server import RedisServer, free_port
 from tests.server.conftest import API_KEY, make_settings
-from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv_until, start
-
-BYE = pack({"type": "bye"})
+from tests.server.helpers import API_HEADERS, BYE, frame_msg, open_ws, recv_until, start
 
 
 @pytest.fixture

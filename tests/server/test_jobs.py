@@ -17,7 +17,7 @@ import pytest
 
 from server.protocol import ColorCodec, DepthCodec, FrameIn, pack
 from tests.real_fixtures import real_fixture
-from tests.server.helpers import API_HEADERS, open_ws, recv_until, start, write_recording
+from tests.server.helpers import API_HEADERS, BYE, open_ws, recv_until, start, write_recording
 
 N_FRAMES = 36
 
@@ -48,7 +48,7 @@ def replay(ws_url: str, seq_dir: Path, tick_hz: float, expected: int) -> list[An
                           depth=(seq_dir / "depth" / f"{i:06d}.png").read_bytes())  # fmt: skip
             ws.send(pack(msg))
         preds = [recv_until(ws, "prediction")[0] for _ in range(expected)]
-        ws.send(pack({"type": "bye"}))
+        ws.send(BYE)
     return preds
 
 

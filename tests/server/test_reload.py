@@ -10,8 +10,7 @@ from typing import Any
 
 import httpx
 
-from server.protocol import pack
-from tests.server.helpers import ADMIN_HEADERS, API_HEADERS, frame_msg, open_ws, recv, start
+from tests.server.helpers import ADMIN_HEADERS, API_HEADERS, BYE, frame_msg, open_ws, recv, start
 
 
 def test_reload_under_traffic_keeps_or_resets_windows(
@@ -39,7 +38,7 @@ def test_reload_under_traffic_keeps_or_resets_windows(
                     threads[-1].join()
             while not any(m.type == "prediction" and m.frame_seq == 39 for m in messages):
                 messages.append(recv(ws))
-            ws.send(pack({"type": "bye"}))
+            ws.send(BYE)
         bad = http.post("/v1/model/reload", json={"model": "missing.safetensors"}, headers=ADMIN_HEADERS)
         after = http.get("/v1/model").json()
     preds = [m for m in messages if m.type == "prediction"]

@@ -8,8 +8,7 @@ import re
 import httpx
 import pytest
 
-from server.protocol import pack
-from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv, recv_until, start
+from tests.server.helpers import API_HEADERS, BYE, frame_msg, open_ws, recv, recv_until, start
 
 
 @pytest.mark.parametrize(
@@ -40,7 +39,7 @@ def test_websocket_without_key_gets_error_and_close_4401(ws_url: str) -> None:
 def test_websocket_key_in_query_is_accepted(ws_url: str) -> None:
     with open_ws(ws_url + "?api_key=test-key-0123456789abcdef", headers={}) as ws:
         welcome = start(ws)
-        ws.send(pack({"type": "bye"}))
+        ws.send(BYE)
     assert welcome.type == "welcome"
 
 
@@ -90,7 +89,7 @@ def test_metrics_report_frames_latencies_queue_and_modality_health(ws_url: str, 
         ws.send(frame_msg(9, ts=0.0))  # a bad timestamp: counted by code
         recv_until(ws, "error")
         text = httpx.get(f"{live_server}/metrics").text  # metrics_public: no key needed
-        ws.send(pack({"type": "bye"}))
+        ws.send(BYE)
     assert _sample(text, "r3d_frames_total", session=sid, outcome="accepted") == 4
     assert _sample(text, "r3d_frames_total", session=sid, outcome="rejected") == 1
     assert _sample(text, "r3d_predictions_total", session=sid) == 4

@@ -19,12 +19,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 
 from server.app import create_app
-from server.protocol import pack
 from server.serving import BackgroundServer
 from tests.server.conftest import make_settings
-from tests.server.helpers import API_HEADERS, frame_msg, hello, open_ws, recv, recv_until, start
-
-BYE = pack({"type": "bye"})
+from tests.server.helpers import API_HEADERS, BYE, frame_msg, hello, open_ws, recv, recv_until, start
 
 
 def _stream(ws: ClientConnection, frames: range) -> list[Any]:

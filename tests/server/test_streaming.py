@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.server.helpers import API_HEADERS, frame_msg, open_ws, recv, recv_until, start
+from tests.server.helpers import API_HEADERS, BYE, frame_msg, open_ws, recv, recv_until, start
 
 
 def test_stream_frames_at_model_fps_get_one_prediction_each_in_order(ws_url: str, live_server: str) -> None:
@@ -18,7 +18,7 @@ def test_stream_frames_at_model_fps_get_one_prediction_each_in_order(ws_url: str
         for i in range(12):
             ws.send(frame_msg(i))
         preds = [recv_until(ws, "prediction")[0] for _ in range(12)]
-        ws.send(b"\x81\xa4type\xa3bye")
+        ws.send(BYE)
     assert [p.frame_seq for p in preds] == list(range(12))
     assert [p.seq for p in preds] == list(range(1, 13))
     assert [p.window.frames for p in preds] == list(range(1, 13))
@@ -40,7 +40,7 @@ def test_stream_at_twice_model_fps_is_resampled_without_inventing_frames(ws_url:
             ws.send(frame_msg(i, ts=i / 30.0))
         ws.send(frame_msg(99, ts=20.0))  # flush: a frame far later
         preds = [recv_until(ws, "prediction")[0] for _ in range(9)]
-        ws.send(b"\x81\xa4type\xa3bye")
+        ws.send(BYE)
     assert [p.frame_seq for p in preds] == [0, 2, 4, 6, 8, 10, 12, 14, 99]
     last = preds[-1]
     assert (last.counters.received, last.counters.accepted, last.counters.resampled_out) == (17, 9, 8)

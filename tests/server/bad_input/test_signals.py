@@ -13,8 +13,7 @@ import pytest
 from server.cli import main
 from server.protocol import encode_frame
 from tests.server.bad_input.conftest import Served
-from tests.server.bad_input.wire import BYE
-from tests.server.helpers import open_ws, recv_until, start, synthetic_frame
+from tests.server.helpers import BYE, open_ws, recv_until, start, synthetic_frame
 
 RNG = np.random.default_rng(11)
 

@@ -12,11 +12,10 @@ import lz4.frame
 import msgpack
 import zstandard
 
-from server.protocol import ErrorOut, pack
+from server.protocol import ErrorOut
 from tests.server.bad_input.conftest import Served
-from tests.server.helpers import frame_msg, open_ws, recv_until, start
+from tests.server.helpers import BYE, frame_msg, open_ws, recv_until, start
 
-BYE = pack({"type": "bye"})
 CHUNK = bytes(2**20)
 
 
