@@ -207,15 +207,22 @@ def with_baselines(
 ONSET_BINS_S = (0.5, 1.0, 2.0)  # bin edges of how long the current action has been going at a window's end
 
 
-def by_onset(records: list[dict[str, Any]], hits: np.ndarray) -> dict[str, dict[str, Any]]:
-    """Current-action accuracy by how long the current action has been going at the window's end (record
-    "current_for_s", binned at ONSET_BINS_S): right after an action starts, little of it has been seen."""
+def onset_masks(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """Bin name -> which records fall in it, by how long the current action has been going at the window's end
+    (record "current_for_s", binned at ONSET_BINS_S)."""
     edges = [0.0, *ONSET_BINS_S, math.inf]
     since = np.array([r["current_for_s"] for r in records], dtype=np.float64)
+    return {
+        (f">= {lo:g} s" if math.isinf(hi) else f"{lo:g}-{hi:g} s"): (since >= lo) & (since < hi)
+        for lo, hi in itertools.pairwise(edges)
+    }
+
+
+def by_onset(records: list[dict[str, Any]], hits: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Current-action accuracy by how long the current action has been going (onset_masks): right after an action
+    starts, little of it has been seen."""
     out = {}
-    for lo, hi in itertools.pairwise(edges):
-        keep = (since >= lo) & (since < hi)
-        name = f">= {lo:g} s" if math.isinf(hi) else f"{lo:g}-{hi:g} s"
+    for name, keep in onset_masks(records).items():
         seqs = [r["seq"] for r, k in zip(records, keep.tolist(), strict=True) if k]
         out[name] = {"windows": int(keep.sum()), "accuracy": float(hits[keep].mean()) if keep.any() else math.nan,
                      "ci95": bootstrap_ci(seqs, hits[keep]) if keep.any() else [math.nan, math.nan]}  # fmt: skip
