@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the contract summary (streaming): also rgb_dark severity 3, dead channels and test ECE; written as the "
         "top-level 'summary' of results.json (training/summary.py)",
     )
+    p.add_argument(
+        "--stride-s",
+        type=float,
+        default=None,
+        help="streaming: a window ends every STRIDE_S seconds (default: the recipe's data.val_stride_s); denser "
+        "windows give paired comparisons more to resample, not a figure comparable with the recipe's",
+    )
     p.add_argument("--degradations", nargs="+", default=sorted(DEGRADATIONS), choices=sorted(DEGRADATIONS))
     p.add_argument("--severities", type=int, nargs="+", default=list(SEVERITIES), choices=list(SEVERITIES))
     p.add_argument(
@@ -192,6 +199,7 @@ def _evaluate_one(path: Path, dataset_root: Path, args: argparse.Namespace, out:
         "batch_size": args.batch_size,
         "progress": not args.no_progress,
         "device": args.device,
+        "stride_s": args.stride_s,
     }
     result: dict[str, Any] = {"clean": evaluate_checkpoint(path, dataset_root, **common)}
     if args.robustness:
@@ -236,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("expected one or more checkpoints and then a dataset folder, got %s", [str(p) for p in args.paths])
         return 2
     *checkpoints, dataset_root = args.paths
+    if args.stride_s is not None and (args.stride_s <= 0 or args.summary):
+        why = "a positive number of seconds" if args.stride_s <= 0 else "no --summary (defined on the recipe's windows)"
+        log.error("--stride-s %g: expected %s", args.stride_s, why)
+        return 2
     if args.threads is not None:
         torch.set_num_threads(max(1, args.threads))
     try:

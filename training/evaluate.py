@@ -41,7 +41,11 @@ logger = logging.getLogger(__name__)
 PAPER_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def protocol_spec(cfg: TrainConfig, model_cfg: R3DConfig, protocol: str | None = None) -> ProtocolSpec:
+def protocol_spec(
+    cfg: TrainConfig, model_cfg: R3DConfig, protocol: str | None = None, stride_s: float | None = None
+) -> ProtocolSpec:
+    """How a model trained with `cfg` is sampled and scored; streaming windows end every `stride_s` seconds (default:
+    the recipe's data.val_stride_s)."""
     d = cfg.data
     return ProtocolSpec(
         protocol=protocol or d.protocol,
@@ -54,7 +58,7 @@ def protocol_spec(cfg: TrainConfig, model_cfg: R3DConfig, protocol: str | None =
         window_s=model_cfg.window_s,
         horizon_s=model_cfg.horizon_s,
         min_observed_s=d.min_observed_s,
-        stride_s=d.val_stride_s,
+        stride_s=stride_s or d.val_stride_s,
         speed_jitter=d.speed_jitter,
     )
 
@@ -315,8 +319,10 @@ def evaluate_checkpoint(
     batch_size: int = 16,
     progress: bool = False,
     device: str = "auto",
+    stride_s: float | None = None,
 ) -> dict[str, Any]:
-    """One checkpoint on one split of a dataset: the paper's MoC table or the streaming metrics."""
+    """One checkpoint on one split of a dataset: the paper's MoC table or the streaming metrics (windows ending every
+    `stride_s` seconds, default the recipe's)."""
     dev = resolve_device(device)
     model, cfg, _ = load_for_eval(path)
     model.to(dev)
@@ -341,7 +347,7 @@ def evaluate_checkpoint(
         progress=progress,
         device=str(dev),
     )
-    spec = protocol_spec(cfg, model.cfg, protocol)
+    spec = protocol_spec(cfg, model.cfg, protocol, stride_s)
     kw: dict[str, Any] = {"batch_size": batch_size, "device": dev}
     result: dict[str, Any] = {
         "checkpoint": recorded_path(path),
@@ -358,6 +364,7 @@ def evaluate_checkpoint(
         streaming = evaluate_streaming(model, data, spec, records=records, **kw)
         tables = training_tables(label_sequences(dataset, dataset.split(cfg.data.train_split)), spec)
         result["streaming"] = with_baselines(streaming, records, tables)
+        result["stride_s"] = spec.stride_s
         result["windows"] = records
     return result
 

@@ -71,6 +71,21 @@ def test_streaming_evaluation_reports_the_service_metrics(checkpoints: list[Path
     assert s["windows"] == 8  # 2 test sequences x ends at 5, 10, 15, 20 frames
 
 
+def test_streaming_windows_end_every_stride_s_when_asked(checkpoints: list[Path], tiny_dataset: Path) -> None:
+    dense = evaluate_checkpoint(checkpoints[0], tiny_dataset, stride_s=0.2)
+    assert dense["stride_s"] == 0.2
+    assert dense["streaming"]["windows"] == 16  # 2 test sequences x ends at 5, 7, ..., 19 frames (2 frames at 10 fps)
+    assert evaluate_checkpoint(checkpoints[0], tiny_dataset)["stride_s"] == 0.5  # the recipe's data.val_stride_s
+
+
+@pytest.mark.parametrize(("extra", "why"), [(["0"], "a positive number"), (["0.2", "--summary"], "no --summary")])
+def test_r3d_eval_refuses_a_stride_it_cannot_honour(
+    checkpoints: list[Path], tiny_dataset: Path, extra: list[str], why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert eval_cli.main([str(checkpoints[0]), str(tiny_dataset), "--stride-s", *extra]) == 2
+    assert why in caplog.text
+
+
 def test_r3d_eval_aggregates_seeds_into_json_and_markdown(
     checkpoints: list[Path], tiny_dataset: Path, tmp_path: Path
 ) -> None:
