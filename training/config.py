@@ -146,6 +146,9 @@ class OptimConfig:
     # map shifted by up to depth_shift_jitter of its width and height; the same for every frame of a window
     depth_scale_jitter: float = 0.0
     depth_shift_jitter: float = 0.0
+    # exponential moving average of the weights, updated after every step (w_avg <- d * w_avg + (1 - d) * w): when > 0,
+    # validation, best.safetensors and last.safetensors use the average (the model that is served); 0 = off
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -219,6 +222,7 @@ class TrainConfig:
         need(o.rgb_dropout_severity in (1, 2, 3), "optim.rgb_dropout_severity", "1, 2 or 3", o.rgb_dropout_severity)
         need(0 <= o.depth_scale_jitter < 0.5, "optim.depth_scale_jitter", "a share in [0, 0.5)", o.depth_scale_jitter)
         need(0 <= o.depth_shift_jitter < 0.5, "optim.depth_shift_jitter", "a share in [0, 0.5)", o.depth_shift_jitter)
+        need(0 <= o.ema_decay < 1, "optim.ema_decay", "a decay in [0, 1) (0 = no weight average)", o.ema_decay)
         need(o.transition_weight > 0, "optim.transition_weight", "a positive weight", o.transition_weight)
         need(r.precision in PRECISIONS, "run.precision", f"one of {PRECISIONS}", r.precision)
         need(r.max_epochs is None or r.max_epochs >= 1, "run.max_epochs", "None or an integer >= 1", r.max_epochs)

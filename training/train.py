@@ -5,6 +5,7 @@ Run folder (run.out):
   best.safetensors         model.save_checkpoint of the best epoch by the selection metric (see evaluate.validate);
                            at the end its logit temperatures are fitted on the val split (training.calibration)
   last.safetensors         the same for the last completed epoch
+                           (with optim.ema_decay > 0 both hold the weight average, which validation scores too)
   train_state.safetensors  weights, optimiser and RNG states and the epoch (training.train_state) for --resume
   log.csv, curves.png      one row per epoch; losses and validation metrics
   summary.json             the final figures (and, under DDP, each replica's weight digest)
@@ -27,12 +28,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -273,10 +275,17 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
     model = R3D(model_cfg, with_backbone=False).to(dist.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
     scaler = torch.amp.GradScaler(enabled=amp_dtype == torch.float16)
+    # the weight average (optim.ema_decay) is what validation scores and the checkpoints hold; its buffers too
+    averaged = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(o.ema_decay), use_buffers=True)
+        if o.ema_decay > 0
+        else None
+    )
+    served = model if averaged is None else cast(R3D, averaged.module)
     epoch, step, best, history = 0, 0, -math.inf, []
     if resume:
         _check_resume(read_train_state(state_path)[1]["info"]["config"], cfg)
-        meta = restore_train_state(state_path, model, optimizer)
+        meta = restore_train_state(state_path, model, optimizer, averaged=averaged)
         epoch, step = meta["epoch"], meta["global_step"]
         best, history = float(meta["info"]["best"]), list(meta["info"]["history"])
         if scaler.is_enabled() and meta["info"].get("scaler"):
@@ -358,6 +367,8 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
                 nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if averaged is not None:
+                averaged.update_parameters(model)
             step += 1
             n = len(batch["valid"])
             sums += torch.tensor([float(x.detach()) * n for x in parts] + [n], dtype=torch.float64)
@@ -375,7 +386,7 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
         )
         if dist.main:
             if val_data and (epoch % r.validate_every == 0 or epoch == stop):
-                row |= validate(model, val_data, cfg, spec, **eval_kw)
+                row |= validate(served, val_data, cfg, spec, **eval_kw)
             elif not val_data:
                 row["selection"] = -row["train_loss"]  # no val split: the training loss decides (logged)
             row["time_s"] = time.perf_counter() - started
@@ -385,10 +396,10 @@ def _train(cfg: TrainConfig, resume: bool) -> TrainResult:
             ckpt_info = {**provenance, "epoch": epoch, "global_step": step}
             if (isinstance(selection, float) and math.isfinite(selection) and selection > best) or epoch == 1:
                 best = selection if math.isfinite(selection) else best
-                save_checkpoint(out / "best.safetensors", model, provenance=ckpt_info, metrics=metrics)
-            save_checkpoint(out / "last.safetensors", model, provenance=ckpt_info, metrics=metrics)
+                save_checkpoint(out / "best.safetensors", served, provenance=ckpt_info, metrics=metrics)
+            save_checkpoint(out / "last.safetensors", served, provenance=ckpt_info, metrics=metrics)
             info = {"best": best, "history": history, "config": cfg.to_dict(), "scaler": scaler.state_dict()}
-            save_train_state(state_path, model, optimizer, epoch=epoch, global_step=step, info=info)
+            save_train_state(state_path, model, optimizer, epoch=epoch, global_step=step, info=info, averaged=averaged)
             write_csv(out / "log.csv", history)
             plot_curves(out / "curves.png", history)
             logger.info(

@@ -1,7 +1,8 @@
 """The resumable training state: one safetensors file (never pickle) written atomically after every epoch.
 
-Tensors: `model.*` (every weight and buffer of the unwrapped model), `optim.<param index>.<name>` (AdamW moments and
-step counters), `rng.torch` and `rng.cuda.<i>`. Metadata (JSON strings): format, version, the completed epoch, the
+Tensors: `model.*` (every weight and buffer of the unwrapped model), `averaged.*` (the weight average, when the run
+keeps one: optim.ema_decay), `optim.<param index>.<name>` (AdamW moments and step counters), `rng.torch` and
+`rng.cuda.<i>`. Metadata (JSON strings): format, version, the completed epoch, the
 global step, the optimiser's param groups and scalar state, and `info` (best metric, history, resolved config).
 """
 
@@ -30,8 +31,11 @@ def save_train_state(
     epoch: int,
     global_step: int,
     info: dict[str, Any],
+    averaged: nn.Module | None = None,
 ) -> None:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if averaged is not None:
+        tensors |= {f"averaged.{k}": v.detach().cpu().contiguous() for k, v in averaged.state_dict().items()}
     sd = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for idx, state in sd["state"].items():
@@ -81,16 +85,27 @@ def read_train_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 
 
 def restore_train_state(
-    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, *, restore_rng: bool = True
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    restore_rng: bool = True,
+    averaged: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Load weights, optimiser state and RNG states saved by save_train_state; returns the metadata."""
     tensors, meta = read_train_state(path)
-    weights = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: the saved model does not fit this configuration: missing {missing}, unexpected {unexpected}"
-        )
+    for prefix, module in (("model.", model), ("averaged.", averaged)):
+        if module is None:
+            continue
+        weights = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+        if not weights:
+            raise ValueError(f"{path} holds no {prefix.rstrip('.')} weights; expected a run that kept them")
+        missing, unexpected = module.load_state_dict(weights, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{path}: the saved {prefix.rstrip('.')} weights do not fit this configuration: missing {missing}, "
+                f"unexpected {unexpected}"
+            )
     state: dict[int, dict[str, Any]] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):

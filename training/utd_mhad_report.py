@@ -44,7 +44,7 @@ from model import R3D
 from rgbd.dataset import Dataset
 from rgbd.files import write_bytes_atomic, write_json_atomic
 from training.baselines import paired_difference
-from training.config import load_config
+from training.config import TrainConfig, load_config
 from training.evaluate import load_for_eval
 from training.features import SequenceFeatures, ensure_features
 from training.importers.cli import parse_int_set
@@ -300,18 +300,20 @@ def pct(x: float) -> str:
 
 
 def training_of(work: Path) -> str:
-    """How a finished work folder's model was trained: its epochs and training clips (the checkpoint does not say)."""
+    """How a finished work folder's model was trained: its epochs, training clips and weight average (the model
+    summary does not say)."""
     epochs = json.loads((work / "run" / "summary.json").read_text())["epochs"]
     train_clips = len(json.loads((work / "dataset" / "splits.json").read_text())["train"])
-    return f"{epochs} epochs on {train_clips} training clips"
+    decay = load_config(work / "run" / "config.yaml").optim.ema_decay
+    return f"{epochs} epochs on {train_clips} training clips" + (f", weight average EMA {decay:g}" if decay else "")
 
 
-def model_traits(model: R3D) -> dict[str, Any]:
-    """What tells the candidate recipes' depth-only models apart: the depth map's and the person crop's (H, W), and
-    whether the temporal encoder is causal."""
+def model_traits(model: R3D, trained: TrainConfig) -> dict[str, Any]:
+    """What tells the candidate recipes' depth-only models apart: the depth map's and the person crop's (H, W),
+    whether the temporal encoder is causal, and the decay of the weight average the checkpoint holds (0: none)."""
     cfg = model.cfg
     return {"depth_size": list(cfg.preprocessing.depth_size), "person_crop": list(cfg.person_crop),
-            "causal_encoder": cfg.causal_encoder}  # fmt: skip
+            "causal_encoder": cfg.causal_encoder, "ema_decay": trained.optim.ema_decay}  # fmt: skip
 
 
 def validation_run(work: Path) -> dict[str, Any]:
@@ -332,7 +334,7 @@ def validation_run(work: Path) -> dict[str, Any]:
     return {
         "work": str(work),
         "epochs": json.loads((work / "run" / "summary.json").read_text())["epochs"],
-        **model_traits(load_for_eval(work / "run" / "best.safetensors")[0]),
+        **model_traits(*load_for_eval(work / "run" / "best.safetensors")[:2]),
         "train_clips": len(splits["train"]),
         "val_subjects": splits.get("val_subjects", []),
         "val_clips": validation["test_clips"],
@@ -356,10 +358,12 @@ def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def describe_recipe(run: dict[str, Any]) -> str:
-    """'15 epochs, depth 60x80, person crop 32x16' (', causal temporal encoder' when it is)."""
+    """'15 epochs, depth 60x80, person crop 32x16' (', causal temporal encoder' and ', weight average 0.997' when
+    they are)."""
     (dh, dw), (ch, cw) = run["depth_size"], run["person_crop"]
     causal = ", causal temporal encoder" if run["causal_encoder"] else ""
-    return f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}{causal}"
+    average = f", weight average {run['ema_decay']:g}" if run["ema_decay"] else ""
+    return f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}{causal}{average}"
 
 
 def score_cells(run: dict[str, Any]) -> str:
@@ -385,6 +389,7 @@ def pooled_by_recipe(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "recipe": recipe, "epochs": rs[0]["epochs"], "depth_size": rs[0]["depth_size"],
             "person_crop": rs[0]["person_crop"], "causal_encoder": rs[0]["causal_encoder"],
+            "ema_decay": rs[0]["ema_decay"],
             "val_subjects": sorted(s for r in rs for s in r["val_subjects"]),
             "val_clips": len(clips), **clip_scores(clips), "clips": clips,
         })  # fmt: skip
@@ -420,16 +425,17 @@ def render_recipe_choice(runs: list[dict[str, Any]], pooled: list[dict[str, Any]
         "Each run trained on the training subjects but one and was scored, as above, on every clip of the one held "
         "out: people it had not seen, as the test subjects are. The test subjects were not evaluated for these runs.",
         "",
-        "| work folder | held-out subject | epochs | depth input | person crop | temporal encoder | validation clip "
-        "accuracy (95 %) | validation frame accuracy (95 %) | training s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| work folder | held-out subject | epochs | depth input | person crop | temporal encoder | weight average | "
+        "validation clip accuracy (95 %) | validation frame accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in runs:
         (dh, dw), (ch, cw) = r["depth_size"], r["person_crop"]
         held = ", ".join(str(x) for x in r["val_subjects"])
         encoder = "causal" if r["causal_encoder"] else "whole window"
+        average = f"EMA {r['ema_decay']:g}" if r["ema_decay"] else "none"
         lines.append(f"| {r['work']} | {held} ({r['val_clips']} clips) | {r['epochs']} | {dh}x{dw} | {ch}x{cw} | "
-                     f"{encoder} | {score_cells(r)} |")  # fmt: skip
+                     f"{encoder} | {average} | {score_cells(r)} |")  # fmt: skip
     if any(len(r["val_subjects"]) > 1 for r in pooled):
         lines += [
             "",
@@ -799,7 +805,7 @@ def run(args: argparse.Namespace) -> int:
             cached["evaluation"] = timed("evaluate", lambda: evaluate_clips(best, dataset, data))
             write_json_atomic(evaluation_path, cached)
     evaluation = cached["evaluation"]
-    model, _, _ = load_for_eval(best)
+    model, trained_cfg, _ = load_for_eval(best)
     recipe = (model_summary(model), training_of(work))  # what --repeats must match
     comparison = None
     if args.compare_with is not None:  # another recipe's work folder, evaluated on the same test clips
@@ -828,7 +834,11 @@ def run(args: argparse.Namespace) -> int:
             "fps": model.cfg.fps,
             "summary": recipe[0] + " (the colour backbone never runs in training or evaluation)",
         },
-        "train": {"epochs": summary["epochs"], "best_selection": summary["best_selection"], **model_traits(model)},
+        "train": {
+            "epochs": summary["epochs"],
+            "best_selection": summary["best_selection"],
+            **model_traits(model, trained_cfg),
+        },
         "training": recipe[1],
         "timings_s": {
             "import (this invocation)": ran["import"],

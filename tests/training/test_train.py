@@ -91,6 +91,37 @@ def test_resume_after_a_stop_equals_the_uninterrupted_run(
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in two_epochs.history]
 
 
+def test_weight_average_is_what_the_checkpoints_hold_and_leaves_training_unchanged(
+    two_epochs: TrainResult, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    averaged = train(tiny_config(tiny_dataset, tmp_path / "ema", **{"optim.ema_decay": 0.5}))
+    raw_plain, _ = read_train_state(two_epochs.out / "train_state.safetensors")
+    raw_ema, _ = read_train_state(averaged.out / "train_state.safetensors")
+    plain_model = {k: v for k, v in raw_plain.items() if k.startswith("model.")}
+    assert plain_model and all(torch.equal(v, raw_ema[k]) for k, v in plain_model.items())  # same steps taken
+    served = _weights(averaged.last)
+    kept = {k.removeprefix("averaged.module."): v for k, v in raw_ema.items() if k.startswith("averaged.module.")}
+    assert served.keys() <= kept.keys() and all(torch.equal(v, kept[k]) for k, v in served.items())
+    assert any(not torch.equal(v, _weights(two_epochs.last)[k]) for k, v in served.items())
+    # a vanishing decay averages nothing: the average is the last step's weights
+    latest = train(tiny_config(tiny_dataset, tmp_path / "latest", **{"optim.ema_decay": 1e-12}))
+    for k, v in _weights(latest.last).items():
+        assert torch.allclose(v.float(), _weights(two_epochs.last)[k].float(), atol=1e-6), k
+
+
+def test_resume_keeps_the_weight_average(tiny_dataset: Path, tmp_path: Path) -> None:
+    whole = train(tiny_config(tiny_dataset, tmp_path / "whole", **{"optim.ema_decay": 0.5}))
+    out = tmp_path / "stopped"
+    train(tiny_config(tiny_dataset, out, **{"optim.ema_decay": 0.5, "run.max_epochs": 1}))
+    resumed = train(tiny_config(tiny_dataset, out, **{"optim.ema_decay": 0.5}), resume=True)
+    _assert_same_weights(whole.last, resumed.last)
+
+
+def test_weight_average_decay_out_of_range_names_the_field(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"optim\.ema_decay"):
+        train(tiny_config(tiny_dataset, tmp_path / "bad", **{"optim.ema_decay": 1.0}))
+
+
 def test_existing_run_folder_needs_resume(two_epochs: TrainResult, tiny_dataset: Path) -> None:
     with pytest.raises(ConfigError, match="already holds a run"):
         train(tiny_config(tiny_dataset, two_epochs.out))

@@ -198,16 +198,23 @@ def test_the_recipe_choice_takes_the_best_validation_clip_accuracy_then_the_fewe
 
 def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_validated_compete() -> None:
     def run(
-        subject: int, depth: tuple[int, int], hits: int, clips: int, frames_correct: int, causal: bool = False
+        subject: int,
+        depth: tuple[int, int],
+        hits: int,
+        clips: int,
+        frames_correct: int,
+        causal: bool = False,
+        ema: float = 0.0,
     ) -> dict[str, object]:
         rows = [clip_row(f"s{subject}_c{i}", i < hits, 10, frames_correct) for i in range(clips)]
         return {"work": f"w-{subject}-{depth[0]}", "epochs": 15, "depth_size": list(depth), "person_crop": [32, 16],
-                "causal_encoder": causal, "val_subjects": [subject], "val_clips": clips, **clip_scores(rows),
-                "clips": rows, "train_s": None}  # fmt: skip
+                "causal_encoder": causal, "ema_decay": ema, "val_subjects": [subject], "val_clips": clips,
+                **clip_scores(rows), "clips": rows, "train_s": None}  # fmt: skip
 
     runs = [run(7, (60, 80), 80, 100, 6), run(5, (60, 80), 25, 50, 4),
             run(7, (90, 120), 70, 100, 5), run(5, (90, 120), 36, 50, 5),
-            run(7, (30, 40), 95, 100, 9), run(7, (60, 80), 99, 100, 9, causal=True)]  # fmt: skip
+            run(7, (30, 40), 95, 100, 9), run(7, (60, 80), 99, 100, 9, causal=True),
+            run(7, (60, 80), 98, 100, 9, ema=0.997)]  # fmt: skip
     pooled = {r["recipe"]: r for r in pooled_by_recipe(runs)}
     base = pooled["15 epochs, depth 60x80, person crop 32x16"]
     fine = pooled["15 epochs, depth 90x120, person crop 32x16"]
@@ -221,6 +228,8 @@ def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_valid
     assert not pooled["15 epochs, depth 30x40, person crop 32x16"]["competes"] and base["competes"]
     causal = pooled["15 epochs, depth 60x80, person crop 32x16, causal temporal encoder"]  # a recipe of its own
     assert causal["val_clips"] == 100 and not causal["competes"]
+    averaged = pooled["15 epochs, depth 60x80, person crop 32x16, weight average 0.997"]  # so is a weight average
+    assert averaged["val_clips"] == 100 and averaged["ema_decay"] == 0.997 and not averaged["competes"]
     assert chosen_run([r for r in pooled.values() if r["competes"]])["depth_size"] == [90, 120]
     # the chosen recipe against each other competitor, paired over the same clips: +1 clip of 150, indistinguishable
     paired = base["against_chosen"]
@@ -230,6 +239,7 @@ def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_valid
     assert "against_chosen" not in fine and "against_chosen" not in pooled["15 epochs, depth 30x40, person crop 32x16"]
     text = "\n".join(render_recipe_choice(runs, list(pooled.values()), {**fine, "person_crop": [32, 16]}))
     assert "| 15 epochs, depth 60x80, person crop 32x16 | 5, 7 | 150 | 70.0 % (" in text
+    assert "| w-7-60 | 7 (100 clips) | 15 | 60x80 | 32x16 | whole window | EMA 0.997 | 98.0 % (" in text
     assert (
         "Paired difference, 15 epochs, depth 90x120, person crop 32x16 minus 15 epochs, depth 60x80, person crop "
         "32x16 (95 % bootstrap over the same 150 held-out clips): clip accuracy +0.7 points (" in text
@@ -265,4 +275,11 @@ def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_
     summary = json.loads((again / "run" / "summary.json").read_text())
     (again / "run" / "summary.json").write_text(json.dumps({**summary, "epochs": 3}))
     with pytest.raises(SystemExit, match="is not this recipe .*3 epochs.*use --compare-with"):
+        main([*common, "--work", str(work), "--repeats", str(again)])
+    # so is one whose checkpoint holds a weight average
+    (again / "run" / "summary.json").write_text(json.dumps(summary))
+    config = (again / "run" / "config.yaml").read_text()
+    assert "ema_decay: 0.0\n" in config
+    (again / "run" / "config.yaml").write_text(config.replace("ema_decay: 0.0\n", "ema_decay: 0.997\n"))
+    with pytest.raises(SystemExit, match="is not this recipe .*weight average EMA 0.997"):
         main([*common, "--work", str(work), "--repeats", str(again)])
