@@ -293,8 +293,9 @@ class R3DConfig:
     depth_encoder: str = "linear"  # one of DEPTH_ENCODERS; "linear" is the paper's branch
     person_crop: tuple[int, int] = PERSON_CROP  # (H, W) the person depth encoder resamples the person to
     temporal_encoder: bool = True  # False: memory = fused tokens (the authors' last code version; ablation)
-    causal_encoder: bool = False  # the temporal encoder lets a frame attend only to itself and earlier frames, as the
-    # served last frame does (False: every frame of the window, later ones too, as the paper's encoder)
+    # the temporal encoder lets a frame attend only to itself and earlier frames, as the served last frame does
+    # (False: every frame of the window, later ones too, as the paper's encoder)
+    causal_encoder: bool = False
     encoder_layers: int = 2
     heads: int = 8
     ffn: int = 512

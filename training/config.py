@@ -14,7 +14,13 @@ the generated flags `--optim.lr 3e-4`. Every problem is collected and reported i
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
+import functools
+import inspect
+import io
+import textwrap
+import tokenize
 import tomllib
 import types
 import typing
@@ -394,19 +400,54 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """Add one `--SECTION.FIELD VALUE` flag per config field (default: not given)."""
+    """Add one `--SECTION.FIELD VALUE` flag per config field (default: not given), its help the field's comment."""
     for section, cls in _SECTION_TYPES.items():
         group = parser.add_argument_group(f"{section} ({cls.__doc__ or ''}".rstrip() + ")")
         defaults = cls()
+        # the model section mirrors R3DConfig and Preprocessing, whose fields are documented where they are declared
+        comments = field_comments(cls)
+        if cls is ModelConfig:
+            comments = field_comments(Preprocessing) | field_comments(R3DConfig) | comments
         for name, hint in _hints(cls).items():
             default = getattr(defaults, name)
+            about = comments.get(name, "").replace("%", "%%")  # argparse formats help with %
             group.add_argument(
                 f"--{section}.{name}",
                 dest=f"cfg:{section}.{name}",
                 metavar=_metavar(hint),
                 default=argparse.SUPPRESS,
-                help=f"default: {default!r}",
+                help=f"{about} (default: {default!r})" if about else f"default: {default!r}",
             )
+
+
+@functools.cache
+def field_comments(cls: type) -> dict[str, str]:
+    """Each field's comment where the class declares it: the comment lines just above the field, then the one beside
+    it. The help of `--SECTION.FIELD`, so that a field is documented in one place."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # no source (a frozen build): flags without help text
+        return {}
+    lines = source.splitlines()
+    comments = {
+        tok.start[0]: tok.string.lstrip("#").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT and not tok.string.lstrip("#").strip().startswith(("fmt:", "noqa", "type:"))
+    }
+    out: dict[str, str] = {}
+    for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+            continue
+        parts: list[str] = []
+        n = node.lineno - 1
+        while n in comments and lines[n - 1].lstrip().startswith("#"):  # the block of comment lines above
+            parts.insert(0, comments[n])
+            n -= 1
+        if node.end_lineno in comments:
+            parts.append(comments[node.end_lineno])
+        if parts:
+            out[node.target.id] = " ".join(parts)
+    return out
 
 
 def _metavar(hint: Any) -> str:

@@ -13,6 +13,7 @@ from training.config import (
     TrainConfig,
     add_config_flags,
     dump_yaml,
+    field_comments,
     flag_overrides,
     load_config,
 )
@@ -96,6 +97,27 @@ def test_generated_flags_override_and_dump_round_trips(tmp_path: Path) -> None:
     saved = tmp_path / "config.yaml"
     saved.write_text(dump_yaml(cfg))
     assert load_config(saved) == cfg
+
+
+def test_each_flag_explains_its_field_with_the_comment_where_it_is_declared() -> None:
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    helps = {a.dest.removeprefix("cfg:"): a.help or "" for a in parser._actions if a.dest.startswith("cfg:")}
+    # a block of comment lines above the field
+    assert helps["optim.ema_decay"].startswith("exponential moving average of the weights, updated after every step")
+    assert helps["optim.ema_decay"].endswith("0 = off (default: 0.0)")
+    # the comment beside it; a model field with none of its own reads R3DConfig's or Preprocessing's
+    assert helps["data.min_observed_s"] == "streaming: shortest observed history of a window (seconds) (default: 1.0)"
+    assert helps["model.max_len"] == "positional table size: the longest token window (default: 2000)"
+    assert helps["model.depth_min_m"] == "nearer readings are invalid (holes) (default: 0.1)"
+    assert helps["optim.lr"] == "default: 0.001"  # undocumented: the default alone
+    # a block above belongs to the field below it, not to the one before
+    assert helps["data.max_val_sequences"] == "default: 0"
+    assert helps["data.max_train_sequences"].startswith("0: the whole split; N: its first N sequences")
+    parser.format_help()  # argparse formats every help string (a bare % would raise here)
+    documented = field_comments(R3DConfig)
+    assert documented["causal_encoder"].startswith("the temporal encoder lets a frame attend only to itself")
+    assert "classes" in documented and "heads" not in documented
 
 
 def test_missing_recipe_names_the_shipped_ones() -> None:
