@@ -694,6 +694,11 @@ def render_report(results: dict[str, Any]) -> str:
             if results["validation"] is not None
             else f"(the checkpoint of the lowest training loss, {-results['train']['best_selection']:.3f})"
         )
+        + (
+            f", its weights the moving average of the training steps' (decay {results['train']['ema_decay']:g})"
+            if results["train"]["ema_decay"]
+            else ""
+        )
         + "; the run's resolved training "
         "config is WORK/run/config.yaml (recipe: training/configs/utd_mhad.yaml unless --recipe named another, with "
         "the command's --set and --epochs overrides).",
