@@ -147,7 +147,7 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     assert clip_diff["difference"] == pytest.approx(
         conv["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
     )
-    assert comparison["training"] == conv["training"] == "2 epochs on 12 training clips"
+    assert comparison["training"] == conv["training"] == "2 epochs on 12 training clips, weight average EMA 0.997"
     assert "Paired difference" in (conv_out / "REPORT.md").read_text()
 
 
@@ -177,7 +177,7 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
     report = (out / "REPORT.md").read_text()
     assert "## Recipe choice on whole-subject validation" in report and "no validation split" in report
     assert "Choice (chosen_run" in report
-    assert "2 epochs, depth 60x80, person crop 32x16, as this report's model does" in report
+    assert "2 epochs, depth 60x80, person crop 32x16, weight average 0.997, as this report's model does" in report
     # a folder scored by an older evaluation (no per-clip rows) is refused, with how to score it again
     (val_work / "evaluation.json").write_text(json.dumps({**cached, "version": 2}))
     with pytest.raises(SystemExit, match="older evaluation .*run it again with --validate-only"):
@@ -276,10 +276,10 @@ def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_
     (again / "run" / "summary.json").write_text(json.dumps({**summary, "epochs": 3}))
     with pytest.raises(SystemExit, match="is not this recipe .*3 epochs.*use --compare-with"):
         main([*common, "--work", str(work), "--repeats", str(again)])
-    # so is one whose checkpoint holds a weight average
+    # so is one whose checkpoint holds the last weights instead of the recipe's weight average
     (again / "run" / "summary.json").write_text(json.dumps(summary))
     config = (again / "run" / "config.yaml").read_text()
-    assert "ema_decay: 0.0\n" in config
-    (again / "run" / "config.yaml").write_text(config.replace("ema_decay: 0.0\n", "ema_decay: 0.997\n"))
-    with pytest.raises(SystemExit, match="is not this recipe .*weight average EMA 0.997"):
+    assert "ema_decay: 0.997\n" in config
+    (again / "run" / "config.yaml").write_text(config.replace("ema_decay: 0.997\n", "ema_decay: 0.0\n"))
+    with pytest.raises(SystemExit, match="is not this recipe .*training clips\\), expected .*weight average EMA 0.997"):
         main([*common, "--work", str(work), "--repeats", str(again)])
