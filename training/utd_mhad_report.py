@@ -300,20 +300,28 @@ def pct(x: float) -> str:
 
 
 def training_of(work: Path) -> str:
-    """How a finished work folder's model was trained: its epochs, training clips and weight average (the model
-    summary does not say)."""
+    """How a finished work folder's model was trained: its epochs, training clips, regularisation and weight average
+    (the model summary does not say)."""
     epochs = json.loads((work / "run" / "summary.json").read_text())["epochs"]
     train_clips = len(json.loads((work / "dataset" / "splits.json").read_text())["train"])
-    decay = load_config(work / "run" / "config.yaml").optim.ema_decay
-    return f"{epochs} epochs on {train_clips} training clips" + (f", weight average EMA {decay:g}" if decay else "")
+    cfg = load_config(work / "run" / "config.yaml")
+    regularised = regularisation(cfg.model.dropout, cfg.optim.weight_decay)
+    average = f", weight average EMA {cfg.optim.ema_decay:g}" if cfg.optim.ema_decay else ""
+    return f"{epochs} epochs on {train_clips} training clips, {regularised}{average}"
+
+
+def regularisation(dropout: float, weight_decay: float) -> str:
+    return f"dropout {dropout:g}, weight decay {weight_decay:g}"
 
 
 def model_traits(model: R3D, trained: TrainConfig) -> dict[str, Any]:
     """What tells the candidate recipes' depth-only models apart: the depth map's and the person crop's (H, W),
-    whether the temporal encoder is causal, and the decay of the weight average the checkpoint holds (0: none)."""
+    whether the temporal encoder is causal, the dropout and weight decay it trained with, and the decay of the weight
+    average the checkpoint holds (0: none)."""
     cfg = model.cfg
     return {"depth_size": list(cfg.preprocessing.depth_size), "person_crop": list(cfg.person_crop),
-            "causal_encoder": cfg.causal_encoder, "ema_decay": trained.optim.ema_decay}  # fmt: skip
+            "causal_encoder": cfg.causal_encoder, "dropout": trained.model.dropout,
+            "weight_decay": trained.optim.weight_decay, "ema_decay": trained.optim.ema_decay}  # fmt: skip
 
 
 def validation_run(work: Path) -> dict[str, Any]:
@@ -358,12 +366,13 @@ def chosen_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def describe_recipe(run: dict[str, Any]) -> str:
-    """'15 epochs, depth 60x80, person crop 32x16' (', causal temporal encoder' and ', weight average 0.997' when
-    they are)."""
+    """'15 epochs, depth 60x80, person crop 32x16, dropout 0.1, weight decay 0.005' (', causal temporal encoder'
+    and ', weight average 0.997' when they are)."""
     (dh, dw), (ch, cw) = run["depth_size"], run["person_crop"]
     causal = ", causal temporal encoder" if run["causal_encoder"] else ""
     average = f", weight average {run['ema_decay']:g}" if run["ema_decay"] else ""
-    return f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}{causal}{average}"
+    return (f"{run['epochs']} epoch{'s' * (run['epochs'] != 1)}, depth {dh}x{dw}, person crop {ch}x{cw}, "
+            f"{regularisation(run['dropout'], run['weight_decay'])}{causal}{average}")  # fmt: skip
 
 
 def score_cells(run: dict[str, Any]) -> str:
@@ -389,7 +398,7 @@ def pooled_by_recipe(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "recipe": recipe, "epochs": rs[0]["epochs"], "depth_size": rs[0]["depth_size"],
             "person_crop": rs[0]["person_crop"], "causal_encoder": rs[0]["causal_encoder"],
-            "ema_decay": rs[0]["ema_decay"],
+            "dropout": rs[0]["dropout"], "weight_decay": rs[0]["weight_decay"], "ema_decay": rs[0]["ema_decay"],
             "val_subjects": sorted(s for r in rs for s in r["val_subjects"]),
             "val_clips": len(clips), **clip_scores(clips), "clips": clips,
         })  # fmt: skip
@@ -425,9 +434,9 @@ def render_recipe_choice(runs: list[dict[str, Any]], pooled: list[dict[str, Any]
         "Each run trained on the training subjects but one and was scored, as above, on every clip of the one held "
         "out: people it had not seen, as the test subjects are. The test subjects were not evaluated for these runs.",
         "",
-        "| work folder | held-out subject | epochs | depth input | person crop | temporal encoder | weight average | "
-        "validation clip accuracy (95 %) | validation frame accuracy (95 %) | training s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| work folder | held-out subject | epochs | depth input | person crop | temporal encoder | regularisation | "
+        "weight average | validation clip accuracy (95 %) | validation frame accuracy (95 %) | training s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in runs:
         (dh, dw), (ch, cw) = r["depth_size"], r["person_crop"]
@@ -435,7 +444,8 @@ def render_recipe_choice(runs: list[dict[str, Any]], pooled: list[dict[str, Any]
         encoder = "causal" if r["causal_encoder"] else "whole window"
         average = f"EMA {r['ema_decay']:g}" if r["ema_decay"] else "none"
         lines.append(f"| {r['work']} | {held} ({r['val_clips']} clips) | {r['epochs']} | {dh}x{dw} | {ch}x{cw} | "
-                     f"{encoder} | {average} | {score_cells(r)} |")  # fmt: skip
+                     f"{encoder} | {regularisation(r['dropout'], r['weight_decay'])} | {average} | "
+                     f"{score_cells(r)} |")  # fmt: skip
     if any(len(r["val_subjects"]) > 1 for r in pooled):
         lines += [
             "",

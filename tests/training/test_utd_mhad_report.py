@@ -147,7 +147,8 @@ def test_benchmark_command_writes_the_report_from_a_raw_folder(tmp_path: Path) -
     assert clip_diff["difference"] == pytest.approx(
         conv["evaluation"]["clip_accuracy"]["value"] - ev["clip_accuracy"]["value"]
     )
-    assert comparison["training"] == conv["training"] == "2 epochs on 12 training clips, weight average EMA 0.997"
+    trained = "2 epochs on 12 training clips, dropout 0.1, weight decay 0.005, weight average EMA 0.997"
+    assert comparison["training"] == conv["training"] == trained
     assert "Paired difference" in (conv_out / "REPORT.md").read_text()
 
 
@@ -177,7 +178,8 @@ def test_a_recipe_chosen_on_a_held_out_subject_is_retrained_on_every_training_cl
     report = (out / "REPORT.md").read_text()
     assert "## Recipe choice on whole-subject validation" in report and "no validation split" in report
     assert "Choice (chosen_run" in report
-    assert "2 epochs, depth 60x80, person crop 32x16, weight average 0.997, as this report's model does" in report
+    chosen = "2 epochs, depth 60x80, person crop 32x16, dropout 0.1, weight decay 0.005, weight average 0.997"
+    assert f"{chosen}, as this report's model does" in report
     # a folder scored by an older evaluation (no per-clip rows) is refused, with how to score it again
     (val_work / "evaluation.json").write_text(json.dumps({**cached, "version": 2}))
     with pytest.raises(SystemExit, match="older evaluation .*run it again with --validate-only"):
@@ -205,19 +207,25 @@ def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_valid
         frames_correct: int,
         causal: bool = False,
         ema: float = 0.0,
+        dropout: float = 0.1,
     ) -> dict[str, object]:
         rows = [clip_row(f"s{subject}_c{i}", i < hits, 10, frames_correct) for i in range(clips)]
         return {"work": f"w-{subject}-{depth[0]}", "epochs": 15, "depth_size": list(depth), "person_crop": [32, 16],
-                "causal_encoder": causal, "ema_decay": ema, "val_subjects": [subject], "val_clips": clips,
-                **clip_scores(rows), "clips": rows, "train_s": None}  # fmt: skip
+                "causal_encoder": causal, "dropout": dropout, "weight_decay": 0.005, "ema_decay": ema,
+                "val_subjects": [subject], "val_clips": clips, **clip_scores(rows), "clips": rows,
+                "train_s": None}  # fmt: skip
 
     runs = [run(7, (60, 80), 80, 100, 6), run(5, (60, 80), 25, 50, 4),
             run(7, (90, 120), 70, 100, 5), run(5, (90, 120), 36, 50, 5),
             run(7, (30, 40), 95, 100, 9), run(7, (60, 80), 99, 100, 9, causal=True),
-            run(7, (60, 80), 98, 100, 9, ema=0.997)]  # fmt: skip
+            run(7, (60, 80), 98, 100, 9, ema=0.997), run(7, (60, 80), 97, 100, 9, dropout=0.2)]  # fmt: skip
     pooled = {r["recipe"]: r for r in pooled_by_recipe(runs)}
-    base = pooled["15 epochs, depth 60x80, person crop 32x16"]
-    fine = pooled["15 epochs, depth 90x120, person crop 32x16"]
+
+    def recipe(depth: str, extra: str = "") -> str:
+        return f"15 epochs, depth {depth}, person crop 32x16, dropout 0.1, weight decay 0.005{extra}"
+
+    base = pooled[recipe("60x80")]
+    fine = pooled[recipe("90x120")]
     assert base["val_subjects"] == [5, 7] and base["val_clips"] == 150
     assert base["clip_accuracy"]["value"] == pytest.approx((80 + 25) / 150)  # pooled over clips
     assert base["frame_accuracy"]["value"] == pytest.approx((100 * 6 + 50 * 4) / 1500)  # pooled over frames
@@ -225,24 +233,29 @@ def test_recipes_held_out_on_several_subjects_are_pooled_and_only_the_most_valid
     assert lo < (80 + 25) / 150 < hi and hi - lo < 0.2  # a bootstrap interval over the 150 clips
     assert fine["clip_accuracy"]["value"] == pytest.approx((70 + 36) / 150)
     # the best single-subject score does not compete with recipes held out on two subjects
-    assert not pooled["15 epochs, depth 30x40, person crop 32x16"]["competes"] and base["competes"]
-    causal = pooled["15 epochs, depth 60x80, person crop 32x16, causal temporal encoder"]  # a recipe of its own
+    assert not pooled[recipe("30x40")]["competes"] and base["competes"]
+    causal = pooled[recipe("60x80", ", causal temporal encoder")]  # a recipe of its own
     assert causal["val_clips"] == 100 and not causal["competes"]
-    averaged = pooled["15 epochs, depth 60x80, person crop 32x16, weight average 0.997"]  # so is a weight average
+    averaged = pooled[recipe("60x80", ", weight average 0.997")]  # so is a weight average
     assert averaged["val_clips"] == 100 and averaged["ema_decay"] == 0.997 and not averaged["competes"]
+    dropped = pooled["15 epochs, depth 60x80, person crop 32x16, dropout 0.2, weight decay 0.005"]  # and a dropout
+    assert dropped["val_clips"] == 100 and dropped["dropout"] == 0.2 and not dropped["competes"]
     assert chosen_run([r for r in pooled.values() if r["competes"]])["depth_size"] == [90, 120]
     # the chosen recipe against each other competitor, paired over the same clips: +1 clip of 150, indistinguishable
     paired = base["against_chosen"]
     assert paired["clip_accuracy"]["difference"] == pytest.approx(1 / 150)
     assert paired["clip_accuracy"]["verdict"] == "not distinguishable"
     assert paired["frame_accuracy"]["difference"] == pytest.approx((100 * -1 + 50 * 1) / 1500)
-    assert "against_chosen" not in fine and "against_chosen" not in pooled["15 epochs, depth 30x40, person crop 32x16"]
+    assert "against_chosen" not in fine and "against_chosen" not in pooled[recipe("30x40")]
     text = "\n".join(render_recipe_choice(runs, list(pooled.values()), {**fine, "person_crop": [32, 16]}))
-    assert "| 15 epochs, depth 60x80, person crop 32x16 | 5, 7 | 150 | 70.0 % (" in text
-    assert "| w-7-60 | 7 (100 clips) | 15 | 60x80 | 32x16 | whole window | EMA 0.997 | 98.0 % (" in text
+    assert f"| {recipe('60x80')} | 5, 7 | 150 | 70.0 % (" in text
     assert (
-        "Paired difference, 15 epochs, depth 90x120, person crop 32x16 minus 15 epochs, depth 60x80, person crop "
-        "32x16 (95 % bootstrap over the same 150 held-out clips): clip accuracy +0.7 points (" in text
+        "| w-7-60 | 7 (100 clips) | 15 | 60x80 | 32x16 | whole window | dropout 0.1, weight decay 0.005 | EMA 0.997 | "
+        "98.0 % (" in text
+    )
+    assert (
+        f"Paired difference, {recipe('90x120')} minus {recipe('60x80')} (95 % bootstrap over the same 150 held-out "
+        "clips): clip accuracy +0.7 points (" in text
     )
     assert "as this report's model does" in text
 
@@ -281,5 +294,10 @@ def test_the_same_recipe_run_again_is_set_beside_this_run_and_another_recipe_is_
     config = (again / "run" / "config.yaml").read_text()
     assert "ema_decay: 0.997\n" in config
     (again / "run" / "config.yaml").write_text(config.replace("ema_decay: 0.997\n", "ema_decay: 0.0\n"))
-    with pytest.raises(SystemExit, match="is not this recipe .*training clips\\), expected .*weight average EMA 0.997"):
+    refused = "is not this recipe .*weight decay 0.005\\), expected .*weight average EMA 0.997"
+    with pytest.raises(SystemExit, match=refused):
+        main([*common, "--work", str(work), "--repeats", str(again)])
+    # and one trained with another weight decay
+    (again / "run" / "config.yaml").write_text(config.replace("weight_decay: 0.005\n", "weight_decay: 0.05\n"))
+    with pytest.raises(SystemExit, match="is not this recipe .*weight decay 0.05, weight average"):
         main([*common, "--work", str(work), "--repeats", str(again)])
