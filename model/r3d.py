@@ -283,7 +283,7 @@ class R3DConfig:
     """Everything needed to rebuild an R3D model; serialised into every checkpoint."""
 
     classes: list[str]  # action labels of the dataset; NONE is appended internally as the last index
-    fusion: str = "rtf"  # one of FUSIONS
+    fusion: str = "rtf"  # "rtf" (R3D), "cen", "attention", "concat", "rgb" or "depth" (FUSIONS)
     exchange_ratio: float = 0.1  # rho: share of channels exchanged per modality (paper ablates 0.1 / 0.2 / 0.3)
     selection: str = "gamma"  # "gamma": smallest |BatchNorm gamma|, fixed at inference; "variance": per sample
     hidden: int = 128  # C

@@ -430,9 +430,11 @@ def field_comments(cls: type) -> dict[str, str]:
         return {}
     lines = source.splitlines()
     comments = {
-        tok.start[0]: tok.string.lstrip("#").strip()
+        tok.start[0]: text
         for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-        if tok.type == tokenize.COMMENT and not tok.string.lstrip("#").strip().startswith(("fmt:", "noqa", "type:"))
+        if tok.type == tokenize.COMMENT
+        for text in [tok.string.lstrip("#").strip()]
+        if not text.startswith(("fmt:", "noqa", "type:"))  # tool directives are not documentation
     }
     out: dict[str, str] = {}
     for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from model import ConfigError, Preprocessing, R3DConfig
+from model import FUSIONS, ConfigError, Preprocessing, R3DConfig
 from training.config import (
     RECIPES,
     ModelConfig,
@@ -111,6 +111,7 @@ def test_each_flag_explains_its_field_with_the_comment_where_it_is_declared() ->
     assert helps["model.max_len"] == "positional table size: the longest token window (default: 2000)"
     assert helps["model.depth_min_m"] == "nearer readings are invalid (holes) (default: 0.1)"
     assert helps["optim.lr"] == "default: 0.001"  # undocumented: the default alone
+    assert all(f'"{name}"' in helps["model.fusion"] for name in FUSIONS)  # the choices, not a constant's name
     # a block above belongs to the field below it, not to the one before
     assert helps["data.max_val_sequences"] == "default: 0"
     assert helps["data.max_train_sequences"].startswith("0: the whole split; N: its first N sequences")
