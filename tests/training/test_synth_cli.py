@@ -83,14 +83,16 @@ def test_cli_synth_tiny_end_to_end(tmp_path: Path) -> None:
 
 
 def test_cli_synth_refuses_an_existing_dataset_unless_overwrite(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["synth", "--out", str(tmp_path), "--sequences", "1", "--frames", "3", "--width", "32", "--height", "24"]
-    assert data_main(argv + ["--no-previews"]) == 0
+    assert data_main(argv + ["--no-previews", "--no-progress"]) == 0
+    assert "synth:" not in capsys.readouterr().err  # no progress bar
     with caplog.at_level(logging.ERROR):
         assert data_main(argv) == 2
     assert "already holds a dataset" in caplog.text
     assert data_main(argv + ["--overwrite", "--frames", "4"]) == 0
+    assert "synth: 100%" in capsys.readouterr().err  # the bar, by default
     assert Dataset(tmp_path).meta("synth_00000").num_frames == 4
 
 

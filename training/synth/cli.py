@@ -45,6 +45,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--workers", type=int, default=2, help="processes rendering sequences in parallel")
     p.add_argument("--no-previews", action="store_true", help="skip the contact sheets in DIR/previews")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     p.add_argument(
         "--resume",
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         recordings=args.recordings,
         overwrite=args.overwrite,
         resume=args.resume,
-        progress=progress,
+        progress=None if args.no_progress else progress,
     )
     if not result.sequence_ids:
         where = result.root / "recordings"
