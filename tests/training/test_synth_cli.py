@@ -35,7 +35,7 @@ def test_generate_writes_a_dataset_that_dataset_reads(tmp_path: Path) -> None:
         frames = list(ds.frames(sid))
         assert [f.index for f in frames] == list(range(12))
         assert all(f.label in ACTIONS for f in frames)
-        assert frames[3].rgb.shape == (60, 80, 3) and frames[3].depth.dtype == np.uint16
+        assert frames[3].rgb is not None and frames[3].rgb.shape == (60, 80, 3) and frames[3].depth.dtype == np.uint16
         assert 500 < np.median(frames[3].depth[frames[3].depth > 0]) < 6000  # millimetres in a room
         sheet = cv2.imread(str(tmp_path / "ds" / "previews" / f"{sid}.png"))
         assert sheet is not None and sheet.shape[1] == 80 * len(preview_indices(12))
